@@ -1,0 +1,261 @@
+"""Configuration: one YAML file, validated at start-up into frozen dataclasses.
+
+Every problem is reported as a ConfigError naming the key, so that the operator
+gets one line that says what to fix instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
+
+
+class ConfigError(Exception):
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    # None means: start the embedded PostgreSQL under data_dir.
+    dsn: str | None = None
+    min_size: int = 2
+    max_size: int = 20
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    enabled: bool = True
+    per_user: RateLimit = RateLimit(10.0, 50)
+    per_ip: RateLimit = RateLimit(20.0, 100)
+    login: RateLimit = RateLimit(0.5, 5)
+    register: RateLimit = RateLimit(0.2, 5)
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    open: bool = False
+    shared_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    allowed_servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    server_name: str
+    data_dir: Path
+    signing_key_path: Path
+    client_listener: Listener
+    metrics_listener: Listener | None = None
+    public_baseurl: str | None = None
+    database: DatabaseConfig = DatabaseConfig()
+    registration: RegistrationConfig = RegistrationConfig()
+    rate_limits: RateLimitConfig = RateLimitConfig()
+    federation: FederationConfig = FederationConfig()
+    default_room_version: str = DEFAULT_ROOM_VERSION
+    max_sync_timeout_ms: int = 60_000
+    password_min_length: int = 8
+    admins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_baseurl:
+            return self.public_baseurl.rstrip("/") + "/"
+        return f"http://{self.client_listener.host}:{self.client_listener.port}/"
+
+
+_SERVER_NAME = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def parse_listen(value: str, key: str = "listen") -> Listener:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(key, f"expected HOST:PORT, got {value!r}")
+    try:
+        port_no = int(port)
+    except ValueError:
+        raise ConfigError(key, f"port {port!r} is not a number") from None
+    if not 0 < port_no < 65536:
+        raise ConfigError(key, f"port {port_no} is out of range 1-65535")
+    return Listener(host.strip("[]"), port_no)
+
+
+class _Section:
+    """Reads typed values out of one mapping, naming the dotted key on error."""
+
+    def __init__(self, data: Any, prefix: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(prefix.rstrip(".") or "<root>", "must be a mapping")
+        self.data = data
+        self.prefix = prefix
+
+    def _key(self, name: str) -> str:
+        return self.prefix + name
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if name not in self.data or self.data[name] is None:
+            if default is ...:
+                raise ConfigError(self._key(name), "is required")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and kind is not bool:
+            raise ConfigError(self._key(name), f"must be {_kind_name(kind)}, not a boolean")
+        if not isinstance(value, kind):
+            raise ConfigError(self._key(name), f"must be {_kind_name(kind)}")
+        return value
+
+    def section(self, name: str) -> _Section:
+        return _Section(self.data.get(name), self._key(name) + ".")
+
+    def positive_int(self, name: str, default: int) -> int:
+        value = self.get(name, int, default)
+        if value <= 0:
+            raise ConfigError(self._key(name), "must be a positive integer")
+        return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a mapping",
+    }
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def _rate_limit(section: _Section, name: str, default: RateLimit) -> RateLimit:
+    sub = section.section(name)
+    per_second = sub.get("per_second", float, default.per_second)
+    burst = sub.get("burst", int, default.burst)
+    if per_second <= 0 or burst <= 0:
+        raise ConfigError(sub.prefix.rstrip("."), "per_second and burst must be positive")
+    return RateLimit(per_second, burst)
+
+
+def parse_config(data: Any, base_dir: Path) -> Config:
+    root = _Section(data, "")
+    server_name = root.get("server_name", str)
+    if not _SERVER_NAME.match(server_name):
+        raise ConfigError("server_name", f"{server_name!r} is not a valid server name")
+
+    data_dir = (base_dir / root.get("data_dir", str)).resolve()
+    signing_key_path = base_dir / root.get("signing_key_path", str, str(data_dir / "signing.key"))
+
+    listeners = root.section("listeners")
+    client = parse_listen(listeners.get("client", str), "listeners.client")
+    metrics_value = listeners.get("metrics", str, None)
+    metrics = parse_listen(metrics_value, "listeners.metrics") if metrics_value else None
+
+    db = root.section("database")
+    dsn = db.get("dsn", str, None)
+    database = DatabaseConfig(
+        dsn=dsn,
+        min_size=db.positive_int("min_size", 2),
+        max_size=db.positive_int("max_size", 20),
+    )
+    if database.min_size > database.max_size:
+        raise ConfigError("database.min_size", "must not exceed database.max_size")
+
+    reg = root.section("registration")
+    registration = RegistrationConfig(
+        open=reg.get("open", bool, False),
+        shared_secret=reg.get("shared_secret", str, None),
+    )
+
+    rl = root.section("rate_limits")
+    defaults = RateLimitConfig()
+    rate_limits = RateLimitConfig(
+        enabled=rl.get("enabled", bool, True),
+        per_user=_rate_limit(rl, "per_user", defaults.per_user),
+        per_ip=_rate_limit(rl, "per_ip", defaults.per_ip),
+        login=_rate_limit(rl, "login", defaults.login),
+        register=_rate_limit(rl, "register", defaults.register),
+    )
+
+    fed = root.section("federation")
+    allowed = fed.get("allowed_servers", list, [])
+    if not all(isinstance(s, str) for s in allowed):
+        raise ConfigError("federation.allowed_servers", "must be a list of server names")
+
+    rooms = root.section("rooms")
+    default_version = str(rooms.get("default_version", (str, int), DEFAULT_ROOM_VERSION))
+    if default_version not in KNOWN_ROOM_VERSIONS:
+        raise ConfigError("rooms.default_version", f"unknown room version {default_version!r}")
+
+    admins = root.get("admins", list, [])
+    if not all(isinstance(a, str) and a.startswith("@") for a in admins):
+        raise ConfigError("admins", "must be a list of user IDs")
+
+    log_level = root.get("log_level", str, "INFO").upper()
+    if log_level not in _LOG_LEVELS:
+        raise ConfigError("log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
+
+    return Config(
+        server_name=server_name,
+        data_dir=data_dir,
+        signing_key_path=signing_key_path.resolve(),
+        client_listener=client,
+        metrics_listener=metrics,
+        public_baseurl=root.get("public_baseurl", str, None),
+        database=database,
+        registration=registration,
+        rate_limits=rate_limits,
+        federation=FederationConfig(tuple(allowed)),
+        default_room_version=default_version,
+        max_sync_timeout_ms=root.section("sync").positive_int("max_timeout_ms", 60_000),
+        password_min_length=root.section("passwords").get("min_length", int, 8),
+        admins=tuple(admins),
+        log_level=log_level,
+        raw=root.data,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    config_path = Path(path)
+    try:
+        text = config_path.read_text()
+    except OSError as e:
+        raise ConfigError("config", f"cannot read {config_path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError("config", f"{config_path} is not valid YAML{where}") from None
+    return parse_config(data, config_path.parent.resolve())

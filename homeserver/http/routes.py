@@ -1,0 +1,84 @@
+"""Declaring Client-Server API routes once, served under each API version prefix.
+
+Each package has a `routes` module with a `RouteTable`; homeserver.app mounts them all.
+A handler declared with `auth=True` receives the authenticated Requester as a second
+argument; `ratelimit=True` charges the requester's bucket.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from homeserver.http.auth import authenticate
+from homeserver.http.context import get_hs
+
+CLIENT_VERSIONS = ("r0", "v3")
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    paths: tuple[str, ...]
+    handler: Handler
+
+
+class RouteTable:
+    def __init__(self):
+        self.routes: list[Route] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: bool = True,
+        ratelimit: bool = False,
+        versions: tuple[str, ...] = CLIENT_VERSIONS,
+        prefix: str = "/_matrix/client",
+        raw_path: bool = False,
+    ):
+        """`path` follows the version prefix unless raw_path, e.g. "/rooms/{room_id}/state"."""
+        if raw_path:
+            paths = (path,)
+        else:
+            paths = tuple(f"{prefix}/{v}{path}" for v in versions)
+
+        def decorate(fn: Handler) -> Handler:
+            @functools.wraps(fn)
+            async def wrapper(request: web.Request) -> web.StreamResponse:
+                if not auth:
+                    return await fn(request)
+                hs = get_hs(request)
+                requester = await authenticate(request, hs.db)
+                request["requester"] = requester
+                if ratelimit:
+                    hs.user_limiter.check(requester.user_id)
+                return await fn(request, requester)
+
+            self.routes.append(Route(method, paths, wrapper))
+            return fn
+
+        return decorate
+
+    def get(self, path: str, **kw):
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw):
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw):
+        return self.route("PUT", path, **kw)
+
+    def delete(self, path: str, **kw):
+        return self.route("DELETE", path, **kw)
+
+    def mount(self, app: web.Application) -> None:
+        for r in self.routes:
+            for p in r.paths:
+                app.router.add_route(r.method, p, r.handler)

@@ -1,0 +1,44 @@
+"""Prometheus metrics, served on a listener of their own (see homeserver.app)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+http_requests = Counter(
+    "matrix_http_requests",
+    "Client-Server API requests by route, method and status",
+    ["method", "endpoint", "status"],
+    registry=REGISTRY,
+)
+http_latency = Histogram(
+    "matrix_http_request_duration_seconds",
+    "Time to answer a request, by route",
+    ["method", "endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+sync_longpolls = Gauge(
+    "matrix_sync_longpolls_open",
+    "/sync requests waiting for something to happen",
+    registry=REGISTRY,
+)
+events_persisted = Counter(
+    "matrix_events_persisted", "Room events written to the database", registry=REGISTRY
+)
+persist_batch_size = Histogram(
+    "matrix_event_persist_batch_size",
+    "Events written per group commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    registry=REGISTRY,
+)
+db_pool_connections = Gauge(
+    "matrix_db_pool_connections", "Database pool connections", ["state"], registry=REGISTRY
+)
+rate_limited = Counter(
+    "matrix_rate_limited_requests",
+    "Requests refused with M_LIMIT_EXCEEDED",
+    ["limit"],
+    registry=REGISTRY,
+)

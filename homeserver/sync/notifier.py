@@ -1,0 +1,97 @@
+"""Wakes the /sync long-polls that a change concerns, and nothing else.
+
+Keys are room IDs and user IDs. A change names the keys it concerns; a waiting /sync
+registered under its user's ID and the IDs of the rooms it is in. Changes arrive from
+this process's commits and, through LISTEN/NOTIFY, from every other process.
+
+The notifier also remembers, per key, the last position at which each stream changed for
+it (since this process started). /sync uses that to skip rooms with nothing new without
+asking the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from homeserver.metrics import sync_longpolls
+from storage.streams import STREAMS, StreamChange
+
+
+class Notifier:
+    def __init__(self):
+        self.positions: dict[str, int] = dict.fromkeys(STREAMS, 0)
+        # Positions at start: below these, we know nothing about which key changed.
+        self.start_positions: dict[str, int] = dict(self.positions)
+        self._last_change: dict[str, dict[str, int]] = {}
+        self._waiters: dict[str, set[asyncio.Future]] = {}
+        self._all_waiters: set[asyncio.Future] = set()
+
+    def start(self, positions: dict[str, int]) -> None:
+        self.positions.update(positions)
+        self.start_positions = dict(self.positions)
+
+    def stop(self) -> None:
+        for fut in list(self._all_waiters):
+            if not fut.done():
+                fut.set_result(None)
+
+    def current_token(self) -> dict[str, int]:
+        return dict(self.positions)
+
+    def on_change(self, change: StreamChange) -> None:
+        stream = change.stream
+        if change.position > self.positions.get(stream, 0):
+            self.positions[stream] = change.position
+        if change.everyone:
+            self._wake(self._all_waiters)
+            return
+        for key in (*change.rooms, *change.users):
+            per_stream = self._last_change.setdefault(key, {})
+            if change.position > per_stream.get(stream, 0):
+                per_stream[stream] = change.position
+            waiters = self._waiters.get(key)
+            if waiters:
+                self._wake(waiters)
+
+    @staticmethod
+    def _wake(waiters: Iterable[asyncio.Future]) -> None:
+        for fut in list(waiters):
+            if not fut.done():
+                fut.set_result(None)
+
+    def changed_since(self, key: str, stream: str, position: int) -> bool:
+        """False only when we know that `key` had no change on `stream` after `position`."""
+        if position < self.start_positions.get(stream, 0):
+            return True
+        return self._last_change.get(key, {}).get(stream, 0) > position
+
+    def _any_change(self, keys: Iterable[str], token: dict[str, int]) -> bool:
+        for key in keys:
+            for stream, pos in self._last_change.get(key, {}).items():
+                if pos > token.get(stream, 0):
+                    return True
+        return False
+
+    async def wait(self, keys: set[str], token: dict[str, int], timeout: float) -> None:
+        """Returns when something after `token` happened to one of `keys`, or on timeout."""
+        if timeout <= 0 or self._any_change(keys, token):
+            return
+        fut = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(fut)
+        self._all_waiters.add(fut)
+        sync_longpolls.inc()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            sync_longpolls.dec()
+            self._all_waiters.discard(fut)
+            for key in keys:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(fut)
+                    if not waiters:
+                        del self._waiters[key]

@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from homeserver.http.routes import RouteTable
+
+routes = RouteTable()

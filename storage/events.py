@@ -1,0 +1,3 @@
+class EventStore:
+    def __init__(self, db):
+        self.db = db

@@ -1,0 +1,94 @@
+"""Test harness: a real PostgreSQL, a fresh database per test, the real server on loopback.
+
+HS_TEST_DSN names a PostgreSQL cluster to use (scripts/test.sh sets it when one answers on
+127.0.0.1:5432); without it the tests start an embedded PostgreSQL of their own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from tests.harness import TestServer, start_test_server
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn():
+    dsn = os.environ.get("HS_TEST_DSN")
+    if dsn:
+        yield dsn
+        return
+    from storage.embedded import EmbeddedPostgres
+
+    tmp = tempfile.mkdtemp(prefix="hs-test-pg-")
+    embedded = EmbeddedPostgres(Path(tmp))
+    yield embedded.start()
+    embedded.stop()
+
+
+def _dsn_for(admin_dsn: str, dbname: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(admin_dsn)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def template_db(pg_admin_dsn):
+    """A database with every migration applied, copied for each test (fast: a file copy)."""
+    from storage.database import apply_migrations
+
+    name = f"hs_template_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    conn = await asyncpg.connect(_dsn_for(pg_admin_dsn, name))
+    await apply_migrations(conn)
+    await conn.close()
+    yield name
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fresh_dsn(pg_admin_dsn, template_db):
+    name = f"hs_test_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(pg_admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    try:
+        yield _dsn_for(pg_admin_dsn, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_server(fresh_dsn, tmp_path):
+    """Starts servers on loopback; `await make_server(**config_overrides)`."""
+    servers: list[TestServer] = []
+
+    async def factory(**overrides) -> TestServer:
+        server = await start_test_server(
+            fresh_dsn if not servers else overrides.pop("dsn"),
+            tmp_path / f"server{len(servers)}",
+            **overrides,
+        )
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in reversed(servers):
+        await server.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def server(make_server) -> TestServer:
+    return await make_server()
