@@ -53,6 +53,8 @@ class Homeserver:
         self.login_limiter = RateLimiter("login", limits.login, limits.enabled)
         self.register_limiter = RateLimiter("register", limits.register, limits.enabled)
         self._background: set[asyncio.Task] = set()
+        # Functions that add sections to every /sync response (e2ee, presence, ...).
+        self.sync_extensions: list = []
         self._build_services()
 
     def _build_services(self) -> None:
