@@ -65,6 +65,14 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
+class VoipConfig:
+    # Empty: no TURN server, /voip/turnServer answers 404 M_NOT_FOUND.
+    turn_uris: tuple[str, ...] = ()
+    turn_shared_secret: str = ""
+    turn_user_lifetime_s: int = 86_400
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str
     data_dir: Path
@@ -76,6 +84,7 @@ class Config:
     registration: RegistrationConfig = RegistrationConfig()
     rate_limits: RateLimitConfig = RateLimitConfig()
     federation: FederationConfig = FederationConfig()
+    voip: VoipConfig = VoipConfig()
     default_room_version: str = DEFAULT_ROOM_VERSION
     max_sync_timeout_ms: int = 60_000
     password_min_length: int = 8
@@ -168,6 +177,16 @@ def _rate_limit(section: _Section, name: str, default: RateLimit) -> RateLimit:
     return RateLimit(per_second, burst)
 
 
+def _voip(section: _Section) -> VoipConfig:
+    uris = section.get("turn_uris", list, [])
+    if not all(isinstance(u, str) and u.startswith(("turn:", "turns:")) for u in uris):
+        raise ConfigError("voip.turn_uris", "must be a list of turn: or turns: URIs")
+    secret = section.get("turn_shared_secret", str, "")
+    if uris and not secret:
+        raise ConfigError("voip.turn_shared_secret", "is required when turn_uris is set")
+    return VoipConfig(tuple(uris), secret, section.positive_int("turn_user_lifetime_s", 86_400))
+
+
 def parse_config(data: Any, base_dir: Path) -> Config:
     root = _Section(data, "")
     server_name = root.get("server_name", str)
@@ -226,6 +245,8 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if log_level not in _LOG_LEVELS:
         raise ConfigError("log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
 
+    voip = _voip(root.section("voip"))
+
     return Config(
         server_name=server_name,
         data_dir=data_dir,
@@ -237,6 +258,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         registration=registration,
         rate_limits=rate_limits,
         federation=FederationConfig(tuple(allowed)),
+        voip=voip,
         default_room_version=default_version,
         max_sync_timeout_ms=root.section("sync").positive_int("max_timeout_ms", 60_000),
         password_min_length=root.section("passwords").get("min_length", int, 8),
