@@ -63,6 +63,9 @@ class Homeserver:
         from storage.events import EventStore
 
         self.event_store = EventStore(self.db)
+        from homeserver.accounts.service import AccountService
+
+        self.accounts = AccountService(self)
         self.events = EventService(self)
 
     def run_in_background(self, coro) -> asyncio.Task:

@@ -1,0 +1,134 @@
+"""Account data: PUT/GET /user/{u}/account_data/{type} and the per-room variant, plus the
+/sync extension that delivers what changed since the client's last sync."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from homeserver.http.auth import Requester
+from homeserver.http.context import get_hs
+from homeserver.http.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.http.request import json_body, json_response
+from homeserver.http.routes import RouteTable
+from storage.account_data import GLOBAL
+
+routes = RouteTable()
+
+MAX_TYPE_LENGTH = 255
+
+
+def check_target(requester: Requester, user_id: str, room_id: str = GLOBAL) -> None:
+    """Account data is private: only its owner reads or writes it."""
+    if user_id != requester.user_id:
+        raise forbidden("Cannot access another user's account data")
+    if room_id != GLOBAL and not (room_id.startswith("!") and ":" in room_id):
+        raise invalid_param(f"{room_id!r} is not a room ID")
+
+
+def check_type(data_type: str) -> None:
+    if not data_type or len(data_type) > MAX_TYPE_LENGTH:
+        raise invalid_param("Invalid account data type")
+
+
+async def write_account_data(hs, user_id: str, room_id: str, data_type: str, content) -> int:
+    """Stores one item at a new account_data stream position and wakes the user's syncs."""
+    encoded = orjson.dumps(content).decode()
+    async with hs.streams.write("account_data") as w:
+        await hs.accounts.account_data.put(w.conn, user_id, room_id, data_type, encoded, w.last)
+        w.wake(users=[user_id])
+    return w.last
+
+
+async def _put(request: web.Request, requester: Requester, room_id: str) -> web.Response:
+    user_id = request.match_info["user_id"]
+    data_type = request.match_info["type"]
+    check_target(requester, user_id, room_id)
+    check_type(data_type)
+    if data_type == "m.fully_read":
+        raise MatrixError(405, "M_BAD_JSON", "m.fully_read is set through /read_markers")
+    content = await json_body(request)
+    await write_account_data(get_hs(request), user_id, room_id, data_type, content)
+    return json_response({})
+
+
+async def _get(request: web.Request, requester: Requester, room_id: str) -> web.Response:
+    user_id = request.match_info["user_id"]
+    data_type = request.match_info["type"]
+    check_target(requester, user_id, room_id)
+    stored = await get_hs(request).accounts.account_data.get(user_id, room_id, data_type)
+    if stored is None:
+        # Bots (mautrix) rely on the 404 to tell "never set" from "empty".
+        raise not_found("Account data not found")
+    return web.Response(body=stored.encode(), content_type="application/json")
+
+
+@routes.put("/user/{user_id}/account_data/{type}")
+async def put_global(request: web.Request, requester: Requester) -> web.Response:
+    return await _put(request, requester, GLOBAL)
+
+
+@routes.get("/user/{user_id}/account_data/{type}")
+async def get_global(request: web.Request, requester: Requester) -> web.Response:
+    return await _get(request, requester, GLOBAL)
+
+
+@routes.put("/user/{user_id}/rooms/{room_id}/account_data/{type}")
+async def put_room(request: web.Request, requester: Requester) -> web.Response:
+    return await _put(request, requester, request.match_info["room_id"])
+
+
+@routes.get("/user/{user_id}/rooms/{room_id}/account_data/{type}")
+async def get_room(request: web.Request, requester: Requester) -> web.Response:
+    return await _get(request, requester, request.match_info["room_id"])
+
+
+def _type_allowed(data_type: str, event_filter: dict | None) -> bool:
+    """The `types`/`not_types` of an EventFilter, with '*' wildcards."""
+    if not isinstance(event_filter, dict):
+        return True
+
+    def matches(patterns) -> bool:
+        return any(
+            p == data_type or (p.endswith("*") and data_type.startswith(p[:-1]))
+            for p in patterns
+            if isinstance(p, str)
+        )
+
+    if matches(event_filter.get("not_types") or []):
+        return False
+    types = event_filter.get("types")
+    return types is None or matches(types)
+
+
+class AccountDataSync:
+    """The /sync extension: account_data.events and rooms.join.<id>.account_data.events."""
+
+    def __init__(self, accounts):
+        self.store = accounts.account_data
+
+    async def extend(self, ctx, response: dict) -> None:
+        upto = ctx.now["account_data"]
+        since = 0 if ctx.since is None else ctx.since.get("account_data", 0)
+        rows = list(await self.store.changed(ctx.user_id, since, upto))
+        newly_joined = [r for r in (ctx.newly_joined_room_ids or ()) if r in ctx.joined_room_ids]
+        if ctx.since is not None and newly_joined:
+            # A room joined since the last sync gets its whole account data, not just changes.
+            seen = {(r["room_id"], r["type"]) for r in rows}
+            extra = await self.store.for_rooms(ctx.user_id, newly_joined, upto)
+            rows.extend(r for r in extra if (r["room_id"], r["type"]) not in seen)
+
+        sync_filter = ctx.filter if isinstance(ctx.filter, dict) else {}
+        room_filter = sync_filter.get("room") if isinstance(sync_filter.get("room"), dict) else {}
+        global_events = response.setdefault("account_data", {}).setdefault("events", [])
+        for row in rows:
+            room_id, data_type = row["room_id"], row["type"]
+            event = {"type": data_type, "content": orjson.loads(row["content"])}
+            if room_id == GLOBAL:
+                if _type_allowed(data_type, sync_filter.get("account_data")):
+                    global_events.append(event)
+            elif room_id in ctx.joined_room_ids:
+                if _type_allowed(data_type, room_filter.get("account_data")):
+                    room = response.setdefault("rooms", {}).setdefault("join", {})
+                    room = room.setdefault(room_id, {})
+                    room.setdefault("account_data", {}).setdefault("events", []).append(event)

@@ -1,0 +1,91 @@
+"""AccountService: the stores of the accounts domain, and the operations several endpoints
+share (starting a login session, deleting devices)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from homeserver.http.auth import hash_token, new_access_token
+from storage.account_data import AccountDataStore
+from storage.accounts import AccountStore, ProfileStore
+from storage.devices import DeviceStore
+from storage.filters import FilterStore
+from storage.registration_tokens import NonceStore, RegistrationTokenStore
+from storage.uia import UIASessionStore
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
+logger = logging.getLogger(__name__)
+
+DevicesDeletedHook = Callable[[str, list[str]], Awaitable[None]]
+
+
+def new_device_id() -> str:
+    """Ten uppercase letters, like Synapse: clients display and type these."""
+    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(10))
+
+
+class AccountService:
+    def __init__(self, hs: Homeserver):
+        self.hs = hs
+        db = hs.db
+        self.users = AccountStore(db)
+        self.profiles = ProfileStore(db)
+        self.devices = DeviceStore(db)
+        self.uia_sessions = UIASessionStore(db)
+        self.registration_tokens = RegistrationTokenStore(db)
+        self.nonces = NonceStore(db)
+        self.account_data = AccountDataStore(db)
+        self.filters = FilterStore(db)
+        # Other domains (e2ee device keys, to-device inboxes, pushers) register here to
+        # clean up after devices that no longer exist: `async def hook(user_id, device_ids)`.
+        self.devices_deleted_hooks: list[DevicesDeletedHook] = []
+
+        from homeserver.accounts.account_data import AccountDataSync
+
+        hs.sync_extensions.append(AccountDataSync(self).extend)
+
+    def is_server_admin(self, user_id: str, is_admin_flag: bool) -> bool:
+        return is_admin_flag or user_id in self.hs.config.admins
+
+    async def start_session(
+        self,
+        conn,
+        user_id: str,
+        device_id: str | None,
+        display_name: str | None,
+        ip: str | None,
+    ) -> tuple[str, str]:
+        """Creates (or reuses) a device and a new access token in the caller's transaction.
+
+        Returns (access_token, device_id); only the token's hash is stored.
+        """
+        device_id = device_id or new_device_id()
+        token = new_access_token()
+        await self.devices.ensure_device(conn, user_id, device_id, display_name, ip)
+        await self.devices.add_token(conn, hash_token(token), user_id, device_id)
+        return token, device_id
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> list[str]:
+        """Deletes devices and their tokens, then tells the other domains."""
+        if not device_ids:
+            return []
+        async with self.hs.db.acquire() as conn:
+            async with conn.transaction():
+                deleted = await self.devices.delete_devices(conn, user_id, device_ids)
+        await self._run_deleted_hooks(user_id, deleted)
+        return deleted
+
+    async def _run_deleted_hooks(self, user_id: str, device_ids: list[str]) -> None:
+        if not device_ids:
+            return
+        for hook in self.devices_deleted_hooks:
+            try:
+                await hook(user_id, device_ids)
+            except Exception:
+                logger.exception("device deletion hook %r failed", hook)

@@ -1,0 +1,99 @@
+"""Users and their profiles: the rows an account is made of."""
+
+from __future__ import annotations
+
+import time
+
+from storage.database import Database
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class AccountStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def get_user(self, user_id: str):
+        """(user_id, password_hash, is_admin, deactivated) or None."""
+        return await self.db.fetchrow(
+            "SELECT user_id, password_hash, is_admin, deactivated FROM users WHERE user_id = $1",
+            user_id,
+        )
+
+    async def user_exists(self, user_id: str) -> bool:
+        return bool(await self.db.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id))
+
+    async def create_user(
+        self, conn, user_id: str, password_hash: str | None, is_admin: bool, displayname: str
+    ) -> bool:
+        """Inserts the user and their profile; False when the ID was taken meanwhile."""
+        status = await conn.execute(
+            "INSERT INTO users (user_id, password_hash, created_ts, is_admin)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING",
+            user_id,
+            password_hash,
+            now_ms(),
+            is_admin,
+        )
+        if status.endswith(" 0"):
+            return False
+        await conn.execute(
+            "INSERT INTO profiles (user_id, displayname) VALUES ($1, $2)"
+            " ON CONFLICT (user_id) DO UPDATE SET displayname = EXCLUDED.displayname",
+            user_id,
+            displayname,
+        )
+        return True
+
+    async def set_password_hash(self, user_id: str, password_hash: str | None, conn=None) -> None:
+        await (conn or self.db).execute(
+            "UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash
+        )
+
+    async def mark_deactivated(self, conn, user_id: str) -> None:
+        await conn.execute(
+            "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1",
+            user_id,
+        )
+
+
+class ProfileStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def get(self, user_id: str):
+        """(displayname, avatar_url) of an existing user, or None when there is no such user."""
+        return await self.db.fetchrow(
+            "SELECT p.displayname, p.avatar_url FROM users u"
+            " LEFT JOIN profiles p ON p.user_id = u.user_id WHERE u.user_id = $1",
+            user_id,
+        )
+
+    async def set_field(self, user_id: str, name: str, value: str | None) -> None:
+        # `name` comes from a fixed pair chosen by the caller, never from the request.
+        column = {"displayname": "displayname", "avatar_url": "avatar_url"}[name]
+        await self.db.execute(
+            f"INSERT INTO profiles (user_id, {column}) VALUES ($1, $2)"
+            f" ON CONFLICT (user_id) DO UPDATE SET {column} = EXCLUDED.{column}",
+            user_id,
+            value,
+        )
+
+    async def joined_member_events(self, user_id: str) -> list:
+        """(room_id, event json) of the user's current join event in every joined room."""
+        return await self.db.fetch(
+            "SELECT c.room_id, e.json FROM current_state c"
+            " JOIN events e ON e.event_id = c.event_id"
+            " WHERE c.type = 'm.room.member' AND c.state_key = $1 AND c.membership = 'join'",
+            user_id,
+        )
+
+    async def joined_room_ids(self, user_id: str) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT room_id FROM current_state"
+            " WHERE type = 'm.room.member' AND state_key = $1 AND membership = 'join'",
+            user_id,
+        )
+        return [r["room_id"] for r in rows]
