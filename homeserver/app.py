@@ -29,6 +29,8 @@ ROUTE_MODULES = (
     "homeserver.accounts.routes",
     "homeserver.rooms.routes",
     "homeserver.sync.routes",
+    "federation.routes.well_known",
+    "homeserver.push.routes",
 )
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
@@ -67,6 +69,12 @@ class Homeserver:
 
         self.accounts = AccountService(self)
         self.events = EventService(self)
+        from federation.service import Federation
+
+        self.federation = Federation(self)
+        from homeserver.misc.wiring import install as install_misc  # push, presence, directory
+
+        install_misc(self)
 
     def run_in_background(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -78,9 +86,11 @@ class Homeserver:
         self.notifier.start(await self.streams.current_positions())
         await self.db.listen(self.streams.on_notify)
         await self.events.start()
+        await self.federation.start()
 
     async def stop(self) -> None:
         await self.events.stop()
+        await self.federation.stop()
         self.notifier.stop()
         for task in list(self._background):
             task.cancel()

@@ -1,0 +1,144 @@
+"""Push rules (/pushrules) and pushers (/pushers): push.md and pushrules.yaml, pusher.yaml.
+
+Pushers are stored so that clients can register and list them, but nothing is delivered to
+push gateways yet.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.http.auth import Requester
+from homeserver.http.context import get_hs
+from homeserver.http.errors import invalid_param, missing_param
+from homeserver.http.request import field, json_body, json_response
+from homeserver.http.routes import RouteTable
+from homeserver.push.rules import PushRules
+
+routes = RouteTable()
+
+_RULE = "/pushrules/{scope}/{kind}/{rule_id}"
+
+
+def _rules(request: web.Request) -> PushRules:
+    return get_hs(request).push_rules
+
+
+def _scope(request: web.Request) -> None:
+    # Device-specific scopes were removed from the spec; only "global" exists.
+    if request.match_info["scope"] != "global":
+        raise invalid_param("Only the 'global' push rule scope exists")
+
+
+def _path(request: web.Request) -> tuple[str, str]:
+    _scope(request)
+    return request.match_info["kind"], request.match_info["rule_id"]
+
+
+@routes.get("/pushrules/")
+async def get_all(request: web.Request, requester: Requester) -> web.Response:
+    return json_response(await _rules(request).ruleset(requester.user_id))
+
+
+@routes.get("/pushrules/global/")
+async def get_global(request: web.Request, requester: Requester) -> web.Response:
+    return json_response((await _rules(request).ruleset(requester.user_id))["global"])
+
+
+@routes.get(_RULE)
+async def get_rule(request: web.Request, requester: Requester) -> web.Response:
+    kind, rule_id = _path(request)
+    return json_response(await _rules(request).get_rule(requester.user_id, kind, rule_id))
+
+
+@routes.put(_RULE, ratelimit=True)
+async def put_rule(request: web.Request, requester: Requester) -> web.Response:
+    kind, rule_id = _path(request)
+    body = await json_body(request)
+    before, after = request.query.get("before"), request.query.get("after")
+    await _rules(request).put_rule(requester.user_id, kind, rule_id, body, before, after)
+    return json_response({})
+
+
+@routes.delete(_RULE)
+async def delete_rule(request: web.Request, requester: Requester) -> web.Response:
+    kind, rule_id = _path(request)
+    await _rules(request).delete_rule(requester.user_id, kind, rule_id)
+    return json_response({})
+
+
+@routes.get(_RULE + "/enabled")
+async def get_enabled(request: web.Request, requester: Requester) -> web.Response:
+    kind, rule_id = _path(request)
+    rule = await _rules(request).get_rule(requester.user_id, kind, rule_id)
+    return json_response({"enabled": rule["enabled"]})
+
+
+@routes.put(_RULE + "/enabled")
+async def put_enabled(request: web.Request, requester: Requester) -> web.Response:
+    kind, rule_id = _path(request)
+    enabled = field(await json_body(request), "enabled", bool)
+    await _rules(request).set_enabled(requester.user_id, kind, rule_id, enabled)
+    return json_response({})
+
+
+@routes.get(_RULE + "/actions")
+async def get_actions(request: web.Request, requester: Requester) -> web.Response:
+    kind, rule_id = _path(request)
+    rule = await _rules(request).get_rule(requester.user_id, kind, rule_id)
+    return json_response({"actions": rule["actions"]})
+
+
+@routes.put(_RULE + "/actions")
+async def put_actions(request: web.Request, requester: Requester) -> web.Response:
+    kind, rule_id = _path(request)
+    actions = field(await json_body(request), "actions", list)
+    await _rules(request).set_actions(requester.user_id, kind, rule_id, actions)
+    return json_response({})
+
+
+# -- pushers ----------------------------------------------------------------------------------
+
+_PUSHER_KINDS = ("http", "email")
+
+
+@routes.get("/pushers")
+async def get_pushers(request: web.Request, requester: Requester) -> web.Response:
+    pushers = await get_hs(request).push_store.pushers(requester.user_id)
+    return json_response({"pushers": pushers})
+
+
+def _check_pusher(body: dict) -> dict:
+    pusher = {
+        "app_id": field(body, "app_id", str),
+        "pushkey": field(body, "pushkey", str),
+        "kind": body.get("kind", ...),
+    }
+    if pusher["kind"] is ...:
+        raise missing_param("Missing 'kind'")
+    if len(pusher["app_id"]) > 64 or len(pusher["pushkey"].encode()) > 512:
+        raise invalid_param("app_id is limited to 64 characters and pushkey to 512 bytes")
+    if pusher["kind"] is None:
+        return pusher
+    if pusher["kind"] not in _PUSHER_KINDS:
+        raise invalid_param(f"Unsupported pusher kind {pusher['kind']!r}")
+    for name in ("app_display_name", "device_display_name", "lang"):
+        pusher[name] = field(body, name, str)
+    pusher["data"] = field(body, "data", dict)
+    pusher["profile_tag"] = field(body, "profile_tag", str, None)
+    if pusher["kind"] == "http" and not isinstance(pusher["data"].get("url"), str):
+        raise missing_param("An http pusher needs data.url")
+    return pusher
+
+
+@routes.post("/pushers/set", ratelimit=True)
+async def set_pusher(request: web.Request, requester: Requester) -> web.Response:
+    body = await json_body(request)
+    pusher = _check_pusher(body)
+    append = field(body, "append", bool, False)
+    store = get_hs(request).push_store
+    if pusher["kind"] is None:
+        await store.delete_pusher(requester.user_id, pusher["app_id"], pusher["pushkey"])
+    else:
+        await store.set_pusher(requester.user_id, requester.token_hash, pusher, append)
+    return json_response({})
