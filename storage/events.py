@@ -1,3 +1,479 @@
+"""Room events and room state in PostgreSQL.
+
+Writes come in batches (group commit): one transaction stores many events, their state
+groups, the rooms' current state and forward extremities, and takes their stream positions.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from storage.database import Database
+
+StateKey = tuple[str, str]
+StateMap = dict[StateKey, str]
+
+# A state group stores its delta against prev_group; after this many links a full snapshot
+# is written instead, so resolving a group never walks more than this many rows back.
+MAX_STATE_CHAIN = 50
+
+
+@dataclass(eq=False)
+class StateGroupRef:
+    """A state snapshot whose id is known only once the batch holding it is committed."""
+
+    room_id: str
+    id: int | None = None
+    prev: StateGroupRef | None = None
+    delta: StateMap = field(default_factory=dict)
+    chain_length: int = 0
+    # Set when this group is stored as a full snapshot rather than a delta.
+    full: StateMap | None = None
+
+
+@dataclass
+class PersistItem:
+    event: dict[str, Any]
+    event_id: str
+    # Explicit: a v12 create event carries no room_id, its id is derived from the event.
+    room_id: str
+    state_before: StateGroupRef | None
+    state_after: StateGroupRef | None
+    unsigned: dict[str, Any] | None = None
+    txn_device_id: str | None = None
+    txn_id: str | None = None
+    # For a redaction: the target's id and its redacted JSON, written in the same batch.
+    redacts: tuple[str, str] | None = None
+    stream_ordering: int = 0
+
+
+@dataclass
+class StoredEvent:
+    event: dict[str, Any]
+    event_id: str
+    room_id: str
+    stream_ordering: int
+    unsigned: dict[str, Any] | None
+    txn_device_id: str | None
+    txn_id: str | None
+    redacted_by: str | None
+    state_group_before: int | None
+
+    @property
+    def type(self) -> str:
+        return self.event["type"]
+
+    @property
+    def sender(self) -> str:
+        return self.event["sender"]
+
+    @property
+    def state_key(self) -> str | None:
+        return self.event.get("state_key")
+
+    @property
+    def content(self) -> dict[str, Any]:
+        return self.event.get("content", {})
+
+
+_EVENT_COLUMNS = (
+    "e.event_id, e.room_id, e.stream_ordering, e.json, e.unsigned_json, e.txn_device_id,"
+    " e.txn_id, e.state_group_before, r.redaction_id"
+)
+_EVENT_FROM = "events e LEFT JOIN redactions r ON r.redacts = e.event_id"
+
+
+def _row_to_event(row) -> StoredEvent:
+    return StoredEvent(
+        event=orjson.loads(row["json"]),
+        event_id=row["event_id"],
+        room_id=row["room_id"],
+        stream_ordering=row["stream_ordering"],
+        unsigned=orjson.loads(row["unsigned_json"]) if row["unsigned_json"] else None,
+        txn_device_id=row["txn_device_id"],
+        txn_id=row["txn_id"],
+        redacted_by=row["redaction_id"],
+        state_group_before=row["state_group_before"],
+    )
+
+
+class EventCache:
+    """A bounded LRU of parsed events: /sync and auth checks read the same events again."""
+
+    def __init__(self, size: int = 50_000):
+        self.size = size
+        self._items: OrderedDict[str, StoredEvent] = OrderedDict()
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        item = self._items.get(event_id)
+        if item is not None:
+            self._items.move_to_end(event_id)
+        return item
+
+    def put(self, item: StoredEvent) -> None:
+        self._items[item.event_id] = item
+        self._items.move_to_end(item.event_id)
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def invalidate(self, event_id: str) -> None:
+        self._items.pop(event_id, None)
+
+
 class EventStore:
-    def __init__(self, db):
+    def __init__(self, db: Database):
         self.db = db
+        self.cache = EventCache()
+
+    # ---- writing -------------------------------------------------------------------------
+
+    async def persist_batch(self, conn, items: Sequence[PersistItem], first_pos: int) -> None:
+        """Writes `items` in order inside the caller's transaction, at positions from first_pos."""
+        for offset, item in enumerate(items):
+            item.stream_ordering = first_pos + offset
+        await self._write_state_groups(conn, items)
+        await conn.executemany(
+            "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
+            " membership, depth, origin_server_ts, state_group_before, state_group,"
+            " txn_device_id, txn_id, unsigned_json, json)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+            [
+                (
+                    it.stream_ordering,
+                    it.event_id,
+                    it.room_id,
+                    it.event["type"],
+                    it.event.get("state_key"),
+                    it.event["sender"],
+                    it.event.get("content", {}).get("membership")
+                    if it.event["type"] == "m.room.member"
+                    else None,
+                    it.event["depth"],
+                    it.event["origin_server_ts"],
+                    it.state_before.id if it.state_before else None,
+                    it.state_after.id if it.state_after else None,
+                    it.txn_device_id,
+                    it.txn_id,
+                    orjson.dumps(it.unsigned).decode() if it.unsigned else None,
+                    _canonical(it.event),
+                )
+                for it in items
+            ],
+        )
+        await self._update_current_state(conn, items)
+        await self._update_extremities(conn, items)
+        txns = [
+            (
+                it.event["sender"],
+                it.txn_device_id,
+                it.txn_id,
+                it.event_id,
+                it.event["origin_server_ts"],
+            )
+            for it in items
+            if it.txn_id is not None
+        ]
+        if txns:
+            await conn.executemany(
+                "INSERT INTO event_txns (user_id, device_id, txn_id, event_id, created_ts)"
+                " VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
+                txns,
+            )
+        for it in items:
+            if it.redacts is not None:
+                target, pruned_json = it.redacts
+                await conn.execute(
+                    "INSERT INTO redactions (redacts, redaction_id) VALUES ($1, $2)"
+                    " ON CONFLICT DO NOTHING",
+                    target,
+                    it.event_id,
+                )
+                # The content is gone from disk, not only hidden: hashes and signatures
+                # survive redaction, so the event stays verifiable.
+                await conn.execute(
+                    "UPDATE events SET json = $2 WHERE event_id = $1", target, pruned_json
+                )
+
+    async def _write_state_groups(self, conn, items: Sequence[PersistItem]) -> None:
+        new_groups: list[StateGroupRef] = []
+        for it in items:
+            ref = it.state_after
+            if ref is not None and ref.id is None and ref not in new_groups:
+                new_groups.append(ref)
+        if not new_groups:
+            return
+        ids = await conn.fetch(
+            "SELECT nextval('state_group_ids') AS id FROM generate_series(1, $1)", len(new_groups)
+        )
+        for ref, row in zip(new_groups, ids, strict=True):
+            ref.id = row["id"]
+        await conn.executemany(
+            "INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES ($1,$2,$3,$4)",
+            [
+                (
+                    ref.id,
+                    ref.room_id,
+                    None if ref.full is not None else (ref.prev.id if ref.prev else None),
+                    ref.chain_length,
+                )
+                for ref in new_groups
+            ],
+        )
+        entries = []
+        for ref in new_groups:
+            rows = ref.full if ref.full is not None else ref.delta
+            entries.extend((ref.id, t, sk, eid) for (t, sk), eid in rows.items())
+        await conn.executemany(
+            "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
+            " VALUES ($1,$2,$3,$4)",
+            entries,
+        )
+
+    async def _update_current_state(self, conn, items: Sequence[PersistItem]) -> None:
+        latest: dict[tuple[str, str, str], PersistItem] = {}
+        for it in items:
+            sk = it.event.get("state_key")
+            if sk is not None:
+                latest[(it.room_id, it.event["type"], sk)] = it
+        if not latest:
+            return
+        await conn.executemany(
+            "INSERT INTO current_state (room_id, type, state_key, event_id, membership)"
+            " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (room_id, type, state_key)"
+            " DO UPDATE SET event_id = EXCLUDED.event_id, membership = EXCLUDED.membership",
+            [
+                (
+                    room,
+                    etype,
+                    sk,
+                    it.event_id,
+                    it.event.get("content", {}).get("membership")
+                    if etype == "m.room.member"
+                    else None,
+                )
+                for (room, etype, sk), it in latest.items()
+            ],
+        )
+
+    async def _update_extremities(self, conn, items: Sequence[PersistItem]) -> None:
+        by_room: dict[str, list[PersistItem]] = {}
+        for it in items:
+            by_room.setdefault(it.room_id, []).append(it)
+        for room_id, room_items in by_room.items():
+            referenced = {p for it in room_items for p in _prev_ids(it.event)}
+            await conn.execute(
+                "DELETE FROM room_forward_extremities WHERE room_id = $1 AND event_id = ANY($2)",
+                room_id,
+                list(referenced),
+            )
+            heads = [it.event_id for it in room_items if it.event_id not in referenced]
+            await conn.executemany(
+                "INSERT INTO room_forward_extremities (room_id, event_id) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING",
+                [(room_id, h) for h in heads],
+            )
+
+    # ---- reading events ------------------------------------------------------------------
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        found: dict[str, StoredEvent] = {}
+        missing = []
+        for eid in event_ids:
+            cached = self.cache.get(eid)
+            if cached is not None:
+                found[eid] = cached
+            else:
+                missing.append(eid)
+        if missing:
+            rows = await self.db.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM {_EVENT_FROM} WHERE e.event_id = ANY($1)", missing
+            )
+            for row in rows:
+                item = _row_to_event(row)
+                self.cache.put(item)
+                found[item.event_id] = item
+        return found
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        return (await self.get_events([event_id])).get(event_id)
+
+    async def events_by_ordering(self, query: str, *args) -> list[StoredEvent]:
+        """Runs a query selecting event_ids (column `event_id`) and returns them in row order."""
+        rows = await self.db.fetch(query, *args)
+        ids = [r["event_id"] for r in rows]
+        events = await self.get_events(ids)
+        return [events[i] for i in ids if i in events]
+
+    async def room_events(
+        self,
+        room_id: str,
+        *,
+        after: int | None = None,
+        upto: int | None = None,
+        limit: int = 10,
+        backwards: bool = True,
+    ) -> list[StoredEvent]:
+        """Events with after < ordering <= upto, newest first when backwards."""
+        order = "DESC" if backwards else "ASC"
+        return await self.events_by_ordering(
+            "SELECT event_id FROM events WHERE room_id = $1"
+            " AND ($2::bigint IS NULL OR stream_ordering > $2)"
+            " AND ($3::bigint IS NULL OR stream_ordering <= $3)"
+            f" ORDER BY stream_ordering {order} LIMIT $4",
+            room_id,
+            after,
+            upto,
+            limit,
+        )
+
+    async def recent_events_for_rooms(
+        self, room_ids: Sequence[str], after: int | None, upto: int, limit: int
+    ) -> dict[str, list[StoredEvent]]:
+        """Up to `limit` newest events per room in (after, upto], oldest first. One query."""
+        rows = await self.db.fetch(
+            "SELECT e.room_id, e.event_id FROM unnest($1::text[]) AS r(room_id)"
+            " CROSS JOIN LATERAL (SELECT room_id, event_id, stream_ordering FROM events"
+            "   WHERE room_id = r.room_id AND stream_ordering <= $3"
+            "     AND ($2::bigint IS NULL OR stream_ordering > $2)"
+            "   ORDER BY stream_ordering DESC LIMIT $4) e",
+            list(room_ids),
+            after,
+            upto,
+            limit,
+        )
+        events = await self.get_events([r["event_id"] for r in rows])
+        result: dict[str, list[StoredEvent]] = {}
+        for row in rows:
+            ev = events.get(row["event_id"])
+            if ev is not None:
+                result.setdefault(row["room_id"], []).append(ev)
+        for evs in result.values():
+            evs.sort(key=lambda e: e.stream_ordering)
+        return result
+
+    async def last_state_groups_before(
+        self, room_ids: Sequence[str], upto: int
+    ) -> dict[str, int | None]:
+        """The state group after the last event at or below `upto`, per room. One query."""
+        rows = await self.db.fetch(
+            "SELECT r.room_id, e.state_group FROM unnest($1::text[]) AS r(room_id)"
+            " CROSS JOIN LATERAL (SELECT COALESCE(state_group, state_group_before) AS state_group"
+            "   FROM events WHERE room_id = r.room_id AND stream_ordering <= $2"
+            "   ORDER BY stream_ordering DESC LIMIT 1) e",
+            list(room_ids),
+            upto,
+        )
+        return {r["room_id"]: r["state_group"] for r in rows}
+
+    async def txn_event_id(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+        return await self.db.fetchval(
+            "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+            user_id,
+            device_id,
+            txn_id,
+        )
+
+    # ---- reading state -------------------------------------------------------------------
+
+    async def current_state_ids(self, room_id: str) -> StateMap:
+        rows = await self.db.fetch(
+            "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
+        )
+        return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
+
+    async def state_groups(
+        self, group_ids: Iterable[int], types: Sequence[StateKey] | None = None
+    ) -> dict[int, StateMap]:
+        """Resolves state groups (delta chains) to full maps in one recursive query.
+
+        `types` restricts the result to those (type, state_key) pairs; a state_key of None
+        matches every state_key of that type.
+        """
+        groups = sorted(set(g for g in group_ids if g is not None))
+        if not groups:
+            return {}
+        type_filter, args = "", [groups]
+        if types is not None:
+            exact = [(t, sk) for t, sk in types if sk is not None]
+            wild = [t for t, sk in types if sk is None]
+            type_filter = (
+                " AND ((s.type, s.state_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"
+                " OR s.type = ANY($4::text[]))"
+            )
+            args += [[t for t, _ in exact], [sk for _, sk in exact], wild]
+        rows = await self.db.fetch(
+            "WITH RECURSIVE chain(root, gid, prev, depth) AS ("
+            "  SELECT g.id, g.id, g.prev_group, 0 FROM state_groups g WHERE g.id = ANY($1)"
+            "  UNION ALL"
+            "  SELECT c.root, g.id, g.prev_group, c.depth + 1"
+            "  FROM chain c JOIN state_groups g ON g.id = c.prev)"
+            " SELECT c.root, c.depth, s.type, s.state_key, s.event_id"
+            " FROM chain c JOIN state_group_entries s ON s.state_group = c.gid"
+            f" WHERE TRUE{type_filter}"
+            " ORDER BY c.root, c.depth DESC",
+            *args,
+        )
+        result: dict[int, StateMap] = {g: {} for g in groups}
+        # Deepest (oldest) first, so newer deltas overwrite older entries.
+        for r in rows:
+            result[r["root"]][(r["type"], r["state_key"])] = r["event_id"]
+        return result
+
+    async def room_head(self, room_id: str):
+        """What building the next event in a room needs: version, extremities, depth, state."""
+        async with self.db.acquire() as conn:
+            room = await conn.fetchrow("SELECT room_version FROM rooms WHERE room_id = $1", room_id)
+            if room is None:
+                return None
+            extremities = [
+                r["event_id"]
+                for r in await conn.fetch(
+                    "SELECT event_id FROM room_forward_extremities WHERE room_id = $1", room_id
+                )
+            ]
+            last = await conn.fetchrow(
+                "SELECT e.depth, COALESCE(e.state_group, e.state_group_before) AS sg,"
+                " g.chain_length FROM events e"
+                " LEFT JOIN state_groups g ON g.id = COALESCE(e.state_group, e.state_group_before)"
+                " WHERE e.room_id = $1 ORDER BY e.depth DESC, e.stream_ordering DESC LIMIT 1",
+                room_id,
+            )
+            state_rows = await conn.fetch(
+                "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
+            )
+        return {
+            "room_version": room["room_version"],
+            "extremities": extremities,
+            "depth": last["depth"] if last else 0,
+            "state_group": last["sg"] if last else None,
+            "chain_length": last["chain_length"]
+            if last and last["chain_length"] is not None
+            else 0,
+            "state": {(r["type"], r["state_key"]): r["event_id"] for r in state_rows},
+        }
+
+    async def create_room_row(self, room_id: str, room_version: str, creator: str, ts: int) -> None:
+        await self.db.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1,$2,$3,$4)",
+            room_id,
+            room_version,
+            creator,
+            ts,
+        )
+
+
+def _prev_ids(event: dict[str, Any]) -> list[str]:
+    prev = event.get("prev_events", [])
+    # Room versions 1 and 2 list [event_id, hashes] pairs.
+    return [p[0] if isinstance(p, list) else p for p in prev]
+
+
+def _canonical(event: dict[str, Any]) -> str:
+    from canonicaljson import encode_canonical_json
+
+    return encode_canonical_json(event).decode()

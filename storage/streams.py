@@ -41,6 +41,8 @@ class StreamChange:
     users: set[str] = field(default_factory=set)
     # True when the payload was too large to list who is concerned: wake everyone.
     everyone: bool = False
+    # True when the change was committed by another process.
+    remote: bool = False
 
 
 @dataclass
@@ -128,4 +130,5 @@ class Streams:
     def on_notify(self, payload: str) -> None:
         instance, change = decode_change(payload)
         if instance != self.instance:
+            change.remote = True
             self.on_change(change)

@@ -1,9 +1,387 @@
+"""Creating local events and persisting them with group commit.
+
+Building an event needs the room's head: forward extremities, depth and current state.
+Heads are cached per room and updated as events are built, under a per-room lock, so
+events sent at once into one room chain linearly without waiting for each other's
+commit. Built events go to one queue; a single writer task takes everything queued and
+persists it in one transaction (group commit), in queue order.
+
+With several processes writing to one room, each keeps its own head; a change committed
+by another process drops our cached head, and a race between the two shows up as two
+forward extremities, which the next event references together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from homeserver.events.auth import AuthError, auth_types_for_event, check_auth
+from homeserver.events.hashing import add_content_hash, compute_event_id, room_id_from_create_event
+from homeserver.events.redaction import prune_event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.signing import sign_event
+from homeserver.http.errors import MatrixError, forbidden, not_found
+from homeserver.jsonutil import canonical, canonical_str
+from homeserver.metrics import events_persisted, persist_batch_size
+from storage.events import MAX_STATE_CHAIN, PersistItem, StateGroupRef, StateMap, StoredEvent
+from storage.streams import StreamChange
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES = 65536
+MAX_BATCH = 256
+# Stripped state given to invitees (spec: "Stripped state").
+STRIPPED_STATE_TYPES = (
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+    "m.room.guest_access",
+)
+
+
+@dataclass
+class RoomHead:
+    room_id: str
+    version: RoomVersion
+    extremities: list[str]
+    depth: int
+    state: StateMap
+    group: StateGroupRef | None
+    create_event: dict[str, Any] | None = None
+
+
+@dataclass
+class _Pending:
+    item: PersistItem
+    future: asyncio.Future = field(repr=False)
+
+
 class EventService:
-    def __init__(self, hs):
+    def __init__(self, hs: Homeserver):
         self.hs = hs
+        self.store = hs.event_store
+        self._heads: dict[str, RoomHead] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task | None = None
+        self._txn_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
-    async def start(self):
-        pass
+    async def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        previous = self.hs.streams.on_change
 
-    async def stop(self):
-        pass
+        def on_change(change: StreamChange) -> None:
+            # A room changed by another process: our cached head is stale.
+            if change.stream == "events" and getattr(change, "remote", False):
+                for room_id in change.rooms:
+                    self._heads.pop(room_id, None)
+            previous(change)
+
+        self.hs.streams.on_change = on_change
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+
+    # ---- heads ---------------------------------------------------------------------------
+
+    def _lock(self, room_id: str) -> asyncio.Lock:
+        lock = self._locks.get(room_id)
+        if lock is None:
+            lock = self._locks[room_id] = asyncio.Lock()
+        return lock
+
+    async def _head(self, room_id: str) -> RoomHead:
+        head = self._heads.get(room_id)
+        if head is not None:
+            return head
+        data = await self.store.room_head(room_id)
+        if data is None:
+            raise not_found("Unknown room")
+        version = KNOWN_ROOM_VERSIONS[data["room_version"]]
+        group = None
+        if data["state_group"] is not None:
+            group = StateGroupRef(
+                room_id, id=data["state_group"], chain_length=data["chain_length"]
+            )
+        head = RoomHead(room_id, version, data["extremities"], data["depth"], data["state"], group)
+        create_id = head.state.get(("m.room.create", ""))
+        if create_id:
+            create = await self.store.get_event(create_id)
+            head.create_event = create.event if create else None
+        self._heads[room_id] = head
+        return head
+
+    async def room_version(self, room_id: str) -> RoomVersion:
+        return (await self._head(room_id)).version
+
+    async def current_state_event(
+        self, room_id: str, etype: str, state_key: str = ""
+    ) -> StoredEvent | None:
+        head = await self._head(room_id)
+        event_id = head.state.get((etype, state_key))
+        return await self.store.get_event(event_id) if event_id else None
+
+    async def current_state(
+        self, room_id: str, keys: list[tuple[str, str]] | None = None
+    ) -> dict[tuple[str, str], StoredEvent]:
+        head = await self._head(room_id)
+        ids = {k: v for k, v in head.state.items() if keys is None or k in keys}
+        events = await self.store.get_events(ids.values())
+        return {k: events[v] for k, v in ids.items() if v in events}
+
+    async def membership(self, room_id: str, user_id: str) -> str | None:
+        ev = await self.current_state_event(room_id, "m.room.member", user_id)
+        return ev.content.get("membership") if ev else None
+
+    # ---- building ------------------------------------------------------------------------
+
+    async def create_and_send(
+        self,
+        sender: str,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None = None,
+        txn: tuple[str, str] | None = None,
+        *,
+        redacts: str | None = None,
+    ) -> str:
+        """Builds, authorises, signs and persists a local event; returns its event ID."""
+        if txn is not None:
+            key = (sender, *txn)
+            lock = self._txn_locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                try:
+                    existing = await self.store.txn_event_id(sender, *txn)
+                    if existing:
+                        return existing
+                    return await self._send(
+                        sender, room_id, event_type, content, state_key, txn, redacts
+                    )
+                finally:
+                    if not lock._waiters:
+                        self._txn_locks.pop(key, None)
+        return await self._send(sender, room_id, event_type, content, state_key, txn, redacts)
+
+    async def _send(self, sender, room_id, event_type, content, state_key, txn, redacts) -> str:
+        async with self._lock(room_id):
+            head = await self._head(room_id)
+            item = await self._build(head, sender, event_type, content, state_key, txn, redacts)
+            self._advance_head(head, item)
+            fut = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait(_Pending(item, fut))
+        await fut
+        return item.event_id
+
+    async def create_room_event(
+        self, sender: str, room_version: RoomVersion, content: dict[str, Any]
+    ) -> tuple[str, str]:
+        """Builds and persists the m.room.create event of a new room; returns (room_id, event_id)."""
+        now = int(time.time() * 1000)
+        event: dict[str, Any] = {
+            "type": "m.room.create",
+            "state_key": "",
+            "sender": sender,
+            "content": content,
+            "origin_server_ts": now,
+            "depth": 1,
+            "prev_events": [],
+            "auth_events": [],
+        }
+        if room_version.room_id_is_create_event_hash:
+            room_id = None
+        else:
+            room_id = f"!{secrets.token_urlsafe(18)}:{self.hs.server_name}"
+            event["room_id"] = room_id
+        event, event_id = self._finish(event, room_version)
+        if room_id is None:
+            room_id = room_id_from_create_event(event, room_version)
+        try:
+            check_auth(room_version, event, {}, create_event=event)
+        except AuthError as e:
+            raise MatrixError(400, "M_BAD_JSON", f"Invalid create event: {e}") from None
+        await self.store.create_room_row(room_id, room_version.identifier, sender, now)
+        async with self._lock(room_id):
+            after = StateGroupRef(room_id, delta={("m.room.create", ""): event_id}, chain_length=0)
+            after.full = dict(after.delta)
+            item = PersistItem(event, event_id, room_id, None, after)
+            head = RoomHead(room_id, room_version, [], 0, {}, None, create_event=event)
+            self._heads[room_id] = head
+            self._advance_head(head, item)
+            fut = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait(_Pending(item, fut))
+        await fut
+        return room_id, event_id
+
+    def _finish(self, event: dict[str, Any], version: RoomVersion) -> tuple[dict[str, Any], str]:
+        if version.event_ids_carry_domain:
+            event["event_id"] = f"${secrets.token_urlsafe(18)}:{self.hs.server_name}"
+            event["origin"] = self.hs.server_name
+        event = add_content_hash(event)
+        event = sign_event(event, self.hs.server_name, self.hs.signing_key, version)
+        if len(canonical(event)) > MAX_EVENT_BYTES:
+            raise MatrixError(413, "M_TOO_LARGE", "Event is larger than 65536 bytes")
+        event_id = (
+            event["event_id"]
+            if version.event_ids_carry_domain
+            else compute_event_id(event, version)
+        )
+        return event, event_id
+
+    async def _build(
+        self, head: RoomHead, sender, event_type, content, state_key, txn, redacts
+    ) -> PersistItem:
+        version = head.version
+        event: dict[str, Any] = {
+            "room_id": head.room_id,
+            "type": event_type,
+            "sender": sender,
+            "content": content,
+            "origin_server_ts": int(time.time() * 1000),
+            "depth": head.depth + 1,
+        }
+        if state_key is not None:
+            event["state_key"] = state_key
+        if redacts is not None:
+            # v11 moved `redacts` into content; older versions read it at the top level.
+            if version.v11_redactions_and_creator:
+                event["content"] = {**content, "redacts": redacts}
+            else:
+                event["redacts"] = redacts
+        auth_keys = auth_types_for_event(version, event)
+        auth_ids = [head.state[k] for k in auth_keys if k in head.state]
+        auth_stored = await self.store.get_events(auth_ids)
+        auth_state = {
+            k: auth_stored[head.state[k]].event
+            for k in auth_keys
+            if k in head.state and head.state[k] in auth_stored
+        }
+        prev = head.extremities[-10:]
+        if version.event_ids_carry_domain:
+            event["prev_events"] = [[p, {}] for p in prev]
+            event["auth_events"] = [[a, {}] for a in auth_ids]
+        else:
+            event["prev_events"] = list(prev)
+            event["auth_events"] = list(auth_ids)
+        try:
+            check_auth(version, event, auth_state, create_event=head.create_event)
+        except AuthError as e:
+            raise forbidden(str(e)) from None
+        event, event_id = self._finish(event, version)
+
+        unsigned: dict[str, Any] = {}
+        if state_key is not None:
+            replaced = head.state.get((event_type, state_key))
+            if replaced:
+                prev_ev = await self.store.get_event(replaced)
+                if prev_ev is not None:
+                    unsigned["replaces_state"] = replaced
+                    unsigned["prev_content"] = prev_ev.content
+                    unsigned["prev_sender"] = prev_ev.sender
+            if event_type == "m.room.member" and content.get("membership") in ("invite", "knock"):
+                unsigned["invite_room_state"] = await self._stripped_state(head, sender)
+        redaction = None
+        if redacts is not None:
+            target = await self.store.get_event(redacts)
+            if target is not None and target.room_id == head.room_id:
+                redaction = (redacts, canonical_str(prune_event(target.event, version)))
+
+        before = head.group
+        after = before
+        if state_key is not None:
+            after = _next_group(head, (event_type, state_key), event_id)
+        return PersistItem(
+            event=event,
+            event_id=event_id,
+            room_id=head.room_id,
+            state_before=before,
+            state_after=after,
+            unsigned=unsigned or None,
+            txn_device_id=txn[0] if txn else None,
+            txn_id=txn[1] if txn else None,
+            redacts=redaction,
+        )
+
+    async def _stripped_state(self, head: RoomHead, sender: str) -> list[dict[str, Any]]:
+        keys = [(t, "") for t in STRIPPED_STATE_TYPES] + [("m.room.member", sender)]
+        ids = [head.state[k] for k in keys if k in head.state]
+        events = await self.store.get_events(ids)
+        return [
+            {"type": e.type, "state_key": e.state_key, "sender": e.sender, "content": e.content}
+            for e in (events[i] for i in ids if i in events)
+        ]
+
+    def _advance_head(self, head: RoomHead, item: PersistItem) -> None:
+        head.extremities = [item.event_id]
+        head.depth = item.event["depth"]
+        head.group = item.state_after
+        sk = item.event.get("state_key")
+        if sk is not None:
+            head.state[(item.event["type"], sk)] = item.event_id
+
+    # ---- group commit ---------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._persist(batch)
+            except Exception as e:
+                logger.exception("persisting %d events failed", len(batch))
+                for room_id in {p.item.room_id for p in batch}:
+                    self._heads.pop(room_id, None)
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(
+                            MatrixError(500, "M_UNKNOWN", "Could not store event")
+                        )
+                del e
+                continue
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_result(None)
+
+    async def _persist(self, batch: list[_Pending]) -> None:
+        items = [p.item for p in batch]
+        async with self.hs.streams.write("events", len(items)) as w:
+            await self.store.persist_batch(w.conn, items, w.first)
+            w.wake(rooms={it.room_id for it in items})
+            w.wake(
+                users={it.event["state_key"] for it in items if it.event["type"] == "m.room.member"}
+            )
+        for it in items:
+            if it.redacts is not None:
+                self.store.cache.invalidate(it.redacts[0])
+        events_persisted.inc(len(items))
+        persist_batch_size.observe(len(items))
+
+
+def _next_group(head: RoomHead, key: tuple[str, str], event_id: str) -> StateGroupRef:
+    prev = head.group
+    chain = (prev.chain_length + 1) if prev is not None else 0
+    ref = StateGroupRef(head.room_id, prev=prev, delta={key: event_id}, chain_length=chain)
+    if prev is None or chain >= MAX_STATE_CHAIN:
+        # A full snapshot: the head's state already includes every earlier event.
+        ref.full = dict(head.state)
+        ref.full[key] = event_id
+        ref.chain_length = 0
+    return ref

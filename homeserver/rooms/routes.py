@@ -1,5 +1,306 @@
+"""Client-Server API for rooms: create, membership, send, state, history, redaction."""
+
 from __future__ import annotations
 
+from aiohttp import web
+
+from homeserver.http.auth import Requester
+from homeserver.http.context import get_hs
+from homeserver.http.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.http.request import field, json_body, json_response, query_int, query_json
 from homeserver.http.routes import RouteTable
+from homeserver.rooms import membership
+from homeserver.rooms.creation import create_room
+from homeserver.rooms.filtering import EventFilter
+from homeserver.rooms.history import context_around, paginate, visible_event
+from homeserver.rooms.serialize import client_event
+from homeserver.tokens import decode_pagination_token
 
 routes = RouteTable()
+
+
+def _room_id(request: web.Request) -> str:
+    room_id = request.match_info["room_id"]
+    if not room_id.startswith("!"):
+        raise MatrixError(400, "M_INVALID_PARAM", "Not a room ID")
+    return room_id
+
+
+async def _require_joined(request: web.Request, requester: Requester, room_id: str) -> None:
+    hs = get_hs(request)
+    if not await membership.room_exists(hs, room_id):
+        raise forbidden("You are not in this room")
+    if await hs.events.membership(room_id, requester.user_id) != "join":
+        raise forbidden("You are not joined to this room")
+
+
+@routes.post("/createRoom", ratelimit=True)
+async def post_create_room(request: web.Request, requester: Requester) -> web.Response:
+    body = await json_body(request, allow_empty=True)
+    return json_response(await create_room(get_hs(request), requester.user_id, body))
+
+
+@routes.get("/joined_rooms")
+async def joined_rooms(request: web.Request, requester: Requester) -> web.Response:
+    rows = await get_hs(request).db.fetch(
+        "SELECT room_id FROM current_state WHERE type = 'm.room.member' AND state_key = $1"
+        " AND membership = 'join'",
+        requester.user_id,
+    )
+    return json_response({"joined_rooms": [r["room_id"] for r in rows]})
+
+
+async def _join(request: web.Request, requester: Requester, target: str) -> web.Response:
+    hs = get_hs(request)
+    body = await json_body(request, allow_empty=True)
+    reason = field(body, "reason", str, None)
+    room_id = await membership.resolve_room(hs, target)
+    await membership.join(hs, requester.user_id, room_id, reason)
+    return json_response({"room_id": room_id})
+
+
+@routes.post("/join/{target}", ratelimit=True)
+async def join_by_id_or_alias(request: web.Request, requester: Requester) -> web.Response:
+    return await _join(request, requester, request.match_info["target"])
+
+
+@routes.post("/rooms/{room_id}/join", ratelimit=True)
+async def join_room(request: web.Request, requester: Requester) -> web.Response:
+    return await _join(request, requester, _room_id(request))
+
+
+def _membership_route(path: str, membership_value: str, *, self_target: bool = False):
+    @routes.post(path, ratelimit=True)
+    async def handler(request: web.Request, requester: Requester) -> web.Response:
+        hs = get_hs(request)
+        room_id = _room_id(request)
+        body = await json_body(request, allow_empty=self_target)
+        reason = field(body, "reason", str, None)
+        target = requester.user_id if self_target else field(body, "user_id", str)
+        await membership.set_membership(
+            hs, requester.user_id, room_id, target, membership_value, reason
+        )
+        return json_response({})
+
+    return handler
+
+
+_membership_route("/rooms/{room_id}/invite", "invite")
+_membership_route("/rooms/{room_id}/kick", "leave")
+_membership_route("/rooms/{room_id}/ban", "ban")
+_membership_route("/rooms/{room_id}/unban", "leave")
+_membership_route("/rooms/{room_id}/leave", "leave", self_target=True)
+
+
+@routes.post("/rooms/{room_id}/forget")
+async def forget_room(request: web.Request, requester: Requester) -> web.Response:
+    await membership.forget(get_hs(request), requester.user_id, _room_id(request))
+    return json_response({})
+
+
+@routes.put("/rooms/{room_id}/send/{event_type}/{txn_id}", ratelimit=True)
+async def send_event(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    room_id = _room_id(request)
+    content = await json_body(request)
+    event_id = await hs.events.create_and_send(
+        requester.user_id,
+        room_id,
+        request.match_info["event_type"],
+        content,
+        txn=(requester.device_id, request.match_info["txn_id"]),
+    )
+    return json_response({"event_id": event_id})
+
+
+async def _put_state(request: web.Request, requester: Requester, state_key: str) -> web.Response:
+    hs = get_hs(request)
+    room_id = _room_id(request)
+    content = await json_body(request)
+    etype = request.match_info["event_type"]
+    if etype == "m.room.member":
+        # Membership has its own endpoints with their own checks; allow it here as Synapse does.
+        if "membership" not in content:
+            raise bad_json("m.room.member needs 'membership'")
+    if not await membership.room_exists(hs, room_id):
+        raise forbidden("You are not in this room")
+    current = await hs.events.current_state_event(room_id, etype, state_key)
+    if current is not None and current.content == content and current.sender == requester.user_id:
+        # Unchanged state: Synapse answers with the existing event rather than a duplicate.
+        return json_response({"event_id": current.event_id})
+    event_id = await hs.events.create_and_send(
+        requester.user_id, room_id, etype, content, state_key
+    )
+    return json_response({"event_id": event_id})
+
+
+@routes.put("/rooms/{room_id}/state/{event_type}", ratelimit=True)
+async def put_state_empty_key(request: web.Request, requester: Requester) -> web.Response:
+    return await _put_state(request, requester, "")
+
+
+@routes.put("/rooms/{room_id}/state/{event_type}/", ratelimit=True)
+async def put_state_trailing_slash(request: web.Request, requester: Requester) -> web.Response:
+    return await _put_state(request, requester, "")
+
+
+@routes.put("/rooms/{room_id}/state/{event_type}/{state_key:.+}", ratelimit=True)
+async def put_state(request: web.Request, requester: Requester) -> web.Response:
+    return await _put_state(request, requester, request.match_info["state_key"])
+
+
+async def _state_for_reader(request: web.Request, requester: Requester, room_id: str):
+    """Current state for members; the state when they left for former members."""
+    hs = get_hs(request)
+    if not await membership.room_exists(hs, room_id):
+        raise forbidden("You are not in this room")
+    ev = await hs.events.current_state_event(room_id, "m.room.member", requester.user_id)
+    current = ev.content.get("membership") if ev else None
+    if current == "join":
+        return await hs.events.current_state(room_id)
+    if current in ("leave", "ban") and ev is not None:
+        groups = await hs.event_store.state_groups([ev.state_group_before])
+        ids = groups.get(ev.state_group_before, {})
+        ids[("m.room.member", requester.user_id)] = ev.event_id
+        events = await hs.event_store.get_events(ids.values())
+        return {k: events[v] for k, v in ids.items() if v in events}
+    hv = await hs.events.current_state_event(room_id, "m.room.history_visibility")
+    if hv is not None and hv.content.get("history_visibility") == "world_readable":
+        return await hs.events.current_state(room_id)
+    raise forbidden("You are not in this room")
+
+
+@routes.get("/rooms/{room_id}/state")
+async def get_state(request: web.Request, requester: Requester) -> web.Response:
+    state = await _state_for_reader(request, requester, _room_id(request))
+    return json_response([client_event(e) for e in state.values()])
+
+
+async def _get_state_event(
+    request: web.Request, requester: Requester, state_key: str
+) -> web.Response:
+    state = await _state_for_reader(request, requester, _room_id(request))
+    ev = state.get((request.match_info["event_type"], state_key))
+    if ev is None:
+        raise not_found("Event not found")
+    if request.query.get("format") == "event":
+        return json_response(client_event(ev))
+    return json_response(ev.content)
+
+
+@routes.get("/rooms/{room_id}/state/{event_type}")
+async def get_state_event_empty(request: web.Request, requester: Requester) -> web.Response:
+    return await _get_state_event(request, requester, "")
+
+
+@routes.get("/rooms/{room_id}/state/{event_type}/")
+async def get_state_event_slash(request: web.Request, requester: Requester) -> web.Response:
+    return await _get_state_event(request, requester, "")
+
+
+@routes.get("/rooms/{room_id}/state/{event_type}/{state_key:.+}")
+async def get_state_event(request: web.Request, requester: Requester) -> web.Response:
+    return await _get_state_event(request, requester, request.match_info["state_key"])
+
+
+@routes.get("/rooms/{room_id}/members")
+async def get_members(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    room_id = _room_id(request)
+    state = await _state_for_reader(request, requester, room_id)
+    at = request.query.get("at")
+    members = {k: v for k, v in state.items() if k[0] == "m.room.member"}
+    if at:
+        position = decode_pagination_token(at)
+        group = (await hs.event_store.last_state_groups_before([room_id], position)).get(room_id)
+        if group is not None:
+            ids = (await hs.event_store.state_groups([group], types=[("m.room.member", None)]))[
+                group
+            ]
+            events = await hs.event_store.get_events(ids.values())
+            members = {k: events[v] for k, v in ids.items() if v in events}
+    only = request.query.get("membership")
+    excluded = request.query.get("not_membership")
+    chunk = [
+        client_event(e)
+        for e in members.values()
+        if (only is None or e.content.get("membership") == only)
+        and (excluded is None or e.content.get("membership") != excluded)
+    ]
+    return json_response({"chunk": chunk})
+
+
+@routes.get("/rooms/{room_id}/joined_members")
+async def joined_members(request: web.Request, requester: Requester) -> web.Response:
+    room_id = _room_id(request)
+    await _require_joined(request, requester, room_id)
+    state = await get_hs(request).events.current_state(room_id)
+    joined = {
+        sk: {
+            "display_name": e.content.get("displayname"),
+            "avatar_url": e.content.get("avatar_url"),
+        }
+        for (t, sk), e in state.items()
+        if t == "m.room.member" and e.content.get("membership") == "join"
+    }
+    return json_response({"joined": joined})
+
+
+@routes.get("/rooms/{room_id}/event/{event_id}")
+async def get_event(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    room_id = _room_id(request)
+    ev = await visible_event(hs, requester.user_id, room_id, request.match_info["event_id"])
+    return json_response(client_event(ev, requester.device_id))
+
+
+@routes.get("/rooms/{room_id}/messages")
+async def get_messages(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    room_id = _room_id(request)
+    direction = request.query.get("dir", "b")
+    if direction not in ("b", "f"):
+        raise MatrixError(400, "M_INVALID_PARAM", "'dir' must be 'b' or 'f'")
+    from_token = request.query.get("from")
+    to_token = request.query.get("to")
+    limit = query_int(request, "limit", 10, minimum=0, maximum=1000)
+    event_filter = EventFilter(query_json(request, "filter"))
+    result = await paginate(
+        hs,
+        requester,
+        room_id,
+        direction,
+        decode_pagination_token(from_token) if from_token else None,
+        decode_pagination_token(to_token) if to_token else None,
+        limit,
+        event_filter,
+    )
+    return json_response(result)
+
+
+@routes.get("/rooms/{room_id}/context/{event_id}")
+async def get_context(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    limit = query_int(request, "limit", 10, minimum=0, maximum=100)
+    event_filter = EventFilter(query_json(request, "filter"))
+    result = await context_around(
+        hs, requester, _room_id(request), request.match_info["event_id"], limit, event_filter
+    )
+    return json_response(result)
+
+
+@routes.put("/rooms/{room_id}/redact/{event_id}/{txn_id}", ratelimit=True)
+async def redact(request: web.Request, requester: Requester) -> web.Response:
+    from homeserver.rooms.redaction import redact_event
+
+    body = await json_body(request, allow_empty=True)
+    reason = field(body, "reason", str, None)
+    event_id = await redact_event(
+        get_hs(request),
+        requester,
+        _room_id(request),
+        request.match_info["event_id"],
+        reason,
+        request.match_info["txn_id"],
+    )
+    return json_response({"event_id": event_id})

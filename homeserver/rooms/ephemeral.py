@@ -1,0 +1,169 @@
+"""Typing notifications, read receipts and read markers (ephemeral room data)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from homeserver.http.auth import Requester
+from homeserver.http.context import get_hs
+from homeserver.http.errors import MatrixError, bad_json, forbidden, not_found
+from homeserver.http.request import field, json_body, json_response
+from homeserver.http.routes import RouteTable
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
+routes = RouteTable()
+
+RECEIPT_TYPES = ("m.read", "m.read.private", "m.fully_read")
+MAX_TYPING_MS = 120_000
+
+
+async def _require_joined(hs: Homeserver, room_id: str, user_id: str) -> None:
+    if not await hs.db.fetchval("SELECT 1 FROM rooms WHERE room_id = $1", room_id):
+        raise forbidden("You are not in this room")
+    if await hs.events.membership(room_id, user_id) != "join":
+        raise forbidden("You are not joined to this room")
+
+
+async def set_typing(
+    hs: Homeserver, room_id: str, user_id: str, typing: bool, timeout_ms: int
+) -> None:
+    expires = int(time.time() * 1000) + timeout_ms
+    async with hs.streams.write("typing") as w:
+        if typing:
+            await w.conn.execute(
+                "INSERT INTO typing (room_id, user_id, expires_ts) VALUES ($1, $2, $3)"
+                " ON CONFLICT (room_id, user_id) DO UPDATE SET expires_ts = EXCLUDED.expires_ts",
+                room_id,
+                user_id,
+                expires,
+            )
+        else:
+            await w.conn.execute(
+                "DELETE FROM typing WHERE room_id = $1 AND user_id = $2", room_id, user_id
+            )
+        await w.conn.execute(
+            "INSERT INTO typing_changes (room_id, stream_pos) VALUES ($1, $2)"
+            " ON CONFLICT (room_id) DO UPDATE SET stream_pos = EXCLUDED.stream_pos",
+            room_id,
+            w.last,
+        )
+        w.wake(rooms=[room_id])
+    if typing:
+        hs.run_in_background(_expire_typing(hs, room_id, user_id, expires, timeout_ms))
+
+
+async def _expire_typing(
+    hs: Homeserver, room_id: str, user_id: str, expires: int, timeout_ms: int
+) -> None:
+    await asyncio.sleep(timeout_ms / 1000)
+    still = await hs.db.fetchval(
+        "SELECT expires_ts FROM typing WHERE room_id = $1 AND user_id = $2", room_id, user_id
+    )
+    if still == expires:
+        await set_typing(hs, room_id, user_id, False, 0)
+
+
+@routes.put("/rooms/{room_id}/typing/{user_id}", ratelimit=True)
+async def put_typing(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    room_id = request.match_info["room_id"]
+    if request.match_info["user_id"] != requester.user_id:
+        raise forbidden("You can only set your own typing state")
+    body = await json_body(request)
+    typing = field(body, "typing", bool)
+    timeout = field(body, "timeout", int, 30_000)
+    await _require_joined(hs, room_id, requester.user_id)
+    await set_typing(hs, room_id, requester.user_id, typing, max(0, min(timeout, MAX_TYPING_MS)))
+    return json_response({})
+
+
+async def store_receipt(
+    hs: Homeserver,
+    room_id: str,
+    user_id: str,
+    receipt_type: str,
+    event_id: str,
+    thread_id: str | None,
+) -> None:
+    if receipt_type == "m.fully_read":
+        await _set_fully_read(hs, room_id, user_id, event_id)
+        return
+    async with hs.streams.write("receipts") as w:
+        await w.conn.execute(
+            "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_pos)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (room_id, receipt_type, user_id, thread_id)"
+            " DO UPDATE SET event_id = EXCLUDED.event_id, ts = EXCLUDED.ts,"
+            " stream_pos = EXCLUDED.stream_pos",
+            room_id,
+            receipt_type,
+            user_id,
+            thread_id or "",
+            event_id,
+            int(time.time() * 1000),
+            w.last,
+        )
+        w.wake(rooms=[room_id], users=[user_id])
+
+
+async def _set_fully_read(hs: Homeserver, room_id: str, user_id: str, event_id: str) -> None:
+    from homeserver.jsonutil import dumps_str
+
+    async with hs.streams.write("account_data") as w:
+        await w.conn.execute(
+            "INSERT INTO account_data (user_id, room_id, type, content, stream_pos)"
+            " VALUES ($1,$2,'m.fully_read',$3,$4) ON CONFLICT (user_id, room_id, type)"
+            " DO UPDATE SET content = EXCLUDED.content, stream_pos = EXCLUDED.stream_pos",
+            user_id,
+            room_id,
+            dumps_str({"event_id": event_id}),
+            w.last,
+        )
+        w.wake(users=[user_id])
+
+
+async def _check_event(hs: Homeserver, room_id: str, event_id: str) -> None:
+    ev = await hs.event_store.get_event(event_id)
+    if ev is None or ev.room_id != room_id:
+        raise not_found("Event not found")
+
+
+@routes.post("/rooms/{room_id}/receipt/{receipt_type}/{event_id}", ratelimit=True)
+async def post_receipt(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    room_id = request.match_info["room_id"]
+    receipt_type = request.match_info["receipt_type"]
+    event_id = request.match_info["event_id"]
+    if receipt_type not in RECEIPT_TYPES:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Unknown receipt type {receipt_type!r}")
+    body = await json_body(request, allow_empty=True)
+    thread_id = field(body, "thread_id", str, None)
+    if thread_id is not None and thread_id != "main" and not thread_id.startswith("$"):
+        raise MatrixError(400, "M_INVALID_PARAM", "thread_id must be 'main' or an event ID")
+    await _require_joined(hs, room_id, requester.user_id)
+    await _check_event(hs, room_id, event_id)
+    await store_receipt(hs, room_id, requester.user_id, receipt_type, event_id, thread_id)
+    return json_response({})
+
+
+@routes.post("/rooms/{room_id}/read_markers", ratelimit=True)
+async def post_read_markers(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    room_id = request.match_info["room_id"]
+    body = await json_body(request)
+    markers = {t: field(body, t, str, None) for t in RECEIPT_TYPES}
+    if not any(markers.values()):
+        raise bad_json("No read marker given")
+    await _require_joined(hs, room_id, requester.user_id)
+    for event_id in markers.values():
+        if event_id:
+            await _check_event(hs, room_id, event_id)
+    for receipt_type, event_id in markers.items():
+        if event_id:
+            await store_receipt(hs, room_id, requester.user_id, receipt_type, event_id, None)
+    return json_response({})

@@ -1,0 +1,26 @@
+"""What one /sync computation knows, shared with the sync extensions of other packages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.rooms.filtering import SyncFilter
+
+
+@dataclass
+class SyncContext:
+    user_id: str
+    device_id: str
+    since: dict[str, int] | None
+    now: dict[str, int]
+    full_state: bool
+    filter: dict[str, Any]
+    sync_filter: SyncFilter
+    joined_room_ids: set[str] = field(default_factory=set)
+    newly_joined_room_ids: set[str] = field(default_factory=set)
+    newly_left_room_ids: set[str] = field(default_factory=set)
+
+    @property
+    def initial(self) -> bool:
+        return self.since is None

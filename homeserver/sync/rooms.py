@@ -1,0 +1,330 @@
+"""The rooms section of /sync: join, invite and leave, with timelines, state and summaries.
+
+Every step queries all the rooms at once (no query per room): timelines through one
+LATERAL query, state through one recursive query over state groups, counts grouped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.rooms.serialize import client_event
+from homeserver.rooms.visibility import filter_visible
+from homeserver.sync.context import SyncContext
+from homeserver.tokens import encode_pagination_token
+from storage.events import StoredEvent
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
+DEFAULT_TIMELINE_LIMIT = 10
+_COUNTED_TYPES = ["m.room.message", "m.room.encrypted", "m.sticker"]
+
+
+async def user_memberships(hs: Homeserver, user_id: str) -> dict[str, tuple[str, str, int]]:
+    """room_id -> (membership, event_id, stream_ordering) from current state."""
+    rows = await hs.db.fetch(
+        "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering FROM current_state c"
+        " JOIN events e ON e.event_id = c.event_id"
+        " WHERE c.type = 'm.room.member' AND c.state_key = $1",
+        user_id,
+    )
+    return {r["room_id"]: (r["membership"], r["event_id"], r["stream_ordering"]) for r in rows}
+
+
+async def membership_changes(hs: Homeserver, ctx: SyncContext) -> list[StoredEvent]:
+    return await hs.event_store.events_by_ordering(
+        "SELECT event_id FROM events WHERE type = 'm.room.member' AND state_key = $1"
+        " AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering",
+        ctx.user_id,
+        ctx.since["events"],
+        ctx.now["events"],
+    )
+
+
+async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]) -> None:
+    memberships = await user_memberships(hs, ctx.user_id)
+    forgotten = {
+        r["room_id"]
+        for r in await hs.db.fetch(
+            "SELECT room_id FROM forgotten_rooms WHERE user_id = $1", ctx.user_id
+        )
+    }
+    ctx.joined_room_ids = {r for r, (m, _, _) in memberships.items() if m == "join"}
+    changes: list[StoredEvent] = []
+    if ctx.since is not None:
+        changes = await membership_changes(hs, ctx)
+        for ev in changes:
+            if ev.content.get("membership") == "join":
+                prev = (ev.unsigned or {}).get("prev_content", {}).get("membership")
+                if prev != "join" and ev.room_id in ctx.joined_room_ids:
+                    ctx.newly_joined_room_ids.add(ev.room_id)
+            elif ev.room_id not in ctx.joined_room_ids:
+                ctx.newly_left_room_ids.add(ev.room_id)
+
+    rooms_filter = ctx.sync_filter.rooms
+    join_section: dict[str, Any] = {}
+    if ctx.since is None or ctx.full_state:
+        candidates = set(ctx.joined_room_ids)
+    else:
+        candidates = {
+            r
+            for r in ctx.joined_room_ids
+            if ctx.newly_joined_room_ids.__contains__(r)
+            or hs.notifier.changed_since(r, "events", ctx.since["events"])
+        }
+    candidates = {r for r in candidates if rooms_filter.allows_room(r)}
+    if candidates:
+        await _joined_rooms(hs, ctx, sorted(candidates), memberships, join_section)
+
+    invite_section = {}
+    for room_id, (membership, event_id, ordering) in memberships.items():
+        if membership != "invite" or not rooms_filter.allows_room(room_id):
+            continue
+        if ctx.since is not None and not ctx.full_state and ordering <= ctx.since["events"]:
+            continue
+        if ordering > ctx.now["events"]:
+            continue
+        ev = await hs.event_store.get_event(event_id)
+        if ev is None:
+            continue
+        stripped = list((ev.unsigned or {}).get("invite_room_state", []))
+        stripped.append(
+            {
+                "type": ev.type,
+                "state_key": ev.state_key,
+                "sender": ev.sender,
+                "content": ev.content,
+                "event_id": ev.event_id,
+                "origin_server_ts": ev.event["origin_server_ts"],
+            }
+        )
+        invite_section[room_id] = {"invite_state": {"events": stripped}}
+
+    leave_section: dict[str, Any] = {}
+    left = set(ctx.newly_left_room_ids)
+    if ctx.since is None and ctx.sync_filter.include_leave:
+        left |= {r for r, (m, _, _) in memberships.items() if m in ("leave", "ban")}
+    left = {
+        r
+        for r in left
+        if r not in forgotten
+        and rooms_filter.allows_room(r)
+        and memberships.get(r, ("",))[0] in ("leave", "ban")
+    }
+    if left:
+        await _left_rooms(hs, ctx, sorted(left), memberships, leave_section)
+
+    rooms = response.setdefault("rooms", {})
+    rooms["join"] = join_section
+    rooms["invite"] = invite_section
+    rooms["leave"] = leave_section
+
+
+async def _timelines(
+    hs: Homeserver,
+    ctx: SyncContext,
+    room_ids: list[str],
+    upto: dict[str, int],
+    fresh: set[str],
+    limit: int,
+) -> dict[str, tuple[list[StoredEvent], bool]]:
+    """Per room: (timeline events oldest first, limited)."""
+    after = None if ctx.since is None or ctx.full_state else ctx.since["events"]
+    result: dict[str, tuple[list[StoredEvent], bool]] = {}
+    groups: dict[tuple[int | None, int], list[str]] = {}
+    for room_id in room_ids:
+        room_after = None if room_id in fresh else after
+        groups.setdefault((room_after, upto[room_id]), []).append(room_id)
+    for (room_after, room_upto), ids in groups.items():
+        recent = await hs.event_store.recent_events_for_rooms(ids, room_after, room_upto, limit + 1)
+        for room_id in ids:
+            events = recent.get(room_id, [])
+            limited = len(events) > limit
+            result[room_id] = (events[-limit:] if limit else [], limited)
+    return result
+
+
+async def _room_entries(
+    hs: Homeserver,
+    ctx: SyncContext,
+    room_ids: list[str],
+    memberships: dict[str, tuple[str, str, int]],
+    upto: dict[str, int],
+    fresh: set[str],
+) -> dict[str, dict[str, Any]]:
+    f = ctx.sync_filter
+    limit = f.timeline.limit if f.timeline.limit is not None else DEFAULT_TIMELINE_LIMIT
+    timelines = await _timelines(hs, ctx, room_ids, upto, fresh, limit)
+
+    visible: dict[str, list[StoredEvent]] = {}
+    for room_id in room_ids:
+        events, _ = timelines[room_id]
+        membership, _, ordering = memberships.get(room_id, (None, "", 0))
+        events = await filter_visible(
+            hs.event_store,
+            ctx.user_id,
+            events,
+            membership,
+            ordering if membership == "join" else None,
+        )
+        visible[room_id] = events
+
+    # State: at the start of the timeline; for a limited incremental sync, what changed
+    # between `since` and the start of the timeline.
+    need_full = {r for r in room_ids if ctx.since is None or ctx.full_state or r in fresh}
+    need_diff = {r for r in room_ids if r not in need_full and timelines[r][1]}
+    start_groups: dict[str, int | None] = {}
+    for room_id in need_full | need_diff:
+        events, _ = timelines[room_id]
+        start_groups[room_id] = events[0].state_group_before if events else None
+    empty_timeline = [r for r in need_full if not timelines[r][0]]
+    if empty_timeline:
+        last = await hs.event_store.last_state_groups_before(
+            empty_timeline, upto[empty_timeline[0]]
+        )
+        start_groups.update(last)
+    since_groups = (
+        await hs.event_store.last_state_groups_before(sorted(need_diff), ctx.since["events"])
+        if need_diff
+        else {}
+    )
+    resolved = await hs.event_store.state_groups([*start_groups.values(), *since_groups.values()])
+
+    state_ids: dict[str, dict] = {}
+    for room_id in need_full:
+        state_ids[room_id] = resolved.get(start_groups.get(room_id), {})
+    for room_id in need_diff:
+        start = resolved.get(start_groups.get(room_id), {})
+        before = resolved.get(since_groups.get(room_id), {})
+        state_ids[room_id] = {k: v for k, v in start.items() if before.get(k) != v}
+
+    lazy = f.lazy_load_members
+    for room_id, ids in state_ids.items():
+        timeline_ids = {e.event_id for e in visible[room_id]}
+        senders = {e.sender for e in visible[room_id]} | {ctx.user_id}
+        state_ids[room_id] = {
+            k: v
+            for k, v in ids.items()
+            if v not in timeline_ids and (not lazy or k[0] != "m.room.member" or k[1] in senders)
+        }
+    state_events = await hs.event_store.get_events(
+        {v for ids in state_ids.values() for v in ids.values()}
+    )
+
+    entries: dict[str, dict[str, Any]] = {}
+    for room_id in room_ids:
+        events, limited = timelines[room_id]
+        shown = f.timeline.apply(visible[room_id])
+        prev = (events[0].stream_ordering - 1) if events else upto[room_id]
+        state = [state_events[v] for v in state_ids.get(room_id, {}).values() if v in state_events]
+        entries[room_id] = {
+            "timeline": {
+                "events": [client_event(e, ctx.device_id, with_room_id=False) for e in shown],
+                "limited": limited,
+                "prev_batch": encode_pagination_token(prev),
+            },
+            "state": {
+                "events": [client_event(e, with_room_id=False) for e in f.state.apply(state)]
+            },
+        }
+    return entries
+
+
+async def _joined_rooms(
+    hs: Homeserver,
+    ctx: SyncContext,
+    room_ids: list[str],
+    memberships: dict,
+    section: dict[str, Any],
+) -> None:
+    upto = dict.fromkeys(room_ids, ctx.now["events"])
+    entries = await _room_entries(hs, ctx, room_ids, memberships, upto, ctx.newly_joined_room_ids)
+    summaries = await _summaries(hs, ctx, room_ids)
+    counts = await _unread_counts(hs, ctx.user_id, room_ids, memberships)
+    for room_id in room_ids:
+        entry = entries[room_id]
+        if (
+            ctx.since is not None
+            and not ctx.full_state
+            and room_id not in ctx.newly_joined_room_ids
+        ):
+            if not entry["timeline"]["events"] and not entry["state"]["events"]:
+                entry = {"timeline": entry["timeline"], "state": entry["state"]}
+        entry["summary"] = summaries.get(room_id, {})
+        entry["unread_notifications"] = counts.get(
+            room_id, {"notification_count": 0, "highlight_count": 0}
+        )
+        entry.setdefault("ephemeral", {"events": []})
+        entry.setdefault("account_data", {"events": []})
+        section[room_id] = entry
+
+
+async def _left_rooms(
+    hs: Homeserver,
+    ctx: SyncContext,
+    room_ids: list[str],
+    memberships: dict,
+    section: dict[str, Any],
+) -> None:
+    upto = {r: memberships[r][2] for r in room_ids}
+    entries = await _room_entries(hs, ctx, room_ids, memberships, upto, set())
+    for room_id in room_ids:
+        section[room_id] = {**entries[room_id], "account_data": {"events": []}}
+
+
+async def _summaries(hs: Homeserver, ctx: SyncContext, room_ids: list[str]) -> dict[str, dict]:
+    rows = await hs.db.fetch(
+        "SELECT room_id, membership, count(*) AS n FROM current_state"
+        " WHERE room_id = ANY($1) AND type = 'm.room.member' GROUP BY room_id, membership",
+        room_ids,
+    )
+    out: dict[str, dict] = {
+        r: {"m.joined_member_count": 0, "m.invited_member_count": 0} for r in room_ids
+    }
+    for r in rows:
+        if r["membership"] == "join":
+            out[r["room_id"]]["m.joined_member_count"] = r["n"]
+        elif r["membership"] == "invite":
+            out[r["room_id"]]["m.invited_member_count"] = r["n"]
+    # Heroes only matter for rooms that have neither a name nor a canonical alias.
+    hero_rows = await hs.db.fetch(
+        "SELECT m.room_id, m.state_key FROM current_state m"
+        " WHERE m.room_id = ANY($1) AND m.type = 'm.room.member' AND m.state_key <> $2"
+        " AND m.membership IN ('join', 'invite')"
+        " AND NOT EXISTS (SELECT 1 FROM current_state n WHERE n.room_id = m.room_id"
+        "   AND n.type IN ('m.room.name', 'm.room.canonical_alias') AND n.state_key = '')"
+        " ORDER BY m.room_id, m.state_key",
+        room_ids,
+        ctx.user_id,
+    )
+    for r in hero_rows:
+        heroes = out[r["room_id"]].setdefault("m.heroes", [])
+        if len(heroes) < 5:
+            heroes.append(r["state_key"])
+    return out
+
+
+async def _unread_counts(
+    hs: Homeserver, user_id: str, room_ids: list[str], memberships: dict
+) -> dict[str, dict[str, int]]:
+    """Messages from others after the user's read receipt (and after they joined).
+
+    Counted up to 1,000 per room; highlight counts come from push rule evaluation.
+    """
+    joined_at = [memberships.get(r, (None, "", 0))[2] for r in room_ids]
+    rows = await hs.db.fetch(
+        "SELECT r.room_id, (SELECT count(*) FROM (SELECT 1 FROM events e"
+        "   WHERE e.room_id = r.room_id AND e.sender <> $2 AND e.type = ANY($3)"
+        "   AND e.stream_ordering > GREATEST(r.joined_at, COALESCE((SELECT max(ev.stream_ordering)"
+        "     FROM receipts rc JOIN events ev ON ev.event_id = rc.event_id"
+        "     WHERE rc.room_id = r.room_id AND rc.user_id = $2"
+        "     AND rc.receipt_type IN ('m.read', 'm.read.private')), 0))"
+        "   LIMIT 1000) c) AS n"
+        " FROM unnest($1::text[], $4::bigint[]) AS r(room_id, joined_at)",
+        room_ids,
+        user_id,
+        _COUNTED_TYPES,
+        joined_at,
+    )
+    return {r["room_id"]: {"notification_count": r["n"], "highlight_count": 0} for r in rows}

@@ -1,0 +1,118 @@
+"""Two and three users chatting through matrix-nio: rooms, membership, messages, sync."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nio import (
+    JoinResponse,
+    RoomCreateResponse,
+    RoomMessagesResponse,
+    RoomMessageText,
+    RoomSendResponse,
+    SyncResponse,
+)
+
+
+async def _send_text(client, room_id: str, body: str) -> str:
+    resp = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+    assert isinstance(resp, RoomSendResponse), resp
+    return resp.event_id
+
+
+async def test_two_users_invite_join_and_chat(server):
+    alice = await server.client("alice")
+    bob = await server.client("bob")
+    created = await alice.room_create(name="Cabinet", invite=[bob.user_id])
+    assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+
+    sync = await bob.sync(timeout=0)
+    assert isinstance(sync, SyncResponse), sync
+    assert room_id in sync.rooms.invite
+    joined = await bob.join(room_id)
+    assert isinstance(joined, JoinResponse), joined
+
+    await _send_text(alice, room_id, "hello bob")
+    sync = await bob.sync(timeout=0)
+    timeline = sync.rooms.join[room_id].timeline.events
+    bodies = [e.body for e in timeline if isinstance(e, RoomMessageText)]
+    assert bodies == ["hello bob"]
+    room = bob.rooms[room_id]
+    assert room.name == "Cabinet"
+    assert set(room.users) == {alice.user_id, bob.user_id}
+
+    # Bob's waiting long-poll wakes for Alice's next message, without polling.
+    poll = asyncio.create_task(bob.sync(timeout=20_000, since=bob.next_batch))
+    await asyncio.sleep(0.2)
+    assert not poll.done()
+    await _send_text(alice, room_id, "second")
+    sync = await asyncio.wait_for(poll, 15)
+    bodies = [e.body for e in sync.rooms.join[room_id].timeline.events]
+    assert bodies == ["second"]
+
+
+async def test_pagination_over_150_messages(server):
+    alice = await server.client("alice")
+    created = await alice.room_create(name="History")
+    room_id = created.room_id
+    for i in range(150):
+        await _send_text(alice, room_id, f"m{i}")
+    sync = await alice.sync(timeout=0)
+    timeline = sync.rooms.join[room_id].timeline
+    assert timeline.limited
+    seen = [e.body for e in timeline.events if isinstance(e, RoomMessageText)]
+    token = timeline.prev_batch
+    while True:
+        page = await alice.room_messages(room_id, token, limit=40)
+        assert isinstance(page, RoomMessagesResponse), page
+        seen[:0] = [e.body for e in reversed(page.chunk) if isinstance(e, RoomMessageText)]
+        if not page.chunk or page.end is None:
+            break
+        token = page.end
+    assert seen == [f"m{i}" for i in range(150)]
+
+
+async def test_concurrent_senders_every_event_once_in_order(server):
+    senders = [await server.client(f"sender{i}") for i in range(6)]
+    receivers = [await server.client(f"receiver{i}") for i in range(3)]
+    everyone = [c.user_id for c in senders[1:] + receivers]
+    rooms = []
+    for n in range(3):
+        created = await senders[0].room_create(name=f"room{n}", invite=everyone)
+        rooms.append(created.room_id)
+    for c in senders[1:] + receivers:
+        for room_id in rooms:
+            assert isinstance(await c.join(room_id), JoinResponse)
+    for r in receivers:
+        await r.sync(timeout=0)
+
+    async def burst(client, idx):
+        for k in range(10):
+            await _send_text(client, rooms[(idx + k) % len(rooms)], f"{client.user_id}:{k}")
+
+    async def collect(receiver):
+        got: dict[str, list[str]] = {r: [] for r in rooms}
+        ids: list[str] = []
+        total = len(senders) * 10
+        for _ in range(200):
+            if sum(len(v) for v in got.values()) >= total:
+                break
+            sync = await receiver.sync(timeout=5_000, since=receiver.next_batch)
+            for room_id, info in sync.rooms.join.items():
+                for ev in info.timeline.events:
+                    if isinstance(ev, RoomMessageText):
+                        got[room_id].append(ev.body)
+                        ids.append(ev.event_id)
+        return got, ids
+
+    collectors = [asyncio.create_task(collect(r)) for r in receivers]
+    await asyncio.gather(*(burst(c, i) for i, c in enumerate(senders)))
+    results = await asyncio.wait_for(asyncio.gather(*collectors), 60)
+    for got, ids in results:
+        assert len(ids) == len(set(ids)) == len(senders) * 10
+        for bodies in got.values():
+            # Each sender's messages arrive in the order they were sent.
+            for s in senders:
+                mine = [int(b.rsplit(":", 1)[1]) for b in bodies if b.startswith(s.user_id + ":")]
+                assert mine == sorted(mine)
