@@ -10,3 +10,9 @@ def install(hs) -> None:
 
     hs.push_store = PushStore(hs.db, hs.streams)
     hs.push_rules = PushRules(hs.push_store)
+
+    from homeserver.presence.service import Presence
+    from storage.presence import PresenceStore
+
+    hs.presence = Presence(PresenceStore(hs.db, hs.streams))
+    hs.sync_extensions.append(hs.presence.sync_extension)

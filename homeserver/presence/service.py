@@ -1,0 +1,80 @@
+"""Presence: setting it (PUT /presence, /sync?set_presence=) and reporting it (GET, /sync).
+
+Not done yet: timing users out (online -> unavailable/offline when they stop syncing) and
+federation of presence (m.presence EDUs).
+"""
+
+from __future__ import annotations
+
+import time
+
+from storage.presence import PresenceRow, PresenceStore
+
+STATES = ("online", "offline", "unavailable")
+# A user counts as currently active if they did something in the last few minutes.
+ACTIVE_WINDOW_MS = 5 * 60 * 1000
+# /sync polls refresh last_active at most this often, so syncing costs no write per poll.
+TOUCH_INTERVAL_MS = 60 * 1000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def presence_content(row: PresenceRow | None, now_ms: int) -> dict:
+    if row is None:
+        return {"presence": "offline"}
+    ago = max(0, now_ms - row.last_active_ts)
+    content = {
+        "presence": row.state,
+        "last_active_ago": ago,
+        "currently_active": row.state == "online" and ago < ACTIVE_WINDOW_MS,
+    }
+    if row.status_msg is not None:
+        content["status_msg"] = row.status_msg
+    if row.displayname is not None:
+        content["displayname"] = row.displayname
+    if row.avatar_url is not None:
+        content["avatar_url"] = row.avatar_url
+    return content
+
+
+class Presence:
+    def __init__(self, store: PresenceStore):
+        self.store = store
+
+    async def set(self, user_id: str, state: str, status_msg: str | None) -> None:
+        await self.store.set(user_id, state, status_msg, _now_ms())
+
+    async def set_from_sync(self, user_id: str, state: str | None) -> None:
+        """What /sync's `set_presence` asks for: None means the default, "online".
+
+        "offline" leaves presence unchanged (the client does not want to be marked
+        online by polling). A state that is already set only refreshes last_active.
+        """
+        state = state or "online"
+        if state == "offline" or state not in STATES:
+            return
+        now = _now_ms()
+        current = await self.store.get(user_id)
+        if current is None or current.state != state:
+            status_msg = current.status_msg if current is not None else None
+            await self.store.set(user_id, state, status_msg, now)
+        elif now - current.last_active_ts > TOUCH_INTERVAL_MS:
+            await self.store.touch(user_id, now)
+
+    async def sync_extension(self, ctx, response: dict) -> None:
+        """Adds presence changes of users sharing a room with the syncing user."""
+        until = ctx.now.get("presence", 0)
+        since = (ctx.since or {}).get("presence", 0)
+        if since >= until:
+            return
+        rows = await self.store.changes_for(ctx.user_id, since, until)
+        if not rows:
+            return
+        now = _now_ms()
+        events = [
+            {"type": "m.presence", "sender": r.user_id, "content": presence_content(r, now)}
+            for r in rows
+        ]
+        response.setdefault("presence", {}).setdefault("events", []).extend(events)

@@ -1,0 +1,107 @@
+"""Presence: one row per user, stamped with the presence stream position of its last change.
+
+Who sees whose presence is decided by shared rooms: a user's presence goes to the users
+who are joined to a room with them (and to themselves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.database import Database
+from storage.streams import Streams
+
+# The users joined to at least one room that $1 is joined to, $1 included.
+_CO_MEMBERS = (
+    "SELECT $1::text AS user_id UNION"
+    " SELECT other.state_key FROM current_state mine"
+    " JOIN current_state other ON other.room_id = mine.room_id"
+    " AND other.type = 'm.room.member' AND other.membership = 'join'"
+    " WHERE mine.type = 'm.room.member' AND mine.state_key = $1 AND mine.membership = 'join'"
+)
+
+
+@dataclass
+class PresenceRow:
+    user_id: str
+    state: str
+    status_msg: str | None
+    last_active_ts: int
+    stream_pos: int
+    displayname: str | None = None
+    avatar_url: str | None = None
+
+
+def _row(r) -> PresenceRow:
+    keys = r.keys()
+    return PresenceRow(
+        r["user_id"],
+        r["state"],
+        r["status_msg"],
+        r["last_active_ts"],
+        r["stream_pos"],
+        r["displayname"] if "displayname" in keys else None,
+        r["avatar_url"] if "avatar_url" in keys else None,
+    )
+
+
+class PresenceStore:
+    def __init__(self, db: Database, streams: Streams):
+        self.db = db
+        self.streams = streams
+
+    async def get(self, user_id: str) -> PresenceRow | None:
+        r = await self.db.fetchrow(
+            "SELECT user_id, state, status_msg, last_active_ts, stream_pos"
+            " FROM presence WHERE user_id = $1",
+            user_id,
+        )
+        return None if r is None else _row(r)
+
+    async def user_exists(self, user_id: str) -> bool:
+        return bool(await self.db.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id))
+
+    async def share_a_room(self, user_id: str, other: str) -> bool:
+        return bool(
+            await self.db.fetchval(
+                f"SELECT 1 FROM ({_CO_MEMBERS}) co WHERE co.user_id = $2 LIMIT 1", user_id, other
+            )
+        )
+
+    async def set(self, user_id: str, state: str, status_msg: str | None, now_ms: int) -> int:
+        """Stores a change and wakes everyone who can see it; returns its stream position."""
+        async with self.streams.write("presence") as w:
+            await w.conn.execute(
+                "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_pos)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET"
+                " state = EXCLUDED.state, status_msg = EXCLUDED.status_msg,"
+                " last_active_ts = EXCLUDED.last_active_ts, stream_pos = EXCLUDED.stream_pos",
+                user_id,
+                state,
+                status_msg,
+                now_ms,
+                w.last,
+            )
+            rows = await w.conn.fetch(_CO_MEMBERS, user_id)
+            w.wake(users=[r["user_id"] for r in rows])
+            return w.last
+
+    async def touch(self, user_id: str, now_ms: int) -> None:
+        """Records activity without a stream change: last_active_ago is computed on read."""
+        await self.db.execute(
+            "UPDATE presence SET last_active_ts = $2 WHERE user_id = $1", user_id, now_ms
+        )
+
+    async def changes_for(self, viewer: str, since: int, until: int) -> list[PresenceRow]:
+        """Presence of the viewer's co-members that changed in (since, until]."""
+        rows = await self.db.fetch(
+            "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_pos,"
+            " pr.displayname, pr.avatar_url"
+            f" FROM presence p JOIN ({_CO_MEMBERS}) co ON co.user_id = p.user_id"
+            " LEFT JOIN profiles pr ON pr.user_id = p.user_id"
+            " WHERE p.stream_pos > $2 AND p.stream_pos <= $3 ORDER BY p.stream_pos",
+            viewer,
+            since,
+            until,
+        )
+        return [_row(r) for r in rows]
