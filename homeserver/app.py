@@ -31,6 +31,7 @@ ROUTE_MODULES = (
     "homeserver.sync.routes",
     "federation.routes.well_known",
     "homeserver.push.routes",
+    "e2ee.routes",
 )
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
@@ -75,6 +76,9 @@ class Homeserver:
         from homeserver.misc.wiring import install as install_misc  # push, presence, directory
 
         install_misc(self)
+        from e2ee.service import E2EEService  # after accounts: hooks device deletion
+
+        self.e2ee = E2EEService(self)
 
     def run_in_background(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

@@ -1,0 +1,1 @@
+"""Device lists: who must re-fetch whose device keys, and when."""

@@ -1,0 +1,86 @@
+"""Device-list changes: recording them, and computing `device_lists` for /sync.
+
+A change to a user's devices or cross-signing keys is one row on the device_lists
+stream. It wakes the user and every local user sharing a room with them; a /sync then
+reports the user in `changed` if they still share a room. Users who start sharing a
+room appear in `changed` too (the syncing user has never fetched their keys), and users
+who stop sharing every room appear in `left`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from storage.e2ee_device_lists import DeviceListStore
+
+
+class DeviceLists:
+    def __init__(self, hs, store: DeviceListStore):
+        self.hs = hs
+        self.store = store
+        # Called with the changed user IDs after commit; federation sends the EDUs.
+        self.on_local_change: list = []
+
+    async def mark_changed(self, user_ids: Iterable[str], work=None) -> None:
+        """Records a change for each user, committing `await work(conn)` with it.
+
+        The key writes run inside the stream write's own transaction rather than the
+        other way round: the notifier learns of a position when that transaction ends,
+        so it must be the outermost one, or a /sync could read before the commit.
+        """
+        users = sorted(set(user_ids))
+        if not users:
+            return
+        wake = set(users)
+        for user_id in users:
+            wake |= await self.store.users_sharing_room_with(user_id)
+        async with self.hs.streams.write("device_lists", len(users)) as w:
+            if work is not None:
+                await work(w.conn)
+            await self.store.add_changes(w.conn, w.positions, users)
+            w.wake(users=wake)
+        for callback in self.on_local_change:
+            await callback(users)
+
+    async def changes_between(self, since: int, now: int) -> set[str]:
+        return await self.store.changed_between(since, now)
+
+    async def sync_section(self, ctx) -> dict[str, list[str]]:
+        """{"changed": [...], "left": [...]} for an incremental sync; empty on initial sync."""
+        if ctx.since is None:
+            return {"changed": [], "left": []}
+        since_dl = ctx.since.get("device_lists", 0)
+        now_dl = ctx.now.get("device_lists", 0)
+        since_ev = ctx.since.get("events", 0)
+        now_ev = ctx.now.get("events", 0)
+
+        sharing = await self.store.users_sharing_room_with(ctx.user_id)
+        sharing.add(ctx.user_id)
+        changed: set[str] = set()
+        if now_dl > since_dl:
+            changed = (await self.store.changed_between(since_dl, now_dl)) & sharing
+
+        # Users who joined a room of ours, or whose rooms we joined: new to us.
+        if ctx.newly_joined_room_ids:
+            changed |= await self.store.members_of(ctx.newly_joined_room_ids)
+        left: set[str] = set()
+        if now_ev > since_ev and ctx.joined_room_ids:
+            for user_id, membership in await self.store.membership_changes(
+                ctx.joined_room_ids, since_ev, now_ev
+            ):
+                if membership in ("join", "invite"):
+                    changed.add(user_id)
+                else:
+                    left.add(user_id)
+        if ctx.newly_left_room_ids:
+            left |= await self.store.members_of(ctx.newly_left_room_ids)
+            if now_ev > since_ev:
+                left |= {
+                    u
+                    for u, _ in await self.store.membership_changes(
+                        ctx.newly_left_room_ids, since_ev, now_ev
+                    )
+                }
+        changed &= sharing
+        left = left - sharing
+        return {"changed": sorted(changed), "left": sorted(left)}

@@ -1,0 +1,105 @@
+"""Send-to-device messaging: stored per recipient device, relayed as given, deleted
+once the recipient's next /sync acknowledges it (its `since` covers the position)."""
+
+from __future__ import annotations
+
+import logging
+
+from e2ee.keys import server_of
+from e2ee.signatures import require_dict
+from homeserver.http.errors import bad_json, invalid_param
+from storage.e2ee_to_device import ToDeviceStore
+
+logger = logging.getLogger(__name__)
+
+MAX_TXN_ID_LENGTH = 255
+MAX_EVENT_TYPE_LENGTH = 255
+
+
+class ToDevice:
+    def __init__(self, hs, store: ToDeviceStore):
+        self.hs = hs
+        self.store = store
+        # Set by the federation package: async (sender, type, {user: {device: content}}).
+        self.send_remote = None
+
+    @staticmethod
+    def check(event_type: str, txn_id: str, body: dict) -> dict[str, dict[str, dict]]:
+        if not event_type or len(event_type) > MAX_EVENT_TYPE_LENGTH:
+            raise invalid_param("Invalid event type")
+        if not txn_id or len(txn_id) > MAX_TXN_ID_LENGTH:
+            raise invalid_param("Invalid transaction ID")
+        messages = require_dict(body.get("messages"), "messages")
+        for user_id, devices in messages.items():
+            if not user_id.startswith("@") or ":" not in user_id:
+                raise invalid_param(f"Invalid user ID {user_id!r}")
+            for content in require_dict(devices, "messages").values():
+                if not isinstance(content, dict):
+                    raise bad_json("Each to-device message must be a JSON object")
+        return messages
+
+    async def send(
+        self, sender: str, sender_device: str, event_type: str, txn_id: str, messages: dict
+    ) -> None:
+        local = {u: d for u, d in messages.items() if server_of(u) == self.hs.server_name}
+        remote = {u: d for u, d in messages.items() if u not in local}
+        rows = await self._expand_local(local)
+        try:
+            if rows:
+                # The stream write's transaction is the outermost one: the notifier hears
+                # of the position when it ends, which must be at commit.
+                async with self.hs.streams.write("to_device", len(rows)) as w:
+                    if not await self.store.claim_txn(w.conn, sender, sender_device, txn_id):
+                        raise _AlreadySent
+                    await self.store.add_messages(w.conn, w.positions, sender, event_type, rows)
+                    w.wake(users={user_id for user_id, _, _ in rows})
+            else:
+                async with self.hs.db.acquire() as conn, conn.transaction():
+                    if not await self.store.claim_txn(conn, sender, sender_device, txn_id):
+                        raise _AlreadySent
+        except _AlreadySent:
+            return  # a retry of a transaction already handled: rolled back, nothing sent
+        if remote:
+            if self.send_remote is None:
+                logger.info("dropping to-device messages for %d remote users", len(remote))
+            else:
+                await self.send_remote(sender, event_type, remote)
+
+    async def deliver_local(self, sender: str, event_type: str, messages: dict) -> None:
+        """For the federation package: messages from a remote sender to local devices."""
+        rows = await self._expand_local(messages)
+        if rows:
+            async with self.hs.streams.write("to_device", len(rows)) as w:
+                await self.store.add_messages(w.conn, w.positions, sender, event_type, rows)
+                w.wake(users={user_id for user_id, _, _ in rows})
+
+    async def _expand_local(self, messages: dict) -> list[tuple[str, str, dict]]:
+        """(user, device, content) per existing recipient device; `*` means all of them."""
+        if not messages:
+            return []
+        device_rows = await self.hs.db.fetch(
+            "SELECT user_id, device_id FROM devices WHERE user_id = ANY($1::text[])",
+            list(messages),
+        )
+        devices: dict[str, set[str]] = {}
+        for r in device_rows:
+            devices.setdefault(r["user_id"], set()).add(r["device_id"])
+        rows = []
+        for user_id, by_device in messages.items():
+            known = devices.get(user_id, set())
+            if "*" in by_device:
+                rows.extend((user_id, d, by_device["*"]) for d in sorted(known))
+                continue
+            rows.extend((user_id, d, c) for d, c in by_device.items() if d in known)
+        return rows
+
+    async def sync_events(self, ctx) -> list[dict]:
+        if ctx.device_id is None:
+            return []
+        if ctx.since is not None and ctx.since.get("to_device", 0) > 0:
+            await self.store.acknowledge(ctx.user_id, ctx.device_id, ctx.since["to_device"])
+        return await self.store.pending(ctx.user_id, ctx.device_id, ctx.now.get("to_device", 0))
+
+
+class _AlreadySent(Exception):
+    """Rolls back a send whose transaction ID this device has used before."""
