@@ -23,7 +23,9 @@ def user_in_use() -> MatrixError:
 def registration_flows(config: Config) -> list[list[str]]:
     """Which flows registration offers; raises 403 when it is closed."""
     if config.registration.requires_token:
-        return [[uia.REGISTRATION_TOKEN]]
+        # The trailing dummy stage matches Synapse: clients (nio's register_with_token)
+        # finish with a dummy request that receives the login.
+        return [[uia.REGISTRATION_TOKEN, uia.DUMMY]]
     if config.registration.open:
         return [[uia.DUMMY]]
     raise forbidden("Registration is disabled on this server")

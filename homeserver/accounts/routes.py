@@ -6,9 +6,31 @@ what homeserver.app mounts.
 
 from __future__ import annotations
 
-from homeserver.accounts import login, registration
+from homeserver.accounts import (
+    account,
+    account_data,
+    admin,
+    devices,
+    filters,
+    login,
+    profile,
+    registration,
+    shared_secret,
+    tags,
+)
 from homeserver.http.routes import RouteTable
 
 routes = RouteTable()
-for _module in (registration, login):
+for _module in (
+    registration,
+    login,
+    devices,
+    account,
+    profile,
+    filters,
+    account_data,
+    tags,
+    admin,
+    shared_secret,
+):
     routes.routes.extend(_module.routes.routes)

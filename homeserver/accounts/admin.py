@@ -1,0 +1,92 @@
+"""Synapse-compatible admin API for registration tokens (/_synapse/admin/v1/registration_tokens).
+
+Server admins are users with users.is_admin, or listed under `admins` in the config.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+
+from aiohttp import web
+
+from homeserver.http.auth import Requester
+from homeserver.http.context import get_hs
+from homeserver.http.errors import forbidden, invalid_param, not_found
+from homeserver.http.request import json_body, json_response, query_bool
+from homeserver.http.routes import RouteTable
+
+routes = RouteTable()
+
+BASE = "/_synapse/admin/v1/registration_tokens"
+_TOKEN = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+_ALPHABET = string.ascii_letters + string.digits + "._~-"
+
+
+def require_admin(request: web.Request, requester: Requester) -> None:
+    if not get_hs(request).accounts.is_server_admin(requester.user_id, requester.is_admin):
+        raise forbidden("You are not a server admin")
+
+
+def token_json(row) -> dict:
+    return {k: row[k] for k in ("token", "uses_allowed", "pending", "completed", "expiry_time")}
+
+
+def _optional_non_negative(body: dict, name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise invalid_param(f"'{name}' must be a non-negative integer or null")
+    return value
+
+
+@routes.post(BASE + "/new", raw_path=True)
+async def create_token(request: web.Request, requester: Requester) -> web.Response:
+    require_admin(request, requester)
+    body = await json_body(request, allow_empty=True)
+    uses_allowed = _optional_non_negative(body, "uses_allowed")
+    expiry_time = _optional_non_negative(body, "expiry_time")
+    store = get_hs(request).accounts.registration_tokens
+    token = body.get("token")
+    if token is not None:
+        if not isinstance(token, str) or not _TOKEN.match(token):
+            raise invalid_param("'token' must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
+        if not await store.create(token, uses_allowed, expiry_time):
+            raise invalid_param(f"Token already exists: {token}")
+    else:
+        length = body.get("length", 16)
+        if isinstance(length, bool) or not isinstance(length, int) or not 0 < length <= 64:
+            raise invalid_param("'length' must be an integer between 1 and 64")
+        while True:
+            token = "".join(secrets.choice(_ALPHABET) for _ in range(length))
+            if await store.create(token, uses_allowed, expiry_time):
+                break
+    return json_response(token_json(await store.get(token)))
+
+
+@routes.get(BASE, raw_path=True)
+async def list_tokens(request: web.Request, requester: Requester) -> web.Response:
+    require_admin(request, requester)
+    valid = query_bool(request, "valid") if "valid" in request.query else None
+    rows = await get_hs(request).accounts.registration_tokens.list(valid)
+    return json_response({"registration_tokens": [token_json(r) for r in rows]})
+
+
+@routes.get(BASE + "/{token}", raw_path=True)
+async def get_token(request: web.Request, requester: Requester) -> web.Response:
+    require_admin(request, requester)
+    row = await get_hs(request).accounts.registration_tokens.get(request.match_info["token"])
+    if row is None:
+        raise not_found("No such registration token")
+    return json_response(token_json(row))
+
+
+@routes.delete(BASE + "/{token}", raw_path=True)
+async def delete_token(request: web.Request, requester: Requester) -> web.Response:
+    require_admin(request, requester)
+    store = get_hs(request).accounts.registration_tokens
+    if not await store.delete(request.match_info["token"]):
+        raise not_found("No such registration token")
+    return json_response({})

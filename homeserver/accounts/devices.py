@@ -1,0 +1,84 @@
+"""GET /devices, GET/PUT/DELETE /devices/{id}, POST /delete_devices (deletion behind UIA)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.accounts import uia
+from homeserver.http.auth import Requester
+from homeserver.http.context import get_hs
+from homeserver.http.errors import bad_json, invalid_param, not_found
+from homeserver.http.request import field, json_body, json_response
+from homeserver.http.routes import RouteTable
+
+routes = RouteTable()
+
+MAX_DISPLAY_NAME = 255
+
+
+def device_json(row) -> dict:
+    device = {"device_id": row["device_id"]}
+    for key in ("display_name", "last_seen_ip", "last_seen_ts"):
+        if row[key] is not None:
+            device[key] = row[key]
+    return device
+
+
+@routes.get("/devices")
+async def list_devices(request: web.Request, requester: Requester) -> web.Response:
+    rows = await get_hs(request).accounts.devices.list_devices(requester.user_id)
+    return json_response({"devices": [device_json(r) for r in rows]})
+
+
+@routes.get("/devices/{device_id}")
+async def get_device(request: web.Request, requester: Requester) -> web.Response:
+    device_id = request.match_info["device_id"]
+    row = await get_hs(request).accounts.devices.get_device(requester.user_id, device_id)
+    if row is None:
+        raise not_found("No such device")
+    return json_response(device_json(row))
+
+
+@routes.put("/devices/{device_id}")
+async def update_device(request: web.Request, requester: Requester) -> web.Response:
+    body = await json_body(request, allow_empty=True)
+    name = field(body, "display_name", str, None)
+    if name is not None and len(name) > MAX_DISPLAY_NAME:
+        raise invalid_param("'display_name' is too long")
+    devices = get_hs(request).accounts.devices
+    device_id = request.match_info["device_id"]
+    if "display_name" not in body:
+        # Nothing to change, but the device must still exist.
+        if await devices.get_device(requester.user_id, device_id) is None:
+            raise not_found("No such device")
+    elif not await devices.set_display_name(requester.user_id, device_id, name):
+        raise not_found("No such device")
+    return json_response({})
+
+
+async def _delete_after_uia(
+    request: web.Request, requester: Requester, body: dict, device_ids: list[str]
+) -> web.Response:
+    await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
+    await get_hs(request).accounts.delete_devices(requester.user_id, device_ids)
+    return json_response({})
+
+
+@routes.delete("/devices/{device_id}")
+async def delete_device(request: web.Request, requester: Requester) -> web.Response:
+    body = await json_body(request, allow_empty=True)
+    device_id = request.match_info["device_id"]
+    # Unknown devices are 404 before any authentication round, as the spec's examples show.
+    if await get_hs(request).accounts.devices.get_device(requester.user_id, device_id) is None:
+        raise not_found("No such device")
+    return await _delete_after_uia(request, requester, body, [device_id])
+
+
+@routes.post("/delete_devices")
+async def delete_devices(request: web.Request, requester: Requester) -> web.Response:
+    body = await json_body(request)
+    device_ids = field(body, "devices", list)
+    if not all(isinstance(d, str) for d in device_ids):
+        raise bad_json("'devices' must be a list of device IDs")
+    # Devices that do not exist are ignored, as the spec asks.
+    return await _delete_after_uia(request, requester, body, device_ids)

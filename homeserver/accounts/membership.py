@@ -1,0 +1,53 @@
+"""Membership events the accounts domain sends on a user's behalf: a profile change
+re-sent into every joined room, and leaving everything on deactivation."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from homeserver.http.errors import MatrixError
+
+logger = logging.getLogger(__name__)
+
+MEMBER = "m.room.member"
+
+
+def _sender(hs):
+    """hs.events.create_and_send, or None while the rooms engineer's service lacks it."""
+    return getattr(hs.events, "create_and_send", None)
+
+
+async def propagate_profile(hs, user_id: str, displayname, avatar_url) -> None:
+    """Sends a new join event carrying the new profile into each room the user is in.
+
+    A room where the user may no longer send (e.g. power levels) keeps the old profile;
+    the profile change itself has already succeeded.
+    """
+    send = _sender(hs)
+    if send is None:
+        return
+    for row in await hs.accounts.profiles.joined_member_events(user_id):
+        content = dict(orjson.loads(row["json"]).get("content") or {})
+        content["membership"] = "join"
+        for key, value in (("displayname", displayname), ("avatar_url", avatar_url)):
+            if value is None:
+                content.pop(key, None)
+            else:
+                content[key] = value
+        try:
+            await send(user_id, row["room_id"], MEMBER, content, state_key=user_id)
+        except MatrixError as err:
+            logger.info("profile not updated in %s: %s", row["room_id"], err.errcode)
+
+
+async def leave_all_rooms(hs, user_id: str) -> None:
+    send = _sender(hs)
+    if send is None:
+        return
+    for room_id in await hs.accounts.profiles.joined_room_ids(user_id):
+        try:
+            await send(user_id, room_id, MEMBER, {"membership": "leave"}, state_key=user_id)
+        except MatrixError as err:
+            logger.warning("could not leave %s on deactivation: %s", room_id, err.errcode)

@@ -1,0 +1,72 @@
+"""GET /profile/{userId}[/displayname|/avatar_url] and PUT of both fields."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.accounts.membership import propagate_profile
+from homeserver.http.auth import Requester
+from homeserver.http.context import get_hs
+from homeserver.http.errors import bad_json, forbidden, invalid_param, not_found
+from homeserver.http.request import json_body, json_response
+from homeserver.http.routes import RouteTable
+
+routes = RouteTable()
+
+FIELDS = ("displayname", "avatar_url")
+MAX_LENGTH = {"displayname": 256, "avatar_url": 1000}
+
+
+async def _profile(request: web.Request) -> dict:
+    user_id = request.match_info["user_id"]
+    row = await get_hs(request).accounts.profiles.get(user_id)
+    if row is None:
+        raise not_found("Profile not found")
+    return {k: row[k] for k in FIELDS if row[k] is not None}
+
+
+@routes.get("/profile/{user_id}", auth=False)
+async def get_profile(request: web.Request) -> web.Response:
+    return json_response(await _profile(request))
+
+
+def _field_getter(name: str):
+    async def handler(request: web.Request) -> web.Response:
+        profile = await _profile(request)
+        return json_response({name: profile[name]} if name in profile else {})
+
+    return handler
+
+
+def _field_setter(name: str):
+    async def handler(request: web.Request, requester: Requester) -> web.Response:
+        hs = get_hs(request)
+        user_id = request.match_info["user_id"]
+        if user_id != requester.user_id and not hs.accounts.is_server_admin(
+            requester.user_id, requester.is_admin
+        ):
+            raise forbidden("Cannot set another user's profile")
+        body = await json_body(request)
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise bad_json(f"'{name}' must be a string")
+        if value is not None and len(value) > MAX_LENGTH[name]:
+            raise invalid_param(f"'{name}' is too long")
+        if name == "avatar_url" and value and not value.startswith("mxc://"):
+            raise invalid_param("'avatar_url' must be an mxc:// URI")
+        value = value or None  # "" clears the field, as clients use it
+        profiles = hs.accounts.profiles
+        current = await profiles.get(user_id)
+        if current is None:
+            raise not_found("No such user")
+        await profiles.set_field(user_id, name, value)
+        updated = {k: current[k] for k in FIELDS} | {name: value}
+        await propagate_profile(hs, user_id, updated["displayname"], updated["avatar_url"])
+        return json_response({})
+
+    return handler
+
+
+for _name in FIELDS:
+    routes.get(f"/profile/{{user_id}}/{_name}", auth=False)(_field_getter(_name))
+    routes.put(f"/profile/{{user_id}}/{_name}", ratelimit=True)(_field_setter(_name))

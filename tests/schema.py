@@ -1,0 +1,73 @@
+"""Validating response bodies against the spec's OpenAPI definitions.
+
+    assert_matches_schema("registration.yaml", "/register", "post", 200, body)
+
+The file name is relative to matrix-spec/data/api/client-server/ (or pass a path under
+data/api/, e.g. "server-server/keys.yaml"). $refs are resolved relative to the file
+that contains them, as the spec's own tooling does.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+API_DIR = Path("/work/shared/matrix-spec/data/api")
+_CLIENT_SERVER = API_DIR / "client-server"
+
+
+@functools.cache
+def _load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _pointer(doc: Any, fragment: str) -> Any:
+    for part in (p for p in fragment.lstrip("/").split("/") if p):
+        doc = doc[part.replace("~1", "/").replace("~0", "~")]
+    return doc
+
+
+def _resolve(node: Any, base: Path, seen: tuple[str, ...] = ()) -> Any:
+    """A copy of `node` with every $ref inlined (a recursive ref is left as `{}`)."""
+    if isinstance(node, list):
+        return [_resolve(item, base, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target, _, fragment = node["$ref"].partition("#")
+        path = (base.parent / target).resolve() if target else base
+        key = f"{path}#{fragment}"
+        if key in seen:
+            return {}
+        resolved = _resolve(_pointer(_load(path), fragment), path, (*seen, key))
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        if siblings and isinstance(resolved, dict):
+            resolved = {**resolved, **_resolve(siblings, base, seen)}
+        return resolved
+    return {k: _resolve(v, base, seen) for k, v in node.items()}
+
+
+def response_schema(api_file: str, path: str, method: str, status: int) -> dict:
+    file = (_CLIENT_SERVER / api_file) if "/" not in api_file else (API_DIR / api_file)
+    spec = _load(file)
+    try:
+        response = spec["paths"][path][method.lower()]["responses"][str(status)]
+    except KeyError:
+        raise AssertionError(f"{api_file} has no {method.upper()} {path} -> {status}") from None
+    response = _resolve(response, file)
+    return response["content"]["application/json"]["schema"]
+
+
+def assert_matches_schema(api_file: str, path: str, method: str, status: int, body: Any) -> None:
+    schema = response_schema(api_file, path, method, status)
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
+    if errors:
+        details = "\n".join(f"  at {list(e.path)}: {e.message}" for e in errors)
+        raise AssertionError(f"{method.upper()} {path} {status} body violates the spec:\n{details}")
