@@ -17,11 +17,9 @@ MAX_DISPLAY_NAME = 255
 
 
 def device_json(row) -> dict:
-    device = {"device_id": row["device_id"]}
-    for key in ("display_name", "last_seen_ip", "last_seen_ts"):
-        if row[key] is not None:
-            device[key] = row[key]
-    return device
+    # Unknown values are null rather than absent, as Synapse does: matrix-nio rejects a
+    # device without these keys.
+    return {k: row[k] for k in ("device_id", "display_name", "last_seen_ip", "last_seen_ts")}
 
 
 @routes.get("/devices")
