@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from homeserver.app import Homeserver
 
 HS_KEY: web.AppKey = web.AppKey("homeserver", object)
+REQUEST_ID_KEY: web.RequestKey = web.RequestKey("request_id", str)
+REQUESTER_KEY: web.RequestKey = web.RequestKey("requester", object)
 
 
 def get_hs(request: web.Request) -> Homeserver:

@@ -8,7 +8,7 @@ import uuid
 
 from aiohttp import web
 
-from homeserver.http.context import get_hs
+from homeserver.http.context import REQUEST_ID_KEY, get_hs
 from homeserver.http.errors import MatrixError
 from homeserver.http.request import json_response
 from homeserver.metrics import http_latency, http_requests
@@ -42,7 +42,7 @@ def error_response(err: MatrixError) -> web.Response:
 async def matrix_middleware(request: web.Request, handler) -> web.StreamResponse:
     started = time.perf_counter()
     request_id = uuid.uuid4().hex[:16]
-    request["request_id"] = request_id
+    request[REQUEST_ID_KEY] = request_id
     if request.method == "OPTIONS":
         # CORS preflight: browsers send it without credentials to any path.
         response: web.StreamResponse = web.Response(status=200, headers=CORS_HEADERS)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from homeserver.http.auth import authenticate
-from homeserver.http.context import get_hs
+from homeserver.http.context import REQUESTER_KEY, get_hs
 
 CLIENT_VERSIONS = ("r0", "v3")
 
@@ -56,7 +56,7 @@ class RouteTable:
                     return await fn(request)
                 hs = get_hs(request)
                 requester = await authenticate(request, hs.db)
-                request["requester"] = requester
+                request[REQUESTER_KEY] = requester
                 if ratelimit:
                     hs.user_limiter.check(requester.user_id)
                 return await fn(request, requester)
