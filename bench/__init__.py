@@ -1,0 +1,1 @@
+"""Load generator and side-by-side benchmark against Synapse (see bench/README.md)."""

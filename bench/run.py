@@ -1,0 +1,151 @@
+"""One command: Synapse and this server side by side, scenario by scenario.
+
+    .venv/bin/python -m bench.run [--quick] [--only a,b] [--servers synapse,ours]
+
+Installs Synapse from PyPI into bench/.synapse-venv (first run only), creates
+the databases bench_synapse and bench_ours fresh on the local PostgreSQL,
+starts both servers on loopback (Synapse :18108, ours :18008), runs every
+scenario on one then the other (alternating who goes first), records each
+server's resident memory, stops both, and writes bench/results/<date>.json
+and bench/RESULTS.md. Never fails on a figure: it only reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+import asyncpg
+import psutil
+
+from bench import report
+from bench.client import new_session
+from bench.loadgen import parse_only
+from bench.scenarios import run_scenario
+from bench.scenarios.base import DEFAULT, QUICK, Context, Target
+from bench.servers import BENCH_DIR, ManagedServer, Ours, ServerError, Synapse, recreate_database
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+async def _machine(admin_dsn: str) -> str:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        pg = (await conn.fetchval("SHOW server_version")).split(" ")[0]
+    finally:
+        await conn.close()
+    mem = psutil.virtual_memory().total / 2**30
+    return (
+        f"{_cpu_model()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"PostgreSQL {pg} (shared by both servers)"
+    )
+
+
+async def _start(server: ManagedServer, db_name: str, admin_dsn: str) -> str | None:
+    """Installs, configures and starts one server; returns why not, or None when up."""
+    try:
+        await asyncio.to_thread(server.install)
+        await recreate_database(admin_dsn, db_name)
+        config_path = await asyncio.to_thread(server.configure, db_name, admin_dsn)
+        await asyncio.to_thread(server.start, config_path)
+        await server.wait_ready()
+        return None
+    except (ServerError, OSError, asyncpg.PostgresError) as e:
+        return str(e)
+
+
+async def _run(args: argparse.Namespace) -> dict:
+    scenarios = parse_only(args.only)
+    wanted = [s.strip() for s in args.servers.split(",")]
+    servers: dict[str, ManagedServer] = {}
+    if "synapse" in wanted:
+        servers["synapse"] = Synapse("synapse", 18108, Path("/tmp/bench-synapse"))
+    if "ours" in wanted:
+        servers["ours"] = Ours("ours", 18008, Path("/tmp/bench-ours"))
+    sizes = QUICK if args.quick else DEFAULT
+    results: dict[str, dict] = {name: {} for name in ("synapse", "ours")}
+    try:
+        failures = await asyncio.gather(
+            *(_start(s, f"bench_{name}", args.admin_dsn) for name, s in servers.items())
+        )
+        async with new_session() as session:
+            contexts = {}
+            for (name, server), failure in zip(servers.items(), failures, strict=True):
+                if failure:
+                    print(f"{name} did not start: {failure}", file=sys.stderr)
+                    for scenario in scenarios:
+                        results[name][scenario] = {"status": f"server did not start: {failure}"}
+                    continue
+                target = Target(name, server.base_url, server.proc.pid)
+                contexts[name] = Context(target, sizes, session)
+            for i, scenario in enumerate(scenarios):
+                # Alternate who goes first so neither always runs on a warmer machine.
+                order = list(contexts) if i % 2 == 0 else list(reversed(contexts))
+                for name in order:
+                    result = await run_scenario(scenario, contexts[name])
+                    results[name][scenario] = result
+                    print(
+                        f"{scenario:>20} {name:>8}: {result['status']} ({result['seconds']} s)",
+                        file=sys.stderr,
+                    )
+    finally:
+        for server in servers.values():
+            await asyncio.to_thread(server.stop)
+    return {
+        "meta": {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "mode": "quick" if args.quick else "default",
+            "command": "python -m bench.run" + (" --quick" if args.quick else ""),
+            "machine": await _machine(args.admin_dsn),
+            "versions": {name: s.version for name, s in servers.items()},
+            "scenarios": scenarios,
+            "sizes": {k: v for k, v in vars(sizes).items()},
+        },
+        "results": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--only", help="comma-separated scenario names (dependencies kept)")
+    parser.add_argument("--servers", default="synapse,ours", help="which servers to run")
+    parser.add_argument("--admin-dsn", default=ADMIN_DSN, help="PostgreSQL to create DBs in")
+    parser.add_argument(
+        "--results-dir", default=str(BENCH_DIR / "results"), help="where the JSON goes"
+    )
+    parser.add_argument(
+        "--markdown", default=str(BENCH_DIR / "RESULTS.md"), help="where the table goes"
+    )
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()  # the load generator must not be the bottleneck
+    except ImportError:
+        pass
+    run = asyncio.run(_run(args))
+    json_path = report.write(run, Path(args.results_dir), Path(args.markdown))
+    print(report.markdown(run))
+    print(f"wrote {json_path} and {args.markdown}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

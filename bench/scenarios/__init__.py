@@ -1,0 +1,63 @@
+"""The scenarios, in the order they run (later ones reuse users and rooms of earlier ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.client import MatrixHTTPError
+from bench.memory import PeakSampler, mib
+from bench.scenarios.accounts import registration
+from bench.scenarios.base import Context, Recorder, ScenarioError
+from bench.scenarios.rooms import big_room_join, room_creation
+from bench.scenarios.sending import messages_pagination, send_many_rooms, send_one_room
+from bench.scenarios.syncing import delivery_latency, idle_longpolls, initial_sync
+
+SCENARIOS = {
+    "registration": registration,
+    "room_creation": room_creation,
+    "send_one_room": send_one_room,
+    "send_many_rooms": send_many_rooms,
+    "messages_pagination": messages_pagination,
+    "delivery_latency": delivery_latency,
+    "initial_sync": initial_sync,
+    "big_room_join": big_room_join,
+    "idle_longpolls": idle_longpolls,
+}
+
+
+async def run_scenario(name: str, ctx: Context) -> dict:
+    """Runs one scenario under its time cap; always returns a result, never raises.
+
+    The result holds the figures gathered so far, the server's resident memory
+    at the end and its peak during the scenario, and why it stopped early if it did.
+    """
+    rec = Recorder()
+    cap = ctx.sizes.caps_s[name]
+    status = "ok"
+    setup_before = ctx.setup_seconds
+    began = time.perf_counter()
+    sampler = PeakSampler(ctx.target.pid) if ctx.target.pid else None
+    if sampler:
+        sampler.__enter__()
+    try:
+        async with asyncio.timeout(cap):
+            await SCENARIOS[name](ctx, rec)
+    except TimeoutError:
+        status = f"stopped at its {cap} s time cap"
+    except (ScenarioError, MatrixHTTPError) as e:
+        status = f"failed: {e}"
+    except Exception as e:  # a server that breaks must not stop the other's run
+        status = f"failed: {type(e).__name__}: {e}"
+    finally:
+        if sampler:
+            sampler.__exit__(None, None, None)
+    return {
+        "status": status,
+        "seconds": round(time.perf_counter() - began, 3),
+        "setup_seconds": round(ctx.setup_seconds - setup_before, 3),
+        "figures": rec.figures,
+        "notes": rec.notes,
+        "rss_end_mib": mib(ctx.target.rss()),
+        "rss_peak_mib": mib(sampler.peak) if sampler else None,
+    }

@@ -1,0 +1,216 @@
+"""What every scenario shares: sizes, the per-server context and the figure recorder."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+
+from bench.client import User, register
+from bench.memory import tree_rss
+
+PASSWORD = "bench-password-not-secret"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Counts for every scenario. Each scenario is also capped in time (caps_s)."""
+
+    register_users: int = 200
+    register_concurrency: int = 8
+    setup_concurrency: int = 16
+    created_rooms: int = 200  # also the number of rooms the initial-sync user is in
+    create_concurrency: int = 8
+    one_room_senders: int = 50
+    one_room_messages: int = 2000
+    many_rooms: int = 100
+    many_rooms_messages: int = 2000
+    pagination_pages: int = 300
+    pagination_readers: int = 4
+    page_size: int = 20
+    latency_receivers: int = 100
+    latency_messages: int = 20
+    initial_syncs: int = 3
+    incremental_syncs: int = 20
+    big_room_members: int = 1000
+    big_room_joiners: int = 10
+    idle_longpolls: int = 1000
+    delivery_timeout_s: float = 15.0
+    caps_s: dict = field(
+        default_factory=lambda: {
+            "registration": 120,
+            "room_creation": 120,
+            "send_one_room": 120,
+            "send_many_rooms": 120,
+            "messages_pagination": 60,
+            "delivery_latency": 120,
+            "initial_sync": 120,
+            "big_room_join": 600,
+            "idle_longpolls": 300,
+        }
+    )
+
+    @property
+    def pool_size(self) -> int:
+        # user 0: the initial-sync user; user 1: room creator and sender; then the crowd.
+        crowd = max(
+            self.one_room_senders,
+            self.many_rooms,
+            self.latency_receivers,
+            self.big_room_members + self.big_room_joiners,
+        )
+        return 2 + crowd
+
+
+DEFAULT = Sizes()
+QUICK = dataclasses.replace(
+    DEFAULT,
+    register_users=10,
+    created_rooms=20,
+    one_room_senders=5,
+    one_room_messages=100,
+    many_rooms=10,
+    many_rooms_messages=100,
+    pagination_pages=20,
+    pagination_readers=2,
+    latency_receivers=10,
+    latency_messages=5,
+    initial_syncs=2,
+    incremental_syncs=5,
+    big_room_members=30,
+    big_room_joiners=2,
+    idle_longpolls=30,
+    delivery_timeout_s=10.0,
+    caps_s={k: min(v, 60) for k, v in DEFAULT.caps_s.items()},
+)
+
+# Lazy-loaded members and a short timeline, as Element and other real clients ask for:
+# without it a member of a 1,000-member room downloads every member event each sync.
+SYNC_FILTER = orjson.dumps(
+    {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 10}}}
+).decode()
+# Idle long-polls must stay idle: presence and account data would wake them.
+IDLE_FILTER = orjson.dumps(
+    {
+        "room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 10}},
+        "presence": {"types": []},
+        "account_data": {"types": []},
+    }
+).decode()
+
+
+@dataclass
+class Target:
+    """One homeserver under test: its name, URL, and the pid whose memory we read."""
+
+    name: str
+    base_url: str
+    pid: int | None = None
+
+    def rss(self) -> int | None:
+        return tree_rss(self.pid) if self.pid else None
+
+
+class ScenarioError(Exception):
+    """A scenario cannot run on this server (a missing endpoint, a missing prerequisite)."""
+
+
+class Recorder:
+    """Collects one scenario's figures; kept even when the scenario is cut short."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, dict] = {}
+        self.notes: list[str] = []
+
+    def figure(self, name: str, value: float | None, unit: str, better: str) -> None:
+        assert better in ("higher", "lower")
+        self.figures[name] = {"value": value, "unit": unit, "better": better}
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+class Context:
+    """Per-server state carried from one scenario to the next (users, rooms)."""
+
+    def __init__(self, target: Target, sizes: Sizes, session: aiohttp.ClientSession):
+        self.target = target
+        self.sizes = sizes
+        self.session = session
+        self.users: list[User] = []
+        self.state: dict = {}
+        self.setup_seconds = 0.0
+
+    def _localpart(self, index: int) -> str:
+        return f"bench{index}"
+
+    async def register_users(self, count: int, concurrency: int) -> list[float]:
+        """Registers `count` more users into the pool; returns each request's seconds."""
+        start = len(self.users)
+        new: list[User | None] = [None] * count
+        durations: list[float] = []
+
+        async def one(i: int) -> None:
+            began = time.perf_counter()
+            new[i] = await register(
+                self.session, self.target.base_url, self._localpart(start + i), PASSWORD
+            )
+            durations.append(time.perf_counter() - began)
+
+        try:
+            await run_pool(count, concurrency, one)
+        finally:
+            # Keep whoever did register, in order, so a cut-short run can still go on.
+            self.users.extend(u for u in new if u is not None)
+        return durations
+
+    async def ensure_users(self, count: int) -> list[User]:
+        """The first `count` pool users, registering the missing ones (timed as setup)."""
+        missing = count - len(self.users)
+        if missing > 0:
+            began = time.perf_counter()
+            await self.register_users(missing, self.sizes.setup_concurrency)
+            self.setup_seconds += time.perf_counter() - began
+        return self.users[:count]
+
+    def require(self, key: str, scenario: str):
+        if key not in self.state:
+            raise ScenarioError(f"needs the {scenario} scenario to have run on this server")
+        return self.state[key]
+
+
+async def run_pool(count: int, concurrency: int, job: Callable[[int], Awaitable[None]]) -> None:
+    """Runs job(0..count-1) with at most `concurrency` in flight; the first error aborts."""
+    indices = iter(range(count))
+
+    async def worker() -> None:
+        for i in indices:
+            await job(i)
+
+    workers = [asyncio.ensure_future(worker()) for _ in range(max(1, min(concurrency, count)))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def join_all(users: list[User], room_id: str, concurrency: int) -> list[float]:
+    """Joins every user to the room; returns each join's seconds."""
+    durations: list[float] = []
+
+    async def one(i: int) -> None:
+        durations.append((await users[i].join(room_id)).seconds)
+
+    await run_pool(len(users), concurrency, one)
+    return durations
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
