@@ -16,3 +16,7 @@ def install(hs) -> None:
 
     hs.presence = Presence(PresenceStore(hs.db, hs.streams))
     hs.sync_extensions.append(hs.presence.sync_extension)
+
+    from storage.directory import DirectoryStore
+
+    hs.directory = DirectoryStore(hs.db)

@@ -1,0 +1,212 @@
+"""Room aliases, the room directory, the public room list and the user directory
+(directory.yaml, list_public_rooms.yaml, users.yaml)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from homeserver.directory.public_rooms import public_rooms
+from homeserver.http.auth import Requester
+from homeserver.http.context import get_hs
+from homeserver.http.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.http.request import field, json_body, json_response, query_int
+from homeserver.http.routes import RouteTable
+from storage.directory import AliasExists, DirectoryStore
+
+routes = RouteTable()
+
+MAX_ALIAS_LENGTH = 255
+MAX_PUBLIC_ROOMS_LIMIT = 500
+MAX_USER_SEARCH_LIMIT = 50
+
+
+def _store(request: web.Request) -> DirectoryStore:
+    return get_hs(request).directory
+
+
+def _check_alias(request: web.Request, alias: str, *, local: bool) -> str:
+    localpart, sep, server = alias[1:].partition(":")
+    if not alias.startswith("#") or not sep or not localpart or not server:
+        raise invalid_param("Room aliases look like #localpart:server")
+    if len(alias.encode()) > MAX_ALIAS_LENGTH or any(c.isspace() for c in alias):
+        raise invalid_param("Room aliases are at most 255 bytes, without whitespace")
+    if local and server != get_hs(request).server_name:
+        raise invalid_param("Aliases can only be created on this server")
+    return alias
+
+
+async def _can_edit_directory(store: DirectoryStore, room, user_id: str) -> bool:
+    """Creators (v12: with infinite power) and users allowed to set m.room.canonical_alias."""
+    if room["creator"] == user_id:
+        return True
+    state = (await store.summary_state([room["room_id"]]))[room["room_id"]]
+    if user_id in (state.get("m.room.create", {}).get("additional_creators") or []):
+        return True
+    levels = state.get("m.room.power_levels")
+    if levels is None:
+        return False
+    users = levels.get("users") if isinstance(levels.get("users"), dict) else {}
+    events = levels.get("events") if isinstance(levels.get("events"), dict) else {}
+    mine = _int(users.get(user_id), _int(levels.get("users_default"), 0))
+    needed = _int(events.get("m.room.canonical_alias"), _int(levels.get("state_default"), 50))
+    return mine >= needed
+
+
+def _int(value, default: int) -> int:
+    if isinstance(value, bool):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+# -- aliases ----------------------------------------------------------------------------------
+
+
+@routes.put("/directory/room/{alias}", ratelimit=True)
+async def put_alias(request: web.Request, requester: Requester) -> web.Response:
+    alias = _check_alias(request, request.match_info["alias"], local=True)
+    room_id = field(await json_body(request), "room_id", str)
+    store = _store(request)
+    if await store.room(room_id) is None:
+        raise not_found("Unknown room")
+    if await store.membership(room_id, requester.user_id) != "join":
+        raise forbidden("You must be in the room to give it an alias")
+    try:
+        await store.create_alias(alias, room_id, requester.user_id)
+    except AliasExists:
+        raise MatrixError(409, "M_UNKNOWN", "Room alias already exists") from None
+    return json_response({})
+
+
+@routes.get("/directory/room/{alias}", auth=False)
+async def get_alias(request: web.Request) -> web.Response:
+    alias = _check_alias(request, request.match_info["alias"], local=False)
+    hs = get_hs(request)
+    if alias.split(":", 1)[1] != hs.server_name:
+        raise not_found("Room alias not found (remote aliases are not resolved)")
+    row = await hs.directory.alias(alias)
+    if row is None:
+        raise not_found("Room alias not found")
+    return json_response({"room_id": row["room_id"], "servers": [hs.server_name]})
+
+
+@routes.delete("/directory/room/{alias}")
+async def delete_alias(request: web.Request, requester: Requester) -> web.Response:
+    alias = _check_alias(request, request.match_info["alias"], local=False)
+    store = _store(request)
+    row = await store.alias(alias)
+    if row is None:
+        raise not_found("Room alias not found")
+    if row["creator"] != requester.user_id and not requester.is_admin:
+        room = await store.room(row["room_id"])
+        if room is None or not await _can_edit_directory(store, room, requester.user_id):
+            raise forbidden("Only the alias' creator or a room admin can delete it")
+    if not await store.delete_alias(alias):
+        raise not_found("Room alias not found")
+    return json_response({})
+
+
+@routes.get("/rooms/{room_id}/aliases")
+async def room_aliases(request: web.Request, requester: Requester) -> web.Response:
+    room_id = request.match_info["room_id"]
+    store = _store(request)
+    if await store.room(room_id) is None:
+        raise forbidden("You are not in this room")
+    if await store.membership(room_id, requester.user_id) != "join":
+        state = (await store.summary_state([room_id]))[room_id]
+        visibility = state.get("m.room.history_visibility", {}).get("history_visibility")
+        if visibility != "world_readable":
+            raise forbidden("You are not in this room")
+    return json_response({"aliases": await store.room_aliases(room_id)})
+
+
+# -- room directory ---------------------------------------------------------------------------
+
+
+@routes.get("/directory/list/room/{room_id}", auth=False)
+async def get_visibility(request: web.Request) -> web.Response:
+    room = await _store(request).room(request.match_info["room_id"])
+    if room is None:
+        raise not_found("Unknown room")
+    return json_response({"visibility": "public" if room["is_public"] else "private"})
+
+
+@routes.put("/directory/list/room/{room_id}")
+async def put_visibility(request: web.Request, requester: Requester) -> web.Response:
+    visibility = field(await json_body(request), "visibility", str)
+    if visibility not in ("public", "private"):
+        raise invalid_param("'visibility' must be public or private")
+    store = _store(request)
+    room = await store.room(request.match_info["room_id"])
+    if room is None:
+        raise not_found("Unknown room")
+    if not requester.is_admin and not await _can_edit_directory(store, room, requester.user_id):
+        raise forbidden("Only room admins can publish a room")
+    await store.set_public(room["room_id"], visibility == "public")
+    return json_response({})
+
+
+# -- public room list -------------------------------------------------------------------------
+
+
+def _check_server(request: web.Request, server: str | None) -> None:
+    if server is not None and server != get_hs(request).server_name:
+        raise not_found("Public room lists of other servers are not available")
+
+
+@routes.get("/publicRooms", auth=False)
+async def get_public_rooms(request: web.Request) -> web.Response:
+    _check_server(request, request.query.get("server"))
+    limit = query_int(request, "limit", None, maximum=MAX_PUBLIC_ROOMS_LIMIT)
+    return json_response(
+        await public_rooms(_store(request), limit=limit, since=request.query.get("since"))
+    )
+
+
+@routes.post("/publicRooms")
+async def post_public_rooms(request: web.Request, _requester: Requester) -> web.Response:
+    _check_server(request, request.query.get("server"))
+    body = await json_body(request, allow_empty=True)
+    limit = field(body, "limit", int, None)
+    if limit is not None and limit < 0:
+        raise invalid_param("'limit' must not be negative")
+    since = field(body, "since", str, None)
+    flt = field(body, "filter", dict, {})
+    term = field(flt, "generic_search_term", str, None)
+    room_types = field(flt, "room_types", list, None)
+    if room_types is not None and not all(t is None or isinstance(t, str) for t in room_types):
+        raise invalid_param("'room_types' holds strings or null")
+    return json_response(
+        await public_rooms(
+            _store(request),
+            limit=min(limit, MAX_PUBLIC_ROOMS_LIMIT) if limit is not None else None,
+            since=since,
+            term=term,
+            room_types=room_types,
+        )
+    )
+
+
+# -- user directory ---------------------------------------------------------------------------
+
+
+@routes.post("/user_directory/search", ratelimit=True)
+async def search_users(request: web.Request, requester: Requester) -> web.Response:
+    body = await json_body(request)
+    term = field(body, "search_term", str)
+    limit = field(body, "limit", int, 10)
+    if limit < 0:
+        raise invalid_param("'limit' must not be negative")
+    limit = min(limit, MAX_USER_SEARCH_LIMIT)
+    rows = await _store(request).search_users(requester.user_id, term.strip(), limit)
+    results = []
+    for r in rows[:limit]:
+        entry = {"user_id": r["user_id"]}
+        if r["displayname"] is not None:
+            entry["display_name"] = r["displayname"]
+        if r["avatar_url"] is not None:
+            entry["avatar_url"] = r["avatar_url"]
+        results.append(entry)
+    return json_response({"results": results, "limited": len(rows) > limit})
