@@ -62,8 +62,29 @@ class RegistrationConfig:
 
 
 @dataclass(frozen=True)
+class TrustedKeyServer:
+    server_name: str
+    verify_keys: tuple[tuple[str, str], ...]  # (key id, unpadded base64 public key)
+
+
+@dataclass(frozen=True)
 class FederationConfig:
+    # Exact server names and "*.example.gouv.fr" wildcards; empty means no federation.
     allowed_servers: tuple[str, ...] = ()
+    listener: Listener | None = None
+    tls_certificate: Path | None = None
+    tls_private_key: Path | None = None
+    # CA bundle for verifying remote servers; None means the system's trust store.
+    ca_bundle: Path | None = None
+    verify_tls: bool = True
+    allow_private_addresses: bool = False
+    # Served as our /.well-known/matrix/server ("host:port"); None serves nothing.
+    well_known_server: str | None = None
+    trusted_key_servers: tuple[TrustedKeyServer, ...] = ()
+    key_validity_s: int = 86_400
+    request_timeout_s: float = 30.0
+    # Test/ops only: hostname -> IP literal, consulted before DNS.
+    resolve_overrides: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,6 +210,96 @@ def _voip(section: _Section) -> VoipConfig:
     return VoipConfig(tuple(uris), secret, section.positive_int("turn_user_lifetime_s", 86_400))
 
 
+def _federation(fed: _Section, base_dir: Path) -> FederationConfig:
+    allowed = fed.get("allowed_servers", list, [])
+    if not all(isinstance(s, str) and s for s in allowed):
+        raise ConfigError("federation.allowed_servers", "must be a list of server names")
+    listen = fed.get("listen", str, None)
+
+    def path(name: str) -> Path | None:
+        value = fed.get(name, str, None)
+        return (base_dir / value).resolve() if value else None
+
+    cert, key = path("tls_certificate"), path("tls_private_key")
+    if listen and not (cert and key):
+        raise ConfigError("federation.listen", "needs tls_certificate and tls_private_key")
+    trusted = []
+    for i, entry in enumerate(fed.get("trusted_key_servers", list, [])):
+        item = _Section(entry, f"federation.trusted_key_servers[{i}].")
+        keys = item.get("verify_keys", dict)
+        if not keys or not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+            raise ConfigError(item.prefix + "verify_keys", "must map key IDs to base64 keys")
+        trusted.append(TrustedKeyServer(item.get("server_name", str), tuple(keys.items())))
+    overrides = fed.get("resolve_overrides", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in overrides.items()):
+        raise ConfigError("federation.resolve_overrides", "must map host names to IP addresses")
+    timeout = fed.get("request_timeout_s", float, 30.0)
+    if timeout <= 0:
+        raise ConfigError("federation.request_timeout_s", "must be positive")
+    return FederationConfig(
+        allowed_servers=tuple(allowed),
+        listener=parse_listen(listen, "federation.listen") if listen else None,
+        tls_certificate=cert,
+        tls_private_key=key,
+        ca_bundle=path("ca_bundle"),
+        verify_tls=fed.get("verify_tls", bool, True),
+        allow_private_addresses=fed.get("allow_private_addresses", bool, False),
+        well_known_server=fed.get("well_known_server", str, None),
+        trusted_key_servers=tuple(trusted),
+        key_validity_s=fed.positive_int("key_validity_s", 86_400),
+        request_timeout_s=timeout,
+        resolve_overrides=tuple(overrides.items()),
+    )
+
+
+def _networks(section: _Section, name: str) -> tuple[str, ...]:
+    values = section.get(name, list, [])
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(section.prefix + name, f"{value!r} is not a CIDR network") from None
+    return tuple(values)
+
+
+def _media(section: _Section, base_dir: Path, data_dir: Path) -> MediaConfig:
+    store = section.get("store_path", str, None)
+    backend = section.get("backend", str, "local")
+    if backend not in ("local", "s3"):
+        raise ConfigError("media.backend", "must be 'local' or 's3'")
+    s3 = None
+    if backend == "s3":
+        sub = section.section("s3")
+        s3 = S3MediaConfig(
+            bucket=sub.get("bucket", str),
+            endpoint_url=sub.get("endpoint_url", str, None),
+            region=sub.get("region", str, None),
+            access_key_id=sub.get("access_key_id", str, None),
+            secret_access_key=sub.get("secret_access_key", str, None),
+            prefix=sub.get("prefix", str, "").strip("/"),
+        )
+    sizes = []
+    for i, entry in enumerate(section.get("thumbnail_sizes", list, [])):
+        item = _Section(entry, f"media.thumbnail_sizes[{i}].")
+        method = item.get("method", str, "scale")
+        if method not in ("crop", "scale"):
+            raise ConfigError(item.prefix + "method", "must be 'crop' or 'scale'")
+        sizes.append((item.positive_int("width", 1), item.positive_int("height", 1), method))
+    return MediaConfig(
+        max_upload_size=section.positive_int("max_upload_size", MediaConfig.max_upload_size),
+        store_path=(base_dir / store).resolve() if store else data_dir / "media_store",
+        backend=backend,
+        s3=s3,
+        url_preview_enabled=section.get("url_preview_enabled", bool, False),
+        url_preview_allowed_networks=_networks(section, "url_preview_allowed_networks"),
+        legacy_endpoints_frozen=section.get("legacy_endpoints_frozen", bool, True),
+        thumbnail_sizes=tuple(sizes) or DEFAULT_THUMBNAIL_SIZES,
+        max_thumbnail_pixels=section.positive_int("max_thumbnail_pixels", 32_000_000),
+        max_pending_uploads=section.positive_int("max_pending_uploads", 5),
+        pending_upload_lifetime_s=section.positive_int("pending_upload_lifetime_s", 86_400),
+    )
+
+
 def parse_config(data: Any, base_dir: Path) -> Config:
     root = _Section(data, "")
     server_name = root.get("server_name", str)
@@ -230,10 +341,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         register=_rate_limit(rl, "register", defaults.register),
     )
 
-    fed = root.section("federation")
-    allowed = fed.get("allowed_servers", list, [])
-    if not all(isinstance(s, str) for s in allowed):
-        raise ConfigError("federation.allowed_servers", "must be a list of server names")
+    federation = _federation(root.section("federation"), base_dir)
 
     rooms = root.section("rooms")
     default_version = str(rooms.get("default_version", (str, int), DEFAULT_ROOM_VERSION))
@@ -260,7 +368,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         database=database,
         registration=registration,
         rate_limits=rate_limits,
-        federation=FederationConfig(tuple(allowed)),
+        federation=federation,
         voip=voip,
         default_room_version=default_version,
         max_sync_timeout_ms=root.section("sync").positive_int("max_timeout_ms", 60_000),
