@@ -22,7 +22,8 @@ def check_target(requester: Requester, user_id: str, room_id: str = GLOBAL) -> N
     """Account data is private: only its owner reads or writes it."""
     if user_id != requester.user_id:
         raise forbidden("Cannot access another user's account data")
-    if room_id != GLOBAL and not (room_id.startswith("!") and ":" in room_id):
+    # No ":" required: room version 12 room IDs carry no server name.
+    if room_id != GLOBAL and not (room_id.startswith("!") and len(room_id) > 1):
         raise invalid_param(f"{room_id!r} is not a room ID")
 
 
