@@ -30,8 +30,9 @@ ROUTE_MODULES = (
     "homeserver.rooms.routes",
     "homeserver.sync.routes",
     "federation.routes.well_known",
-    "federation.routes.well_known",
     "homeserver.push.routes",
+    "homeserver.presence.routes",
+    "homeserver.directory.routes",
     "e2ee.routes",
 )
 
@@ -74,9 +75,6 @@ class Homeserver:
         from federation.service import Federation
 
         self.federation = Federation(self)
-        from federation.service import Federation
-
-        self.federation = Federation(self)
         from homeserver.misc.wiring import install as install_misc  # push, presence, directory
 
         install_misc(self)
@@ -95,11 +93,9 @@ class Homeserver:
         await self.db.listen(self.streams.on_notify)
         await self.events.start()
         await self.federation.start()
-        await self.federation.start()
 
     async def stop(self) -> None:
         await self.events.stop()
-        await self.federation.stop()
         await self.federation.stop()
         self.notifier.stop()
         for task in list(self._background):
