@@ -39,6 +39,9 @@ def _generate_config(args: argparse.Namespace) -> int:
         config["listeners"]["metrics"] = args.metrics_listen
     if args.database_dsn:
         config["database"] = {"dsn": args.database_dsn}
+    federation = _federation_section(args)
+    if federation:
+        config["federation"] = federation
     key_path = data_dir / "signing.key"
     if not key_path.exists():
         write_signing_key(key_path)
@@ -50,6 +53,25 @@ def _generate_config(args: argparse.Namespace) -> int:
     output.chmod(0o600)  # it holds the registration shared secret
     print(f"wrote {output}")
     return 0
+
+
+def _federation_section(args: argparse.Namespace) -> dict:
+    section: dict = {}
+    if args.allow_server:
+        section["allowed_servers"] = list(args.allow_server)
+    if args.federation_listen:
+        parse_listen(args.federation_listen, "--federation-listen")
+        if not (args.tls_cert and args.tls_key):
+            raise ConfigError("--federation-listen", "needs --tls-cert and --tls-key")
+        section["listen"] = args.federation_listen
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert", "--tls-cert and --tls-key go together")
+    if args.tls_cert:
+        section["tls_certificate"] = str(Path(args.tls_cert).resolve())
+        section["tls_private_key"] = str(Path(args.tls_key).resolve())
+    if args.ca_bundle:
+        section["ca_bundle"] = str(Path(args.ca_bundle).resolve())
+    return section
 
 
 def _setup_logging(level: str) -> None:
@@ -92,17 +114,27 @@ async def _serve(config: Config) -> int:
         listeners = [(build_client_app(hs), config.client_listener, "listeners.client")]
         if config.metrics_listener:
             listeners.append((build_metrics_app(hs), config.metrics_listener, "listeners.metrics"))
+        federation_tls = None
+        if config.federation.listener:
+            from federation.app import build_federation_app, federation_ssl_context
+
+            federation_tls = federation_ssl_context(hs)
+            listeners.append((build_federation_app(hs), config.federation.listener, "federation"))
         for app, listener, key in listeners:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
+            tls = federation_tls if key == "federation" else None
             try:
-                await web.TCPSite(runner, listener.host, listener.port, reuse_address=True).start()
+                await web.TCPSite(
+                    runner, listener.host, listener.port, reuse_address=True, ssl_context=tls
+                ).start()
             except OSError as e:
                 raise ConfigError(
                     key, f"cannot listen on {listener.host}:{listener.port}: {e.strerror}"
                 ) from None
-            logger.info("listening on http://%s:%d (%s)", listener.host, listener.port, key)
+            scheme = "https" if tls else "http"
+            logger.info("listening on %s://%s:%d (%s)", scheme, listener.host, listener.port, key)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -146,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--database-dsn", help="PostgreSQL DSN; embedded PostgreSQL when omitted")
     gen.add_argument("--open-registration", action="store_true")
     gen.add_argument("--no-rate-limits", action="store_true")
+    gen.add_argument("--federation-listen", help="HOST:PORT of the federation listener (TLS)")
+    gen.add_argument("--tls-cert", help="PEM certificate chain of the federation listener")
+    gen.add_argument("--tls-key", help="PEM private key of the federation listener")
+    gen.add_argument("--ca-bundle", help="CA bundle that remote servers' certificates must chain to")
+    gen.add_argument(
+        "--allow-server",
+        action="append",
+        default=[],
+        help="a server name or *.domain we federate with (repeatable)",
+    )
     gen.add_argument("--output", required=True)
     gen.set_defaults(func=_generate_config)
 

@@ -252,54 +252,6 @@ def _federation(fed: _Section, base_dir: Path) -> FederationConfig:
     )
 
 
-def _networks(section: _Section, name: str) -> tuple[str, ...]:
-    values = section.get(name, list, [])
-    for value in values:
-        try:
-            ipaddress.ip_network(value, strict=False)
-        except (TypeError, ValueError):
-            raise ConfigError(section.prefix + name, f"{value!r} is not a CIDR network") from None
-    return tuple(values)
-
-
-def _media(section: _Section, base_dir: Path, data_dir: Path) -> MediaConfig:
-    store = section.get("store_path", str, None)
-    backend = section.get("backend", str, "local")
-    if backend not in ("local", "s3"):
-        raise ConfigError("media.backend", "must be 'local' or 's3'")
-    s3 = None
-    if backend == "s3":
-        sub = section.section("s3")
-        s3 = S3MediaConfig(
-            bucket=sub.get("bucket", str),
-            endpoint_url=sub.get("endpoint_url", str, None),
-            region=sub.get("region", str, None),
-            access_key_id=sub.get("access_key_id", str, None),
-            secret_access_key=sub.get("secret_access_key", str, None),
-            prefix=sub.get("prefix", str, "").strip("/"),
-        )
-    sizes = []
-    for i, entry in enumerate(section.get("thumbnail_sizes", list, [])):
-        item = _Section(entry, f"media.thumbnail_sizes[{i}].")
-        method = item.get("method", str, "scale")
-        if method not in ("crop", "scale"):
-            raise ConfigError(item.prefix + "method", "must be 'crop' or 'scale'")
-        sizes.append((item.positive_int("width", 1), item.positive_int("height", 1), method))
-    return MediaConfig(
-        max_upload_size=section.positive_int("max_upload_size", MediaConfig.max_upload_size),
-        store_path=(base_dir / store).resolve() if store else data_dir / "media_store",
-        backend=backend,
-        s3=s3,
-        url_preview_enabled=section.get("url_preview_enabled", bool, False),
-        url_preview_allowed_networks=_networks(section, "url_preview_allowed_networks"),
-        legacy_endpoints_frozen=section.get("legacy_endpoints_frozen", bool, True),
-        thumbnail_sizes=tuple(sizes) or DEFAULT_THUMBNAIL_SIZES,
-        max_thumbnail_pixels=section.positive_int("max_thumbnail_pixels", 32_000_000),
-        max_pending_uploads=section.positive_int("max_pending_uploads", 5),
-        pending_upload_lifetime_s=section.positive_int("pending_upload_lifetime_s", 86_400),
-    )
-
-
 def parse_config(data: Any, base_dir: Path) -> Config:
     root = _Section(data, "")
     server_name = root.get("server_name", str)

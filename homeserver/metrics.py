@@ -42,3 +42,9 @@ rate_limited = Counter(
     ["limit"],
     registry=REGISTRY,
 )
+federation_refused = Counter(
+    "matrix_federation_refused_requests",
+    "Federation requests refused because the other server is not on federation.allowed_servers",
+    ["direction"],  # inbound | outbound; no server names: they are attacker-chosen labels
+    registry=REGISTRY,
+)

@@ -59,28 +59,42 @@ async def template_db(pg_admin_dsn):
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def fresh_dsn(pg_admin_dsn, template_db):
-    name = f"hs_test_{os.getpid()}_{next(_counter)}"
+async def fresh_dsns(pg_admin_dsn, template_db):
+    """`await fresh_dsns()` makes one more fresh database; all are dropped at the end."""
     admin = await asyncpg.connect(pg_admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    names: list[str] = []
+
+    async def make() -> str:
+        name = f"hs_test_{os.getpid()}_{next(_counter)}"
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        names.append(name)
+        return _dsn_for(pg_admin_dsn, name)
+
     try:
-        yield _dsn_for(pg_admin_dsn, name)
+        yield make
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def make_server(fresh_dsn, tmp_path):
-    """Starts servers on loopback; `await make_server(**config_overrides)`."""
+async def fresh_dsn(fresh_dsns):
+    return await fresh_dsns()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_server(fresh_dsn, fresh_dsns, tmp_path):
+    """Starts servers on loopback; `await make_server(**config_overrides)`.
+
+    The first server uses `fresh_dsn`; later ones get a fresh database each unless
+    given `dsn=` (e.g. two workers sharing one database).
+    """
     servers: list[TestServer] = []
 
     async def factory(**overrides) -> TestServer:
-        server = await start_test_server(
-            fresh_dsn if not servers else overrides.pop("dsn"),
-            tmp_path / f"server{len(servers)}",
-            **overrides,
-        )
+        dsn = overrides.pop("dsn", None) or (fresh_dsn if not servers else await fresh_dsns())
+        server = await start_test_server(dsn, tmp_path / f"server{len(servers)}", **overrides)
         servers.append(server)
         return server
 

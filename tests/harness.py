@@ -25,6 +25,7 @@ class TestServer:
     runners: list[web.AppRunner]
     clients: list[AsyncClient] = field(default_factory=list)
     http: aiohttp.ClientSession | None = None
+    federation_url: str | None = None  # https://127.0.0.1:PORT/ when federating
 
     @property
     def server_name(self) -> str:
@@ -105,6 +106,9 @@ class TestServer:
 
 
 async def start_test_server(dsn: str, data_dir: Path, **overrides) -> TestServer:
+    """`federation_socket=` (a bound socket) serves the federation listener on it, so that
+    the server name can carry the port before the server starts."""
+    federation_socket = overrides.pop("federation_socket", None)
     data_dir.mkdir(parents=True, exist_ok=True)
     write_signing_key(data_dir / "signing.key")
     raw = {
@@ -132,4 +136,30 @@ async def start_test_server(dsn: str, data_dir: Path, **overrides) -> TestServer
         port = site._server.sockets[0].getsockname()[1]
         runners.append(runner)
         urls.append(f"http://127.0.0.1:{port}/")
-    return TestServer(hs=hs, base_url=urls[0], metrics_url=urls[1] + "metrics", runners=runners)
+    federation_url = None
+    if config.federation.listener:
+        federation_url = await _start_federation_listener(hs, runners, federation_socket)
+    return TestServer(
+        hs=hs,
+        base_url=urls[0],
+        metrics_url=urls[1] + "metrics",
+        runners=runners,
+        federation_url=federation_url,
+    )
+
+
+async def _start_federation_listener(hs: Homeserver, runners: list, sock) -> str:
+    from federation.app import build_federation_app, federation_ssl_context
+
+    runner = web.AppRunner(build_federation_app(hs), access_log=None)
+    await runner.setup()
+    runners.append(runner)
+    tls = federation_ssl_context(hs)
+    listener = hs.config.federation.listener
+    if sock is not None:
+        site: web.BaseSite = web.SockSite(runner, sock, ssl_context=tls)
+    else:
+        site = web.TCPSite(runner, listener.host, listener.port, ssl_context=tls)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return f"https://127.0.0.1:{port}/"

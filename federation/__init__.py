@@ -1,0 +1,1 @@
+"""The Server-Server API: server keys, request authentication, discovery and policy."""

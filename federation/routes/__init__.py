@@ -1,0 +1,1 @@
+"""Federation listener routes; federation.app mounts every module listed there."""
