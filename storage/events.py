@@ -63,6 +63,8 @@ class StoredEvent:
     txn_id: str | None
     redacted_by: str | None
     state_group_before: int | None
+    # The redaction event itself, for `unsigned.redacted_because`.
+    redaction: StoredEvent | None = None
 
     @property
     def type(self) -> str:
@@ -293,8 +295,12 @@ class EventStore:
             rows = await self.db.fetch(
                 f"SELECT {_EVENT_COLUMNS} FROM {_EVENT_FROM} WHERE e.event_id = ANY($1)", missing
             )
-            for row in rows:
-                item = _row_to_event(row)
+            loaded = [_row_to_event(row) for row in rows]
+            redaction_ids = [e.redacted_by for e in loaded if e.redacted_by]
+            redactions = await self.get_events(redaction_ids) if redaction_ids else {}
+            for item in loaded:
+                if item.redacted_by:
+                    item.redaction = redactions.get(item.redacted_by)
                 self.cache.put(item)
                 found[item.event_id] = item
         return found

@@ -31,6 +31,11 @@ def client_event(
     src = ev.event
     out = {k: src[k] for k in _CLIENT_KEYS if k in src}
     out["event_id"] = ev.event_id
+    if src["type"] == "m.room.redaction" and "redacts" not in out:
+        # v11 moved `redacts` into content; clients still read it at the top level.
+        redacts = src.get("content", {}).get("redacts")
+        if redacts is not None:
+            out["redacts"] = redacts
     if with_room_id:
         out["room_id"] = ev.room_id
     else:

@@ -1,0 +1,94 @@
+"""Typing and receipts reach other members through /sync (matrix-nio)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nio import (
+    ReceiptEvent,
+    RoomReadMarkersResponse,
+    RoomTypingResponse,
+    TypingNoticeEvent,
+    UpdateReceiptMarkerResponse,
+)
+
+
+async def _pair(server):
+    alice = await server.client("alice")
+    bob = await server.client("bob")
+    room_id = (await alice.room_create(name="r", invite=[bob.user_id])).room_id
+    await bob.join(room_id)
+    await bob.sync(timeout=0)
+    return alice, bob, room_id
+
+
+async def test_typing_wakes_waiting_sync(server):
+    alice, bob, room_id = await _pair(server)
+    poll = asyncio.create_task(bob.sync(timeout=20_000, since=bob.next_batch))
+    await asyncio.sleep(0.1)
+    assert isinstance(await alice.room_typing(room_id, True, timeout=10_000), RoomTypingResponse)
+    sync = await asyncio.wait_for(poll, 15)
+    typing = [e for e in sync.rooms.join[room_id].ephemeral if isinstance(e, TypingNoticeEvent)]
+    assert typing and typing[-1].users == [alice.user_id]
+    await alice.room_typing(room_id, False)
+    sync = await bob.sync(timeout=5_000, since=bob.next_batch)
+    typing = [e for e in sync.rooms.join[room_id].ephemeral if isinstance(e, TypingNoticeEvent)]
+    assert typing and typing[-1].users == []
+
+
+async def test_receipts_and_read_markers(server):
+    alice, bob, room_id = await _pair(server)
+    sent = await alice.room_send(
+        room_id, "m.room.message", {"msgtype": "m.text", "body": "read me"}
+    )
+    sync = await bob.sync(timeout=0, since=bob.next_batch)
+    assert sync.rooms.join[room_id].unread_notifications.notification_count == 1
+    resp = await bob.update_receipt_marker(room_id, sent.event_id)
+    assert isinstance(resp, UpdateReceiptMarkerResponse)
+    sync = await alice.sync(timeout=0)
+    receipts = [
+        r
+        for e in sync.rooms.join[room_id].ephemeral
+        if isinstance(e, ReceiptEvent)
+        for r in e.receipts
+    ]
+    assert any(
+        r.event_id == sent.event_id and r.user_id == bob.user_id and r.receipt_type == "m.read"
+        for r in receipts
+    )
+    sync = await bob.sync(timeout=0)
+    assert sync.rooms.join[room_id].unread_notifications.notification_count == 0
+
+    # A private receipt is seen by its owner only.
+    more = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "more"})
+    resp = await bob.room_read_markers(
+        room_id,
+        fully_read_event=more.event_id,
+        read_event=more.event_id,
+        private_read_event=more.event_id,
+    )
+    assert isinstance(resp, RoomReadMarkersResponse)
+    status, _ = await server.request(
+        "POST",
+        f"/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{more.event_id}",
+        token=bob.access_token,
+        json={"thread_id": "main"},
+    )
+    assert status == 200
+    status, body = await server.request(
+        "POST",
+        f"/_matrix/client/v3/rooms/{room_id}/receipt/m.bogus/{more.event_id}",
+        token=bob.access_token,
+        json={},
+    )
+    assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+    rows = await server.db.fetch(
+        "SELECT receipt_type FROM receipts WHERE user_id = $1 AND event_id = $2",
+        bob.user_id,
+        more.event_id,
+    )
+    assert {r["receipt_type"] for r in rows} == {"m.read", "m.read.private"}
+    fully = await server.db.fetchval(
+        "SELECT content FROM account_data WHERE user_id = $1 AND type = 'm.fully_read'", bob.user_id
+    )
+    assert more.event_id in fully
