@@ -57,8 +57,6 @@ class RateLimitConfig:
 class RegistrationConfig:
     open: bool = False
     shared_secret: str | None = None
-    # Only users holding a registration token may register (open or not).
-    requires_token: bool = False
 
 
 @dataclass(frozen=True)
@@ -280,7 +278,6 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     registration = RegistrationConfig(
         open=reg.get("open", bool, False),
         shared_secret=reg.get("shared_secret", str, None),
-        requires_token=reg.get("requires_token", bool, False),
     )
 
     rl = root.section("rate_limits")

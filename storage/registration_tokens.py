@@ -55,6 +55,14 @@ class RegistrationTokenStore:
             )
         )
 
+    async def any_usable(self) -> bool:
+        return bool(
+            await self.db.fetchval(
+                f"SELECT 1 FROM registration_tokens WHERE {_USABLE.replace('$2', '$1')} LIMIT 1",
+                now_ms(),
+            )
+        )
+
     async def consume(self, conn, token: str) -> bool:
         """Counts one completed registration, in the registering transaction; False if spent."""
         status = await conn.execute(

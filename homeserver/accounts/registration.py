@@ -7,7 +7,6 @@ from aiohttp import web
 from homeserver.accounts import uia
 from homeserver.accounts.passwords import check_password_strength, hash_password
 from homeserver.accounts.usernames import generate_localpart, localpart_of, validate_localpart
-from homeserver.config import Config
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, forbidden, invalid_param, missing_param
 from homeserver.http.request import field, json_body, json_response
@@ -20,14 +19,18 @@ def user_in_use() -> MatrixError:
     return MatrixError(400, "M_USER_IN_USE", "User ID already taken")
 
 
-def registration_flows(config: Config) -> list[list[str]]:
-    """Which flows registration offers; raises 403 when it is closed."""
-    if config.registration.requires_token:
+async def registration_flows(hs) -> list[list[str]]:
+    """Which flows registration offers.
+
+    Open registration needs nothing (m.login.dummy). Closed registration is open only to
+    holders of a registration token, and refused outright (403) while no token is usable.
+    """
+    if hs.config.registration.open:
+        return [[uia.DUMMY]]
+    if await hs.accounts.registration_tokens.any_usable():
         # The trailing dummy stage matches Synapse: clients (nio's register_with_token)
         # finish with a dummy request that receives the login.
         return [[uia.REGISTRATION_TOKEN, uia.DUMMY]]
-    if config.registration.open:
-        return [[uia.DUMMY]]
     raise forbidden("Registration is disabled on this server")
 
 
@@ -78,7 +81,7 @@ async def register(request: web.Request) -> web.Response:
         raise invalid_param("'kind' must be 'user' or 'guest'")
     hs.register_limiter.check(request.remote or "")
     body = await json_body(request, allow_empty=True)
-    flows = registration_flows(hs.config)
+    flows = await registration_flows(hs)
 
     # Everything is validated before any UIA session is created or a stage is counted.
     username = field(body, "username", str, None)

@@ -10,9 +10,7 @@ VALIDITY = "/_matrix/client/v1/register/m.login.registration_token/validity?toke
 
 
 async def token_server(make_server):
-    return await make_server(
-        registration={"open": False, "requires_token": True}, admins=["@admin:test.local"]
-    )
+    return await make_server(registration={"open": False}, admins=["@admin:test.local"])
 
 
 async def admin_token(server) -> str:
@@ -31,6 +29,10 @@ async def admin_token(server) -> str:
 async def test_token_lifecycle_and_registration(make_server):
     server = await token_server(make_server)
     admin = await admin_token(server)
+
+    # Closed, and no token exists yet: registration is refused outright.
+    status, body = await server.request("POST", "/_matrix/client/v3/register", json={})
+    assert status == 403 and body["errcode"] == "M_FORBIDDEN"
 
     status, created = await server.request(
         "POST", ADMIN_API + "/new", token=admin, json={"token": "welcome", "uses_allowed": 1}
