@@ -17,7 +17,6 @@ from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_j
 
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, forbidden
-from homeserver.http.request import MAX_BODY_BYTES
 
 
 def unauthorized(error: str) -> MatrixError:
@@ -108,9 +107,9 @@ async def authenticate_request(request: web.Request) -> tuple[str, Any]:
         raise unauthorized("The request is addressed to another server")
     content = None
     if request.can_read_body:
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
+        # The whole body (bounded by the app's client_max_size -> M_TOO_LARGE); cached by
+        # aiohttp, so the handler can read it again.
+        raw = await request.read()
         if raw.strip():
             try:
                 content = orjson.loads(raw)
