@@ -6,6 +6,7 @@ from nio import (
     DeleteDevicesResponse,
     DevicesResponse,
     LoginResponse,
+    RoomCreateResponse,
     UpdateDeviceResponse,
     WhoamiResponse,
 )
@@ -177,6 +178,8 @@ async def test_change_password_keeping_devices(server):
 
 async def test_deactivate(server):
     user = await server.client("frank")
+    room = await user.room_create()
+    assert isinstance(room, RoomCreateResponse)
     path = f"{V3}/account/deactivate"
     session = await _uia_session(server, user, path, {})
     status, body = await server.request(
@@ -195,6 +198,14 @@ async def test_deactivate(server):
     assert_matches_schema("account_deactivation.yaml", "/account/deactivate", "post", 200, body)
     assert not isinstance(await user.whoami(), WhoamiResponse)
     assert await server.db.fetchval("SELECT count(*) FROM devices") == 0
+    # The account left its rooms on the way out.
+    membership = await server.db.fetchval(
+        "SELECT membership FROM current_state WHERE room_id = $1 AND type = 'm.room.member'"
+        " AND state_key = $2",
+        room.room_id,
+        user.user_id,
+    )
+    assert membership == "leave"
     status, body = await server.request(
         "POST",
         f"{V3}/login",
