@@ -71,6 +71,9 @@ def markdown(run: dict) -> str:
         "| --- | --- |",
         *(f"| {name} | {v} |" for name, v in meta["versions"].items()),
         "",
+        "Resident memory right after start-up (MiB): "
+        + ", ".join(f"{k} {_fmt(v)}" for k, v in meta.get("rss_at_start_mib", {}).items()),
+        "",
         "Ratio = ours ÷ Synapse. For throughputs higher is better; for latencies,",
         "sizes and memory lower is better (the last column says which way it went).",
         "Memory is the server process tree's resident set (PostgreSQL not included).",

@@ -26,9 +26,18 @@ import psutil
 from bench import report
 from bench.client import new_session
 from bench.loadgen import parse_only
+from bench.memory import mib
 from bench.scenarios import run_scenario
 from bench.scenarios.base import DEFAULT, QUICK, Context, Target
-from bench.servers import BENCH_DIR, ManagedServer, Ours, ServerError, Synapse, recreate_database
+from bench.servers import (
+    BENCH_DIR,
+    REPO_DIR,
+    ManagedServer,
+    Ours,
+    ServerError,
+    Synapse,
+    recreate_database,
+)
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -77,9 +86,10 @@ async def _run(args: argparse.Namespace) -> dict:
     if "synapse" in wanted:
         servers["synapse"] = Synapse("synapse", 18108, Path("/tmp/bench-synapse"))
     if "ours" in wanted:
-        servers["ours"] = Ours("ours", 18008, Path("/tmp/bench-ours"))
+        servers["ours"] = Ours("ours", 18008, Path("/tmp/bench-ours"), source_dir=args.ours_src)
     sizes = QUICK if args.quick else DEFAULT
     results: dict[str, dict] = {name: {} for name in ("synapse", "ours")}
+    rss_at_start: dict[str, float | None] = {}
     try:
         failures = await asyncio.gather(
             *(_start(s, f"bench_{name}", args.admin_dsn) for name, s in servers.items())
@@ -94,6 +104,7 @@ async def _run(args: argparse.Namespace) -> dict:
                     continue
                 target = Target(name, server.base_url, server.proc.pid)
                 contexts[name] = Context(target, sizes, session)
+                rss_at_start[name] = mib(target.rss())
             for i, scenario in enumerate(scenarios):
                 # Alternate who goes first so neither always runs on a warmer machine.
                 order = list(contexts) if i % 2 == 0 else list(reversed(contexts))
@@ -115,6 +126,7 @@ async def _run(args: argparse.Namespace) -> dict:
             "machine": await _machine(args.admin_dsn),
             "versions": {name: s.version for name, s in servers.items()},
             "scenarios": scenarios,
+            "rss_at_start_mib": rss_at_start,
             "sizes": {k: v for k, v in vars(sizes).items()},
         },
         "results": results,
@@ -126,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--only", help="comma-separated scenario names (dependencies kept)")
     parser.add_argument("--servers", default="synapse,ours", help="which servers to run")
+    parser.add_argument(
+        "--ours-src", type=Path, default=REPO_DIR, help="source tree of ours to run"
+    )
     parser.add_argument("--admin-dsn", default=ADMIN_DSN, help="PostgreSQL to create DBs in")
     parser.add_argument(
         "--results-dir", default=str(BENCH_DIR / "results"), help="where the JSON goes"

@@ -213,7 +213,12 @@ class Synapse(ManagedServer):
         self._spawn(cmd, self.data_dir)
 
 
+@dataclass
 class Ours(ManagedServer):
+    # The source tree to run: this checkout by default; another one (a git worktree of
+    # an older commit, say) gives before/after figures in one run.
+    source_dir: Path = REPO_DIR
+
     def install(self) -> None:
         from importlib.metadata import PackageNotFoundError, version
 
@@ -222,7 +227,7 @@ class Ours(ManagedServer):
         except PackageNotFoundError:
             self.version = "working tree"
         commit = subprocess.run(
-            ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+            ["git", "-C", str(self.source_dir), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
         ).stdout.strip()
@@ -253,12 +258,13 @@ class Ours(ManagedServer):
                 "--output",
                 str(path),
             ],
-            cwd=REPO_DIR,
+            cwd=self.source_dir,
         )
         return path
 
     def start(self, config_path: Path) -> None:
-        self._spawn([sys.executable, "-m", "homeserver", "run", "-c", str(config_path)], REPO_DIR)
+        cmd = [sys.executable, "-m", "homeserver", "run", "-c", str(config_path)]
+        self._spawn(cmd, self.source_dir)
 
 
 def asyncpg_dsn_parts(dsn: str) -> dict:

@@ -7,7 +7,7 @@ import time
 
 from bench.client import MatrixHTTPError
 from bench.memory import PeakSampler, mib
-from bench.scenarios.accounts import registration
+from bench.scenarios.accounts import registration, user_pool
 from bench.scenarios.base import Context, Recorder, ScenarioError
 from bench.scenarios.rooms import big_room_join, room_creation
 from bench.scenarios.sending import messages_pagination, send_many_rooms, send_one_room
@@ -15,6 +15,7 @@ from bench.scenarios.syncing import delivery_latency, idle_longpolls, initial_sy
 
 SCENARIOS = {
     "registration": registration,
+    "user_pool": user_pool,
     "room_creation": room_creation,
     "send_one_room": send_one_room,
     "send_many_rooms": send_many_rooms,
