@@ -113,6 +113,10 @@ class Streams:
                 async with self.write(stream, count, acquired) as w:
                     yield w
             return
+        if conn.is_in_transaction():
+            # The notifier is told when this block ends; inside an outer transaction that is
+            # before the commit, and a reader could skip rows it cannot see yet.
+            raise RuntimeError("a stream write must be the outermost transaction")
         async with conn.transaction():
             last = await conn.fetchval(
                 "UPDATE stream_positions SET pos = pos + $2 WHERE stream = $1 RETURNING pos",

@@ -14,21 +14,20 @@ from homeserver.rooms.membership import member_content, valid_user_id
 if TYPE_CHECKING:
     from homeserver.app import Homeserver
 
+# Per preset: state event type -> content. (The content key of m.room.join_rules is
+# `join_rule`, singular.)
+_PRIVATE = {
+    "m.room.join_rules": {"join_rule": "invite"},
+    "m.room.history_visibility": {"history_visibility": "shared"},
+    "m.room.guest_access": {"guest_access": "can_join"},
+}
 _PRESETS = {
-    "private_chat": {
-        "join_rules": "invite",
-        "history_visibility": "shared",
-        "guest_access": "can_join",
-    },
-    "trusted_private_chat": {
-        "join_rules": "invite",
-        "history_visibility": "shared",
-        "guest_access": "can_join",
-    },
+    "private_chat": _PRIVATE,
+    "trusted_private_chat": _PRIVATE,
     "public_chat": {
-        "join_rules": "public",
-        "history_visibility": "shared",
-        "guest_access": "forbidden",
+        "m.room.join_rules": {"join_rule": "public"},
+        "m.room.history_visibility": {"history_visibility": "shared"},
+        "m.room.guest_access": {"guest_access": "forbidden"},
     },
 }
 _ALIAS_LOCALPART = re.compile(r"^[^\s:#]+$")
@@ -131,10 +130,9 @@ async def create_room(hs: Homeserver, creator: str, body: dict[str, Any]) -> dic
         )
         await send(creator, room_id, "m.room.canonical_alias", {"alias": alias}, "")
     given = {(s["type"], s.get("state_key", "")) for s in initial_state}
-    for key, value in _PRESETS[preset].items():
-        etype = f"m.room.{key}"
+    for etype, content in _PRESETS[preset].items():
         if (etype, "") not in given:
-            await send(creator, room_id, etype, {key: value}, "")
+            await send(creator, room_id, etype, dict(content), "")
     for st in initial_state:
         await send(creator, room_id, st["type"], st["content"], st.get("state_key", ""))
     if name is not None:

@@ -109,7 +109,8 @@ async def sync(
     filter_spec = await load_filter(hs, requester.user_id, filter_value)
     since = decode_sync_token(since_token) if since_token else None
     presence = getattr(hs, "presence", None)
-    if set_presence and presence is not None:
+    if presence is not None:
+        # No set_presence means "online" (spec); the presence service skips redundant writes.
         await presence.set_from_sync(requester.user_id, set_presence)
     ctx, response = await _build(hs, requester, since, full_state, filter_spec)
     deadline = time.monotonic() + min(timeout_ms, hs.config.max_sync_timeout_ms) / 1000

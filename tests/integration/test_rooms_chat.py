@@ -10,6 +10,7 @@ from nio import (
     RoomMessagesResponse,
     RoomMessageText,
     RoomSendResponse,
+    RoomVisibility,
     SyncResponse,
 )
 
@@ -116,3 +117,21 @@ async def test_concurrent_senders_every_event_once_in_order(server):
             for s in senders:
                 mine = [int(b.rsplit(":", 1)[1]) for b in bodies if b.startswith(s.user_id + ":")]
                 assert mine == sorted(mine)
+
+
+async def test_public_room_joinable_by_alias_without_invite(server):
+    alice = await server.client("alice")
+    bob = await server.client("bob")
+    created = await alice.room_create(
+        visibility=RoomVisibility.public, alias="townhall", name="Town hall"
+    )
+    assert isinstance(created, RoomCreateResponse), created
+    joined = await bob.join(f"#townhall:{server.server_name}")
+    assert isinstance(joined, JoinResponse), joined
+    assert joined.room_id == created.room_id
+    join_rule = await server.db.fetchval(
+        "SELECT e.json FROM current_state c JOIN events e USING (event_id)"
+        " WHERE c.room_id = $1 AND c.type = 'm.room.join_rules'",
+        created.room_id,
+    )
+    assert '"join_rule":"public"' in join_rule
