@@ -237,8 +237,12 @@ async def joined_members(request: web.Request, requester: Requester) -> web.Resp
     state = await get_hs(request).events.current_state(room_id)
     joined = {
         sk: {
-            "display_name": e.content.get("displayname"),
-            "avatar_url": e.content.get("avatar_url"),
+            k: v
+            for k, v in (
+                ("display_name", e.content.get("displayname")),
+                ("avatar_url", e.content.get("avatar_url")),
+            )
+            if isinstance(v, str)
         }
         for (t, sk), e in state.items()
         if t == "m.room.member" and e.content.get("membership") == "join"
