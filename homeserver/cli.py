@@ -181,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--federation-listen", help="HOST:PORT of the federation listener (TLS)")
     gen.add_argument("--tls-cert", help="PEM certificate chain of the federation listener")
     gen.add_argument("--tls-key", help="PEM private key of the federation listener")
-    gen.add_argument("--ca-bundle", help="CA bundle that remote servers' certificates must chain to")
+    gen.add_argument(
+        "--ca-bundle", help="CA bundle that remote servers' certificates must chain to"
+    )
     gen.add_argument(
         "--allow-server",
         action="append",

@@ -21,12 +21,16 @@ async def test_sync_on_one_worker_wakes_for_event_persisted_by_another(make_serv
     assert not poll.done()
     await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "across"})
     sync = await asyncio.wait_for(poll, 15)
-    bodies = [e.body for e in sync.rooms.join[room_id].timeline.events if isinstance(e, RoomMessageText)]
+    bodies = [
+        e.body for e in sync.rooms.join[room_id].timeline.events if isinstance(e, RoomMessageText)
+    ]
     assert bodies == ["across"]
 
     # And the other way: bob's worker persists, alice's worker sees it.
     await alice.sync(timeout=0)
     await bob_on_second.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "back"})
     sync = await alice.sync(timeout=10_000, since=alice.next_batch)
-    bodies = [e.body for e in sync.rooms.join[room_id].timeline.events if isinstance(e, RoomMessageText)]
+    bodies = [
+        e.body for e in sync.rooms.join[room_id].timeline.events if isinstance(e, RoomMessageText)
+    ]
     assert bodies == ["back"]
