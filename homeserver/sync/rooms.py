@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeserver.jsonutil import loads
 from homeserver.rooms.serialize import client_event
 from homeserver.rooms.visibility import filter_visible
 from homeserver.sync.context import SyncContext
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from homeserver.app import Homeserver
 
 DEFAULT_TIMELINE_LIMIT = 10
-_COUNTED_TYPES = ["m.room.message", "m.room.encrypted", "m.sticker"]
 
 
 async def user_memberships(hs: Homeserver, user_id: str) -> dict[str, tuple[str, str, int]]:
@@ -241,7 +241,7 @@ async def _joined_rooms(
     upto = dict.fromkeys(room_ids, ctx.now["events"])
     entries = await _room_entries(hs, ctx, room_ids, memberships, upto, ctx.newly_joined_room_ids)
     summaries = await _summaries(hs, ctx, room_ids)
-    counts = await _unread_counts(hs, ctx.user_id, room_ids, memberships)
+    counts = await _unread_counts(hs, ctx.user_id, room_ids, memberships, summaries)
     for room_id in room_ids:
         entry = entries[room_id]
         if (
@@ -306,25 +306,59 @@ async def _summaries(hs: Homeserver, ctx: SyncContext, room_ids: list[str]) -> d
 
 
 async def _unread_counts(
-    hs: Homeserver, user_id: str, room_ids: list[str], memberships: dict
+    hs: Homeserver, user_id: str, room_ids: list[str], memberships: dict, summaries: dict
 ) -> dict[str, dict[str, int]]:
-    """Messages from others after the user's read receipt (and after they joined).
-
-    Counted up to 1,000 per room; highlight counts come from push rule evaluation.
-    """
+    """Notification and highlight counts: the user's push rules evaluated over the events
+    from others after their read receipt (and after they joined), at most 100 per room."""
     joined_at = [memberships.get(r, (None, "", 0))[2] for r in room_ids]
     rows = await hs.db.fetch(
-        "SELECT r.room_id, (SELECT count(*) FROM (SELECT 1 FROM events e"
-        "   WHERE e.room_id = r.room_id AND e.sender <> $2 AND e.type = ANY($3)"
-        "   AND e.stream_ordering > GREATEST(r.joined_at, COALESCE((SELECT max(ev.stream_ordering)"
-        "     FROM receipts rc JOIN events ev ON ev.event_id = rc.event_id"
+        "SELECT r.room_id, e.event_id FROM unnest($1::text[], $3::bigint[]) AS r(room_id, joined_at)"
+        " CROSS JOIN LATERAL (SELECT ev.event_id FROM events ev"
+        "   WHERE ev.room_id = r.room_id AND ev.sender <> $2"
+        "   AND ev.stream_ordering > GREATEST(r.joined_at, COALESCE((SELECT max(re.stream_ordering)"
+        "     FROM receipts rc JOIN events re ON re.event_id = rc.event_id"
         "     WHERE rc.room_id = r.room_id AND rc.user_id = $2"
         "     AND rc.receipt_type IN ('m.read', 'm.read.private')), 0))"
-        "   LIMIT 1000) c) AS n"
-        " FROM unnest($1::text[], $4::bigint[]) AS r(room_id, joined_at)",
+        "   ORDER BY ev.stream_ordering DESC LIMIT 100) e",
         room_ids,
         user_id,
-        _COUNTED_TYPES,
         joined_at,
     )
-    return {r["room_id"]: {"notification_count": r["n"], "highlight_count": 0} for r in rows}
+    counts = {r: {"notification_count": 0, "highlight_count": 0} for r in room_ids}
+    push_rules = getattr(hs, "push_rules", None)
+    if not rows or push_rules is None:
+        return counts
+    from homeserver.push.evaluator import PushContext, evaluate, highlights, notifies
+    from homeserver.push.rules import ranked
+
+    rules = ranked(await push_rules.ruleset(user_id))
+    events = await hs.event_store.get_events(r["event_id"] for r in rows)
+    unread_rooms = sorted({r["room_id"] for r in rows})
+    pl_rows = await hs.db.fetch(
+        "SELECT c.room_id, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id"
+        " WHERE c.room_id = ANY($1) AND c.type = 'm.room.power_levels' AND c.state_key = ''",
+        unread_rooms,
+    )
+    power_levels = {r["room_id"]: loads(r["json"]).get("content", {}) for r in pl_rows}
+    display_name = await hs.db.fetchval(
+        "SELECT displayname FROM profiles WHERE user_id = $1", user_id
+    )
+    contexts = {
+        room_id: PushContext(
+            user_id=user_id,
+            room_member_count=summaries.get(room_id, {}).get("m.joined_member_count", 0),
+            display_name=display_name,
+            power_levels=power_levels.get(room_id),
+        )
+        for room_id in unread_rooms
+    }
+    for row in rows:
+        ev = events.get(row["event_id"])
+        if ev is None:
+            continue
+        actions = evaluate(rules, ev.event, contexts[row["room_id"]])
+        if notifies(actions):
+            counts[row["room_id"]]["notification_count"] += 1
+            if highlights(actions):
+                counts[row["room_id"]]["highlight_count"] += 1
+    return counts

@@ -92,3 +92,28 @@ async def test_receipts_and_read_markers(server):
         "SELECT content FROM account_data WHERE user_id = $1 AND type = 'm.fully_read'", bob.user_id
     )
     assert more.event_id in fully
+
+
+async def test_push_rules_drive_unread_counts(server):
+    alice, bob, room_id = await _pair(server)
+    await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "plain"})
+    await alice.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": "hey bob", "m.mentions": {"user_ids": [bob.user_id]}},
+    )
+    sync = await bob.sync(timeout=0, since=bob.next_batch)
+    counts = sync.rooms.join[room_id].unread_notifications
+    assert (counts.notification_count, counts.highlight_count) == (2, 1)
+    # A room rule with no actions silences the plain message; the mention still counts,
+    # because override rules (.m.rule.is_user_mention) rank above room rules.
+    status, _ = await server.request(
+        "PUT",
+        f"/_matrix/client/v3/pushrules/global/room/{room_id}",
+        token=bob.access_token,
+        json={"actions": []},
+    )
+    assert status == 200
+    sync = await bob.sync(timeout=0, full_state=True)
+    counts = sync.rooms.join[room_id].unread_notifications
+    assert (counts.notification_count, counts.highlight_count) == (1, 1)
