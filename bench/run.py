@@ -86,7 +86,9 @@ async def _run(args: argparse.Namespace) -> dict:
     if "synapse" in wanted:
         servers["synapse"] = Synapse("synapse", 18108, Path("/tmp/bench-synapse"))
     if "ours" in wanted:
-        servers["ours"] = Ours("ours", 18008, Path("/tmp/bench-ours"), source_dir=args.ours_src)
+        servers["ours"] = Ours(
+            "ours", 18008, Path("/tmp/bench-ours"), source_dir=args.ours_src, label=args.ours_label
+        )
     sizes = QUICK if args.quick else DEFAULT
     results: dict[str, dict] = {name: {} for name in ("synapse", "ours")}
     rss_at_start: dict[str, float | None] = {}
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ours-src", type=Path, default=REPO_DIR, help="source tree of ours to run"
     )
+    parser.add_argument("--ours-label", default="", help="noted beside ours' version")
     parser.add_argument("--admin-dsn", default=ADMIN_DSN, help="PostgreSQL to create DBs in")
     parser.add_argument(
         "--results-dir", default=str(BENCH_DIR / "results"), help="where the JSON goes"

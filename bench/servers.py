@@ -218,6 +218,7 @@ class Ours(ManagedServer):
     # The source tree to run: this checkout by default; another one (a git worktree of
     # an older commit, say) gives before/after figures in one run.
     source_dir: Path = REPO_DIR
+    label: str = ""  # says what the source tree is when it is not this checkout
 
     def install(self) -> None:
         from importlib.metadata import PackageNotFoundError, version
@@ -233,6 +234,8 @@ class Ours(ManagedServer):
         ).stdout.strip()
         if commit:
             self.version += f" ({commit})"
+        if self.label:
+            self.version += f" {self.label}"
 
     def configure(self, db_name: str, admin_dsn: str) -> Path:
         shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -8,22 +8,28 @@ from bench.scenarios.base import Context, Recorder, ms
 from bench.stats import rate, summarize
 
 
-async def registration(ctx: Context, rec: Recorder) -> None:
-    n = ctx.sizes.register_users
+async def _timed_registrations(
+    ctx: Context, rec: Recorder, count: int, concurrency: int, prefix: str
+) -> None:
+    durations: list[float] = []
     began = time.perf_counter()
-    durations = await ctx.register_users(n, ctx.sizes.register_concurrency)
-    elapsed = time.perf_counter() - began
-    rec.figure("registrations_per_s", rate(len(durations), elapsed), "reg/s", "higher")
-    rec.figure("register_p50_ms", ms(summarize(durations)["p50"]), "ms", "lower")
-    rec.note(f"{len(durations)} registrations, concurrency {ctx.sizes.register_concurrency}")
+    try:
+        await ctx.register_users(count, concurrency, durations)
+    finally:  # figures of what completed, also when the time cap cut it short
+        elapsed = time.perf_counter() - began
+        rec.figure(f"{prefix}registrations_per_s", rate(len(durations), elapsed), "reg/s", "higher")
+        rec.figure(f"{prefix}register_p50_ms", ms(summarize(durations)["p50"]), "ms", "lower")
+        rec.note(f"{len(durations)} registrations, concurrency {concurrency}")
+
+
+async def registration(ctx: Context, rec: Recorder) -> None:
+    await _timed_registrations(
+        ctx, rec, ctx.sizes.register_users, ctx.sizes.register_concurrency, ""
+    )
 
 
 async def user_pool(ctx: Context, rec: Recorder) -> None:
     """Registers every user the later scenarios need, so their time caps measure
     their own work. Also a second registration figure, at higher concurrency."""
-    missing = ctx.sizes.pool_size - len(ctx.users)
-    began = time.perf_counter()
-    durations = await ctx.register_users(max(0, missing), ctx.sizes.setup_concurrency)
-    elapsed = time.perf_counter() - began
-    rec.figure("pool_registrations_per_s", rate(len(durations), elapsed), "reg/s", "higher")
-    rec.note(f"{len(ctx.users)} users, concurrency {ctx.sizes.setup_concurrency}")
+    missing = max(0, ctx.sizes.pool_size - len(ctx.users))
+    await _timed_registrations(ctx, rec, missing, ctx.sizes.setup_concurrency, "pool_")

@@ -146,21 +146,23 @@ class Context:
         self.users: list[User] = []
         self.state: dict = {}
         self.setup_seconds = 0.0
+        # Localparts are never reused: a registration cut short by a time cap may still
+        # have completed on the server.
+        self._next_localpart = 0
 
-    def _localpart(self, index: int) -> str:
-        return f"bench{index}"
-
-    async def register_users(self, count: int, concurrency: int) -> list[float]:
-        """Registers `count` more users into the pool; returns each request's seconds."""
-        start = len(self.users)
+    async def register_users(
+        self, count: int, concurrency: int, durations: list[float] | None = None
+    ) -> list[float]:
+        """Registers `count` more users into the pool; returns each request's seconds
+        (appended to `durations` as they complete, so a cut-short caller still has them)."""
         new: list[User | None] = [None] * count
-        durations: list[float] = []
+        durations = [] if durations is None else durations
 
         async def one(i: int) -> None:
+            localpart = f"bench{self._next_localpart}"
+            self._next_localpart += 1
             began = time.perf_counter()
-            new[i] = await register(
-                self.session, self.target.base_url, self._localpart(start + i), PASSWORD
-            )
+            new[i] = await register(self.session, self.target.base_url, localpart, PASSWORD)
             durations.append(time.perf_counter() - began)
 
         try:
