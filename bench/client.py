@@ -45,7 +45,6 @@ def new_session() -> aiohttp.ClientSession:
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
         headers={"Accept-Encoding": "identity"},
-        json_serialize=lambda o: orjson.dumps(o).decode(),
     )
 
 

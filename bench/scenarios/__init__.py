@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from bench.client import MatrixHTTPError
@@ -38,21 +39,17 @@ async def run_scenario(name: str, ctx: Context) -> dict:
     status = "ok"
     setup_before = ctx.setup_seconds
     began = time.perf_counter()
-    sampler = PeakSampler(ctx.target.pid) if ctx.target.pid else None
-    if sampler:
-        sampler.__enter__()
-    try:
-        async with asyncio.timeout(cap):
-            await SCENARIOS[name](ctx, rec)
-    except TimeoutError:
-        status = f"stopped at its {cap} s time cap"
-    except (ScenarioError, MatrixHTTPError) as e:
-        status = f"failed: {e}"
-    except Exception as e:  # a server that breaks must not stop the other's run
-        status = f"failed: {type(e).__name__}: {e}"
-    finally:
-        if sampler:
-            sampler.__exit__(None, None, None)
+    pid = ctx.target.pid
+    with PeakSampler(pid) if pid else contextlib.nullcontext() as sampler:
+        try:
+            async with asyncio.timeout(cap):
+                await SCENARIOS[name](ctx, rec)
+        except TimeoutError:
+            status = f"stopped at its {cap} s time cap"
+        except (ScenarioError, MatrixHTTPError) as e:
+            status = f"failed: {e}"
+        except Exception as e:  # a server that breaks must not stop the other's run
+            status = f"failed: {type(e).__name__}: {e}"
     return {
         "status": status,
         "seconds": round(time.perf_counter() - began, 3),

@@ -63,3 +63,11 @@ def test_markdown_puts_both_servers_and_the_ratio_side_by_side():
     }
     table = markdown(run)
     assert "| send_one_room | m | msg/s | 10.0 | 40.0 | 4.00 | 4.00× as fast |" in table
+
+
+def test_scenario_selection_keeps_dependency_order():
+    from bench.loadgen import parse_only
+
+    assert parse_only("initial_sync,room_creation") == ["room_creation", "initial_sync"]
+    with pytest.raises(SystemExit):
+        parse_only("no_such_scenario")
