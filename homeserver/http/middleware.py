@@ -72,6 +72,16 @@ async def matrix_middleware(request: web.Request, handler) -> web.StreamResponse
     if not response.prepared:
         response.headers.update(CORS_HEADERS)
     endpoint = _endpoint(request)
+    elapsed = time.perf_counter() - started
     http_requests.labels(request.method, endpoint, str(response.status)).inc()
-    http_latency.labels(request.method, endpoint).observe(time.perf_counter() - started)
+    http_latency.labels(request.method, endpoint).observe(elapsed)
+    # The access log: the route template, never the path or query (IDs, access tokens).
+    logger.debug(
+        "%s %s %s -> %d in %.1f ms",
+        request_id,
+        request.method,
+        endpoint,
+        response.status,
+        elapsed * 1000,
+    )
     return response

@@ -159,3 +159,21 @@ async def test_metrics_count_client_requests(server):
     assert "matrix_events_persisted_total" in text
     assert 'matrix_db_pool_connections{state="open"}' in text
     assert "matrix_sync_longpolls_open" in text
+
+
+async def test_no_secret_reaches_the_logs(server, caplog):
+    caplog.set_level("DEBUG")
+    alice = await server.client("alice", password="hunter2-very-secret")
+    room = await alice.room_create(name="Secret")
+    await alice.room_send(
+        room.room_id, "m.room.message", {"msgtype": "m.text", "body": "the plaintext"}
+    )
+    await server.request("GET", f"/_matrix/client/v3/sync?access_token={alice.access_token}")
+    # An internal error is logged with its request id, never with the query string.
+    server_side = ("homeserver", "federation", "e2ee", "storage", "aiohttp", "asyncpg")
+    logged = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.split(".")[0] in server_side
+    )
+    assert logged, "the server logged nothing at DEBUG: the test would prove nothing"
+    for secret in ("hunter2-very-secret", alice.access_token, "the plaintext"):
+        assert secret not in logged
