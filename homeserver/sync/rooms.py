@@ -244,13 +244,6 @@ async def _joined_rooms(
     counts = await _unread_counts(hs, ctx.user_id, room_ids, memberships, summaries)
     for room_id in room_ids:
         entry = entries[room_id]
-        if (
-            ctx.since is not None
-            and not ctx.full_state
-            and room_id not in ctx.newly_joined_room_ids
-        ):
-            if not entry["timeline"]["events"] and not entry["state"]["events"]:
-                entry = {"timeline": entry["timeline"], "state": entry["state"]}
         entry["summary"] = summaries.get(room_id, {})
         entry["unread_notifications"] = counts.get(
             room_id, {"notification_count": 0, "highlight_count": 0}
