@@ -50,12 +50,14 @@ async def run_scenario(name: str, ctx: Context) -> dict:
             status = f"failed: {e}"
         except Exception as e:  # a server that breaks must not stop the other's run
             status = f"failed: {type(e).__name__}: {e}"
+    rss_end = ctx.target.rss()
+    peak = max(sampler.peak, rss_end or 0) if sampler else None
     return {
         "status": status,
         "seconds": round(time.perf_counter() - began, 3),
         "setup_seconds": round(ctx.setup_seconds - setup_before, 3),
         "figures": rec.figures,
         "notes": rec.notes,
-        "rss_end_mib": mib(ctx.target.rss()),
-        "rss_peak_mib": mib(sampler.peak) if sampler else None,
+        "rss_end_mib": mib(rss_end),
+        "rss_peak_mib": mib(peak),
     }

@@ -41,6 +41,7 @@ class Sizes:
     big_room_joiners: int = 10
     idle_longpolls: int = 1000
     delivery_timeout_s: float = 15.0
+    fanout_timeout_s: float = 60.0  # one message to every idle long-poll at once
     caps_s: dict = field(
         default_factory=lambda: {
             "registration": 300,
@@ -87,6 +88,7 @@ QUICK = dataclasses.replace(
     big_room_joiners=2,
     idle_longpolls=20,
     delivery_timeout_s=10.0,
+    fanout_timeout_s=20.0,
     caps_s={k: min(v, 90) for k, v in DEFAULT.caps_s.items()},
 )
 

@@ -117,7 +117,7 @@ async def idle_longpolls(ctx: Context, rec: Recorder) -> None:
             per_poll = (rss_held - rss_idle) / max(1, len(holders))
             rec.figure("rss_per_longpoll_kib", per_poll / 1024, "KiB", "lower")
             rec.figure("rss_with_longpolls_mib", mib(rss_held), "MiB", "lower")
-        missing = await rx.send_and_wait(sender, 0, sizes.delivery_timeout_s)
+        missing = await rx.send_and_wait(sender, 0, sizes.fanout_timeout_s)
     finally:
         await rx.stop()
         latencies = rx.all_latencies()
