@@ -35,6 +35,7 @@ ROUTE_MODULES = (
     "homeserver.presence.routes",
     "homeserver.directory.routes",
     "e2ee.routes",
+    "homeserver.media.routes",
 )
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
@@ -82,6 +83,9 @@ class Homeserver:
         from e2ee.service import E2EEService  # after accounts: hooks device deletion
 
         self.e2ee = E2EEService(self)
+        from homeserver.media.repository import MediaRepository
+
+        self.media = MediaRepository(self)
 
     def run_in_background(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -94,10 +98,12 @@ class Homeserver:
         await self.db.listen(self.streams.on_notify)
         await self.events.start()
         await self.federation.start()
+        await self.media.start()
 
     async def stop(self) -> None:
         await self.events.stop()
         await self.federation.stop()
+        await self.media.stop()
         self.notifier.stop()
         for task in list(self._background):
             task.cancel()

@@ -6,6 +6,7 @@ gets one line that says what to fix instead of a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -94,6 +95,45 @@ class VoipConfig:
 
 
 @dataclass(frozen=True)
+class S3MediaConfig:
+    bucket: str
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    prefix: str = ""
+
+
+# The sizes the spec recommends (content_repo.md, "Thumbnails"): (width, height, method).
+DEFAULT_THUMBNAIL_SIZES = (
+    (32, 32, "crop"),
+    (96, 96, "crop"),
+    (320, 240, "scale"),
+    (640, 480, "scale"),
+    (800, 600, "scale"),
+)
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    max_upload_size: int = 50 * 1024 * 1024
+    # None: <data_dir>/media_store. Also the scratch space for uploads in progress.
+    store_path: Path | None = None
+    backend: str = "local"
+    s3: S3MediaConfig | None = None
+    # Off by default: previews make the server fetch what users read from third parties.
+    url_preview_enabled: bool = False
+    # Networks previews may reach despite being private (e.g. an intranet wiki).
+    url_preview_allowed_networks: tuple[str, ...] = ()
+    # Spec v1.11 froze /_matrix/media/v3/download|thumbnail; frozen servers answer 404.
+    legacy_endpoints_frozen: bool = True
+    thumbnail_sizes: tuple[tuple[int, int, str], ...] = DEFAULT_THUMBNAIL_SIZES
+    max_thumbnail_pixels: int = 32_000_000
+    max_pending_uploads: int = 5
+    pending_upload_lifetime_s: int = 86_400
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str
     data_dir: Path
@@ -106,6 +146,7 @@ class Config:
     rate_limits: RateLimitConfig = RateLimitConfig()
     federation: FederationConfig = FederationConfig()
     voip: VoipConfig = VoipConfig()
+    media: MediaConfig = MediaConfig()
     default_room_version: str = DEFAULT_ROOM_VERSION
     max_sync_timeout_ms: int = 60_000
     password_min_length: int = 8
@@ -250,6 +291,54 @@ def _federation(fed: _Section, base_dir: Path) -> FederationConfig:
     )
 
 
+def _networks(section: _Section, name: str) -> tuple[str, ...]:
+    values = section.get(name, list, [])
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except (TypeError, ValueError):
+            raise ConfigError(section.prefix + name, f"{value!r} is not a CIDR network") from None
+    return tuple(values)
+
+
+def _media(section: _Section, base_dir: Path, data_dir: Path) -> MediaConfig:
+    store = section.get("store_path", str, None)
+    backend = section.get("backend", str, "local")
+    if backend not in ("local", "s3"):
+        raise ConfigError("media.backend", "must be 'local' or 's3'")
+    s3 = None
+    if backend == "s3":
+        sub = section.section("s3")
+        s3 = S3MediaConfig(
+            bucket=sub.get("bucket", str),
+            endpoint_url=sub.get("endpoint_url", str, None),
+            region=sub.get("region", str, None),
+            access_key_id=sub.get("access_key_id", str, None),
+            secret_access_key=sub.get("secret_access_key", str, None),
+            prefix=sub.get("prefix", str, "").strip("/"),
+        )
+    sizes = []
+    for i, entry in enumerate(section.get("thumbnail_sizes", list, [])):
+        item = _Section(entry, f"media.thumbnail_sizes[{i}].")
+        method = item.get("method", str, "scale")
+        if method not in ("crop", "scale"):
+            raise ConfigError(item.prefix + "method", "must be 'crop' or 'scale'")
+        sizes.append((item.positive_int("width", 1), item.positive_int("height", 1), method))
+    return MediaConfig(
+        max_upload_size=section.positive_int("max_upload_size", MediaConfig.max_upload_size),
+        store_path=(base_dir / store).resolve() if store else data_dir / "media_store",
+        backend=backend,
+        s3=s3,
+        url_preview_enabled=section.get("url_preview_enabled", bool, False),
+        url_preview_allowed_networks=_networks(section, "url_preview_allowed_networks"),
+        legacy_endpoints_frozen=section.get("legacy_endpoints_frozen", bool, True),
+        thumbnail_sizes=tuple(sizes) or DEFAULT_THUMBNAIL_SIZES,
+        max_thumbnail_pixels=section.positive_int("max_thumbnail_pixels", 32_000_000),
+        max_pending_uploads=section.positive_int("max_pending_uploads", 5),
+        pending_upload_lifetime_s=section.positive_int("pending_upload_lifetime_s", 86_400),
+    )
+
+
 def parse_config(data: Any, base_dir: Path) -> Config:
     root = _Section(data, "")
     server_name = root.get("server_name", str)
@@ -319,6 +408,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         rate_limits=rate_limits,
         federation=federation,
         voip=voip,
+        media=_media(root.section("media"), base_dir, data_dir),
         default_room_version=default_version,
         max_sync_timeout_ms=root.section("sync").positive_int("max_timeout_ms", 60_000),
         password_min_length=root.section("passwords").get("min_length", int, 8),
