@@ -91,7 +91,7 @@ class _OpenGraph(HTMLParser):
             self.title = data.strip()[:1000]
 
 
-def parse_html(html: str, base_url: str) -> dict[str, str]:
+def parse_html(html: str) -> dict[str, str]:
     parser = _OpenGraph()
     parser.feed(html)
     og = dict(parser.og)
@@ -99,9 +99,10 @@ def parse_html(html: str, base_url: str) -> dict[str, str]:
         og.setdefault("og:title", parser.title)
     if parser.description:
         og.setdefault("og:description", parser.description)
-    if "og:image" in og:
-        og["og:image"] = urljoin(base_url, og["og:image"])
-    return og
+    # The spec wants og:image as an mxc:// URI of a copy in our repository; until the
+    # image is fetched into the repository, no image is offered rather than a third-party
+    # URL that every reader's client would fetch.
+    return {k: v for k, v in og.items() if not k.startswith("og:image")}
 
 
 class UrlPreviewer:
@@ -142,6 +143,6 @@ class UrlPreviewer:
     def _describe(self, url: str, content_type: str, body: bytes) -> dict[str, str]:
         base = content_type.split(";")[0].strip().lower()
         if base in ("text/html", "application/xhtml+xml"):
-            return parse_html(body.decode("utf-8", "replace"), url)
+            return parse_html(body.decode("utf-8", "replace"))
         # Not HTML: what a client can still show.
         return {"og:url": url, "og:type": base or "application/octet-stream"}
