@@ -70,6 +70,11 @@ class MediaRepository:
         if ensure_bucket is not None:
             await ensure_bucket()
         self.hs.run_in_background(self._reap_expired_reservations())
+        federation = getattr(self.hs, "federation", None)
+        if federation is not None and self.hs.config.federation.allowed_servers:
+            from homeserver.media.federation_fetcher import FederationMediaFetcher
+
+            self.remote_fetcher = FederationMediaFetcher(federation.client)
 
     async def stop(self) -> None:
         self._thumbnail_pool.shutdown(wait=False, cancel_futures=True)
@@ -336,15 +341,10 @@ class MediaRepository:
         ]
         return min(fits, key=lambda s: s[0] * s[1]) if fits else (width, height)
 
-    async def thumbnail(
-        self,
-        request: web.Request,
-        info: MediaInfo,
-        width: int,
-        height: int,
-        method: str,
-        animated: bool,
-    ) -> web.StreamResponse:
+    async def _thumbnail_for(
+        self, info: MediaInfo, width: int, height: int, method: str, animated: bool
+    ) -> ThumbnailInfo:
+        """The cached thumbnail for this request, made now if there is none yet."""
         if (info.media_type or "").split(";")[0].strip().lower() not in THUMBNAILABLE:
             raise MatrixError(
                 400, "M_UNKNOWN", "Cannot generate thumbnails for the requested content"
@@ -355,10 +355,28 @@ class MediaRepository:
         )
         if thumb is None:
             (thumb,) = await self._generate(info, [(width, height, method, animated)])
+        return thumb
+
+    async def thumbnail(
+        self,
+        request: web.Request,
+        info: MediaInfo,
+        width: int,
+        height: int,
+        method: str,
+        animated: bool,
+    ) -> web.StreamResponse:
+        thumb = await self._thumbnail_for(info, width, height, method, animated)
         disposition = content_disposition(
             thumb.media_type, f"thumbnail.{thumb.storage_key.rsplit('.', 1)[-1]}", True
         )
         return await self._send(request, thumb.storage_key, thumb.media_type, disposition, None)
+
+    async def federation_thumbnail(self, media_id: str, width: int, height: int, method: str):
+        """(ThumbnailInfo, chunk iterator) of local media, for the federation server."""
+        info = await self.resolve(self.server_name, media_id, 0)
+        thumb = await self._thumbnail_for(info, width, height, method, False)
+        return thumb, self.backend.read_chunks(thumb.storage_key)
 
     async def _generate(self, info: MediaInfo, sizes: list[tuple]) -> list[ThumbnailInfo]:
         """Makes (or joins the making of) thumbnails; one decode for all `sizes`."""

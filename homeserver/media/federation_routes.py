@@ -1,0 +1,48 @@
+"""Federation media endpoints (spec v1.11): admitted servers download our media and
+thumbnails as multipart/mixed. Mounted by the federation listener (federation/app.py,
+FEDERATION_ROUTE_MODULES); request signing and the allow-list are checked by
+`signed_request` before anything here runs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from federation.request_auth import signed_request
+from homeserver.http.context import get_hs
+from homeserver.http.errors import invalid_param, missing_param
+from homeserver.http.request import query_int
+from homeserver.http.routes import RouteTable
+from homeserver.media.remote import serve_federation_media
+
+routes = RouteTable()
+
+PREFIX = "/_matrix/federation/v1/media"
+
+
+@routes.get(PREFIX + "/download/{media_id}", auth=False, raw_path=True)
+@signed_request
+async def download(request: web.Request, _origin: str, _content) -> web.StreamResponse:
+    media_type, length, chunks = await get_hs(request).media.federation_file(
+        request.match_info["media_id"]
+    )
+    return await serve_federation_media(
+        request, media_type or "application/octet-stream", length, chunks
+    )
+
+
+@routes.get(PREFIX + "/thumbnail/{media_id}", auth=False, raw_path=True)
+@signed_request
+async def thumbnail(request: web.Request, _origin: str, _content) -> web.StreamResponse:
+    for name in ("width", "height"):
+        if not request.query.get(name):
+            raise missing_param(f"Missing '{name}'")
+    width = query_int(request, "width", minimum=1, maximum=4096)
+    height = query_int(request, "height", minimum=1, maximum=4096)
+    method = request.query.get("method", "scale")
+    if method not in ("crop", "scale"):
+        raise invalid_param("'method' must be 'crop' or 'scale'")
+    repo = get_hs(request).media
+    thumb, chunks = await repo.federation_thumbnail(
+        request.match_info["media_id"], width, height, method
+    )
+    return await serve_federation_media(request, thumb.media_type, thumb.length, chunks)

@@ -1,0 +1,53 @@
+"""Media over federation: an admitted server fetches, caches and serves our media."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from nio import DownloadError, MemoryDownloadResponse, UploadResponse
+
+import federation.app
+from tests.federation_ca import TestCA, start_federating_server
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return TestCA(tmp_path / "ca")
+
+
+@pytest.fixture
+def media_federation_routes(monkeypatch):
+    # Until federation/app.py lists the media routes, mount them for these tests.
+    modules = federation.app.FEDERATION_ROUTE_MODULES
+    if "homeserver.media.federation_routes" not in modules:
+        monkeypatch.setattr(
+            federation.app,
+            "FEDERATION_ROUTE_MODULES",
+            (*modules, "homeserver.media.federation_routes"),
+        )
+
+
+async def test_remote_media_is_fetched_cached_and_served(make_server, ca, media_federation_routes):
+    hs1 = await start_federating_server(make_server, ca, "hs1.test.local", ["hs2.test.local"])
+    hs2 = await start_federating_server(make_server, ca, "hs2.test.local", ["hs1.test.local"])
+    hs3 = await start_federating_server(make_server, ca, "hs3.test.local", ["hs1.test.local"])
+
+    alice = await hs1.client()
+    payload = os.urandom(200_000)
+    resp, _ = await alice.upload(
+        lambda *_: payload, content_type="application/zip", filesize=len(payload)
+    )
+    assert isinstance(resp, UploadResponse), resp
+
+    bob = await hs2.client()
+    down = await bob.download(resp.content_uri)
+    assert isinstance(down, MemoryDownloadResponse), down
+    assert down.body == payload and down.content_type == "application/zip"
+    cached = await hs2.db.fetchval("SELECT media_length FROM remote_media")
+    assert cached == len(payload)
+
+    # hs1 does not admit hs3: hs3's users cannot pull hs1's media.
+    carol = await hs3.client()
+    down = await carol.download(resp.content_uri)
+    assert isinstance(down, DownloadError) and down.status_code == "M_NOT_FOUND"
