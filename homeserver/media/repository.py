@@ -395,8 +395,11 @@ class MediaRepository:
             return made
         except BaseException as e:
             for fut in futures:
-                fut.set_exception(e)
-                fut.exception()  # retrieved: no "never retrieved" warning when unshared
+                if isinstance(e, asyncio.CancelledError):
+                    fut.cancel()
+                else:
+                    fut.set_exception(e)
+                    fut.exception()  # retrieved: no "never retrieved" warning when unshared
             raise
         finally:
             for key in keys:
