@@ -15,6 +15,7 @@ FEDERATION_ROUTE_MODULES = (
     "federation.routes.keys",
     "federation.routes.query",
     "federation.routes.well_known",
+    "homeserver.media.federation_routes",
 )
 
 # Transactions are bounded (50 PDUs + 100 EDUs) well below this.
