@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+
 from homeserver.events.auth import AuthError, auth_types_for_event, check_auth
 from homeserver.events.hashing import add_content_hash, compute_event_id, room_id_from_create_event
 from homeserver.events.redaction import prune_event
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 65536
 MAX_BATCH = 256
+_CREATE_ATTEMPTS = 5
 # Stripped state given to invitees (spec: "Stripped state").
 STRIPPED_STATE_TYPES = (
     "m.room.create",
@@ -195,29 +198,20 @@ class EventService:
     ) -> tuple[str, str]:
         """Builds and persists the m.room.create event of a new room; returns (room_id, event_id)."""
         now = int(time.time() * 1000)
-        event: dict[str, Any] = {
-            "type": "m.room.create",
-            "state_key": "",
-            "sender": sender,
-            "content": content,
-            "origin_server_ts": now,
-            "depth": 1,
-            "prev_events": [],
-            "auth_events": [],
-        }
-        if room_version.room_id_is_create_event_hash:
-            room_id = None
+        for attempt in range(_CREATE_ATTEMPTS):
+            event, event_id, room_id = self._build_create(
+                sender, room_version, content, now + attempt
+            )
+            try:
+                await self.store.create_room_row(room_id, room_version.identifier, sender, now)
+                break
+            except asyncpg.UniqueViolationError:
+                # v12: the room ID is the create event's hash, so the same sender creating
+                # two rooms with the same content in the same millisecond gets the same ID.
+                # A later timestamp makes a different event.
+                continue
         else:
-            room_id = f"!{secrets.token_urlsafe(18)}:{self.hs.server_name}"
-            event["room_id"] = room_id
-        event, event_id = self._finish(event, room_version)
-        if room_id is None:
-            room_id = room_id_from_create_event(event, room_version)
-        try:
-            check_auth(room_version, event, {}, create_event=event)
-        except AuthError as e:
-            raise MatrixError(400, "M_BAD_JSON", f"Invalid create event: {e}") from None
-        await self.store.create_room_row(room_id, room_version.identifier, sender, now)
+            raise MatrixError(500, "M_UNKNOWN", "Could not allocate a room ID")
         async with self._lock(room_id):
             after = StateGroupRef(room_id, delta={("m.room.create", ""): event_id}, chain_length=0)
             after.full = dict(after.delta)
@@ -229,6 +223,32 @@ class EventService:
             self._queue.put_nowait(_Pending(item, fut))
         await fut
         return room_id, event_id
+
+    def _build_create(
+        self, sender: str, room_version: RoomVersion, content: dict[str, Any], ts: int
+    ) -> tuple[dict[str, Any], str, str]:
+        event: dict[str, Any] = {
+            "type": "m.room.create",
+            "state_key": "",
+            "sender": sender,
+            "content": content,
+            "origin_server_ts": ts,
+            "depth": 1,
+            "prev_events": [],
+            "auth_events": [],
+        }
+        room_id = None
+        if not room_version.room_id_is_create_event_hash:
+            room_id = f"!{secrets.token_urlsafe(18)}:{self.hs.server_name}"
+            event["room_id"] = room_id
+        event, event_id = self._finish(event, room_version)
+        if room_id is None:
+            room_id = room_id_from_create_event(event, room_version)
+        try:
+            check_auth(room_version, event, {}, create_event=event)
+        except AuthError as e:
+            raise MatrixError(400, "M_BAD_JSON", f"Invalid create event: {e}") from None
+        return event, event_id, room_id
 
     def _finish(self, event: dict[str, Any], version: RoomVersion) -> tuple[dict[str, Any], str]:
         if version.event_ids_carry_domain:

@@ -135,3 +135,12 @@ async def test_public_room_joinable_by_alias_without_invite(server):
         created.room_id,
     )
     assert '"join_rule":"public"' in join_rule
+
+
+async def test_identical_rooms_created_at_once_get_distinct_ids(server):
+    # v12 room IDs are the create event's hash: the same sender, content and millisecond
+    # would give the same ID unless the server makes the events differ.
+    alice = await server.client("alice")
+    results = await asyncio.gather(*(alice.room_create() for _ in range(8)))
+    ids = [r.room_id for r in results if isinstance(r, RoomCreateResponse)]
+    assert len(ids) == 8 and len(set(ids)) == 8
