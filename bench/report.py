@@ -50,6 +50,8 @@ def scenario_rows(name: str, results: dict) -> list[str]:
             a = ref.get("figures", {}).get(key, {}).get("value")
             b = cand.get("figures", {}).get(key, {}).get("value")
         r = ratio(b, a)
+        if r is not None and not 1e-3 < r < 1e3:
+            r = None  # one side is at the noise floor (e.g. an RSS delta of ~0): no ratio
         rows.append(
             f"| {name} | {key} | {meta['unit']} | {_fmt(a)} | {_fmt(b)} | "
             f"{_fmt(r)} | {_verdict(meta['better'], r)} |"
