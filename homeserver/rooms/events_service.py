@@ -80,6 +80,7 @@ class EventService:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
         self._txn_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._last_create_ts = 0
 
     async def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -197,7 +198,12 @@ class EventService:
         self, sender: str, room_version: RoomVersion, content: dict[str, Any]
     ) -> tuple[str, str]:
         """Builds and persists the m.room.create event of a new room; returns (room_id, event_id)."""
-        now = int(time.time() * 1000)
+        # v12: the room ID is the create event's hash, so the same sender creating two rooms
+        # with the same content in the same millisecond would get one ID. Timestamps of
+        # this process's create events are strictly increasing; a collision with another
+        # process's shows as a unique violation and is retried with a later timestamp.
+        now = max(int(time.time() * 1000), self._last_create_ts + 1)
+        self._last_create_ts = now + _CREATE_ATTEMPTS
         for attempt in range(_CREATE_ATTEMPTS):
             event, event_id, room_id = self._build_create(
                 sender, room_version, content, now + attempt
@@ -206,9 +212,6 @@ class EventService:
                 await self.store.create_room_row(room_id, room_version.identifier, sender, now)
                 break
             except asyncpg.UniqueViolationError:
-                # v12: the room ID is the create event's hash, so the same sender creating
-                # two rooms with the same content in the same millisecond gets the same ID.
-                # A later timestamp makes a different event.
                 continue
         else:
             raise MatrixError(500, "M_UNKNOWN", "Could not allocate a room ID")

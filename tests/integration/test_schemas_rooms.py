@@ -126,3 +126,17 @@ async def test_lazy_loading_members_in_sync(server):
     # Only the sender of the one timeline event, and ourselves: not the three silent members.
     assert members == {others[0].user_id, alice.user_id}
     assert body["rooms"]["join"][room]["timeline"]["limited"] is True
+
+
+async def test_heroes_for_a_nameless_room(server):
+    alice = await server.client("alice")
+    others = [await server.client(f"hero{i}") for i in range(7)]
+    room = (await alice.room_create(invite=[o.user_id for o in others])).room_id
+    await others[0].join(room)
+    status, body = await server.request(
+        "GET", "/_matrix/client/v3/sync?timeout=0", token=alice.access_token
+    )
+    summary = body["rooms"]["join"][room]["summary"]
+    assert summary["m.joined_member_count"] == 2
+    assert summary["m.invited_member_count"] == 6
+    assert summary["m.heroes"] == sorted(o.user_id for o in others)[:5]
