@@ -11,6 +11,15 @@ if TYPE_CHECKING:
     from homeserver.app import Homeserver
 
 
+def _changed_rooms(hs: Homeserver, ctx: SyncContext, rooms: list[str], stream: str) -> list[str]:
+    """The rooms whose `stream` may have moved since the sync token (all, on initial sync)."""
+    if ctx.since is None:
+        return rooms
+    since = ctx.since[stream]
+    fresh = ctx.newly_joined_room_ids
+    return [r for r in rooms if r in fresh or hs.notifier.changed_since(r, stream, since)]
+
+
 async def build_ephemeral(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]) -> None:
     rooms = sorted(r for r in ctx.joined_room_ids if ctx.sync_filter.rooms.allows_room(r))
     if not rooms:
@@ -21,15 +30,7 @@ async def build_ephemeral(hs: Homeserver, ctx: SyncContext, response: dict[str, 
     events: dict[str, list[dict[str, Any]]] = {}
 
     if f.allows_dict("m.typing", None, None, None):
-        typing_rooms = (
-            rooms
-            if since is None
-            else [
-                r
-                for r in rooms
-                if r in fresh or hs.notifier.changed_since(r, "typing", since["typing"])
-            ]
-        )
+        typing_rooms = _changed_rooms(hs, ctx, rooms, "typing")
         if typing_rooms:
             rows = await hs.db.fetch(
                 "SELECT c.room_id, array_remove(array_agg(t.user_id ORDER BY t.user_id), NULL)"
@@ -52,15 +53,7 @@ async def build_ephemeral(hs: Homeserver, ctx: SyncContext, response: dict[str, 
                 )
 
     if f.allows_dict("m.receipt", None, None, None):
-        receipt_rooms = (
-            rooms
-            if since is None
-            else [
-                r
-                for r in rooms
-                if r in fresh or hs.notifier.changed_since(r, "receipts", since["receipts"])
-            ]
-        )
+        receipt_rooms = _changed_rooms(hs, ctx, rooms, "receipts")
         if receipt_rooms:
             rows = await hs.db.fetch(
                 "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts FROM receipts"
