@@ -9,10 +9,9 @@ from aiohttp import web
 
 from federation.request_auth import signed_request
 from homeserver.http.context import get_hs
-from homeserver.http.errors import invalid_param, missing_param
-from homeserver.http.request import query_int
 from homeserver.http.routes import RouteTable
 from homeserver.media.remote import serve_federation_media
+from homeserver.media.routes import thumbnail_params
 
 routes = RouteTable()
 
@@ -33,14 +32,7 @@ async def download(request: web.Request, _origin: str, _content) -> web.StreamRe
 @routes.get(PREFIX + "/thumbnail/{media_id}", auth=False, raw_path=True)
 @signed_request
 async def thumbnail(request: web.Request, _origin: str, _content) -> web.StreamResponse:
-    for name in ("width", "height"):
-        if not request.query.get(name):
-            raise missing_param(f"Missing '{name}'")
-    width = query_int(request, "width", minimum=1, maximum=4096)
-    height = query_int(request, "height", minimum=1, maximum=4096)
-    method = request.query.get("method", "scale")
-    if method not in ("crop", "scale"):
-        raise invalid_param("'method' must be 'crop' or 'scale'")
+    width, height, method = thumbnail_params(request)
     repo = get_hs(request).media
     thumb, chunks = await repo.federation_thumbnail(
         request.match_info["media_id"], width, height, method

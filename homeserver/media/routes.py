@@ -78,8 +78,8 @@ async def _download(request: web.Request, filename: str | None = None) -> web.St
     return await repo.respond(request, info, filename)
 
 
-async def _thumbnail(request: web.Request) -> web.StreamResponse:
-    repo = _repo(request)
+def thumbnail_params(request: web.Request) -> tuple[int, int, str]:
+    """width, height and method of a thumbnail request (client and federation alike)."""
     for name in ("width", "height"):
         if not request.query.get(name):
             raise missing_param(f"Missing '{name}'")
@@ -88,6 +88,12 @@ async def _thumbnail(request: web.Request) -> web.StreamResponse:
     method = request.query.get("method", "scale")
     if method not in ("crop", "scale"):
         raise invalid_param("'method' must be 'crop' or 'scale'")
+    return width, height, method
+
+
+async def _thumbnail(request: web.Request) -> web.StreamResponse:
+    repo = _repo(request)
+    width, height, method = thumbnail_params(request)
     animated = query_bool(request, "animated", False)
     timeout_ms = query_int(request, "timeout_ms", 20_000, maximum=MAX_TIMEOUT_MS)
     info = await repo.resolve(
