@@ -101,10 +101,12 @@ def bound_loopback_socket() -> socket.socket:
 TEST_HOSTS = {f"hs{i}.test.local": "127.0.0.1" for i in range(1, 5)}
 
 
-async def start_federating_server(make_server, ca: TestCA, host: str, allowed: list[str], **extra):
+async def start_federating_server(
+    make_server, ca: TestCA, host: str, allowed: list[str], *, sock=None, **extra
+):
     """A test server named `host:PORT` with a TLS federation listener on 127.0.0.1:PORT,
-    admitting the server names or wildcards in `allowed`."""
-    sock = bound_loopback_socket()
+    admitting the server names or wildcards in `allowed`. `sock` (bound) fixes the port."""
+    sock = sock or bound_loopback_socket()
     port = sock.getsockname()[1]
     cert, key = ca.issue(host)
     federation = {

@@ -1,0 +1,37 @@
+"""Interop tests against Synapse: one Synapse for the whole session (tests/synapse_peer.py)."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_asyncio
+
+from interop.synapse import SynapseUnavailable
+from tests.synapse_peer import SynapsePeer, start_our_server, start_synapse
+
+_timings: dict[str, float] = {}
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def synapse_peer(pg_admin_dsn, tmp_path_factory):
+    try:
+        peer = await start_synapse(pg_admin_dsn, tmp_path_factory.mktemp("synapse-interop"))
+    except SynapseUnavailable as e:
+        # The only reason to skip: no Synapse on this machine and no PyPI to install it from.
+        pytest.skip(f"Synapse unavailable: {e}")
+    _timings.update(peer.timings, version=peer.version)
+    yield peer
+    await peer.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def ours(make_server, synapse_peer: SynapsePeer):
+    """A federating server of ours (localhost:PORT) that admits the session's Synapse."""
+    return await start_our_server(make_server, synapse_peer)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _timings:
+        terminalreporter.write_line(
+            f"Synapse {_timings['version']}: install/check {_timings['install_s']:.1f} s, "
+            f"start {_timings['start_s']:.1f} s"
+        )
