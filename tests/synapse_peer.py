@@ -92,18 +92,24 @@ class SynapsePeer:
             assert resp.status == 200, answer
         return answer
 
-    async def client(self, localpart: str | None = None) -> AsyncClient:
-        """A matrix-nio client for a new Synapse user, already logged in."""
+    async def client(self, localpart: str | None = None, *, store_path: str = "") -> AsyncClient:
+        """A matrix-nio client for a new Synapse user, already logged in; with `store_path`
+        it does end-to-end encryption."""
         account = await self.register(localpart)
+        config = AsyncClientConfig(store_sync_tokens=False, encryption_enabled=bool(store_path))
         client = AsyncClient(
-            self.client_url,
-            account["user_id"],
-            device_id=account["device_id"],
-            config=AsyncClientConfig(store_sync_tokens=False),
+            self.client_url, account["user_id"], config=config, store_path=store_path
         )
-        client.access_token = account["access_token"]
-        client.user_id = account["user_id"]
+        client.restore_login(account["user_id"], account["device_id"], account["access_token"])
         return client
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of Synapse's log, for a failing test's report."""
+        try:
+            text = (self.process.data_dir / "homeserver.log").read_text(errors="replace")
+        except OSError as e:
+            return f"(no log: {e})"
+        return "\n".join(text.splitlines()[-lines:])
 
     async def close(self) -> None:
         if self._http is not None:

@@ -9,6 +9,7 @@ from interop.synapse import SynapseUnavailable
 from tests.synapse_peer import SynapsePeer, start_our_server, start_synapse
 
 _timings: dict[str, float] = {}
+_peer: list[SynapsePeer] = []  # the session's Synapse once started, for failure reports
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -19,7 +20,9 @@ async def synapse_peer(pg_admin_dsn, tmp_path_factory):
         # The only reason to skip: no Synapse on this machine and no PyPI to install it from.
         pytest.skip(f"Synapse unavailable: {e}")
     _timings.update(peer.timings, version=peer.version)
+    _peer.append(peer)
     yield peer
+    _peer.clear()
     await peer.close()
 
 
@@ -35,3 +38,13 @@ def pytest_terminal_summary(terminalreporter):
             f"Synapse {_timings['version']}: install/check {_timings['install_s']:.1f} s, "
             f"start {_timings['start_s']:.1f} s"
         )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing interop test's report carries the end of Synapse's log: Synapse's side
+    of a federation failure is usually only there."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and _peer:
+        report.sections.append(("Synapse log (last lines)", _peer[0].log_tail()))
