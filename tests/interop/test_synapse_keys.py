@@ -12,7 +12,7 @@ from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
 from federation.client import FederationError
-from tests.federation_ca import start_federating_server
+from tests.federation_ca import TestCA, start_federating_server
 from tests.synapse_peer import OUR_HOST, SynapsePeer
 
 
@@ -187,3 +187,17 @@ async def _refused_inbound(server) -> float:
         if line.startswith('matrix_federation_refused_requests_total{direction="inbound"}'):
             return float(line.split()[-1])
     return 0.0
+
+
+async def test_synapse_verifies_our_certificate(make_server, synapse_peer, tmp_path):
+    """Certificate verification is on in Synapse: a server of ours whose certificate comes
+    from a CA Synapse does not trust gets no keys fetched."""
+    other_ca = TestCA(tmp_path / "other-ca", "A CA Synapse does not trust")
+    untrusted = await start_federating_server(
+        make_server, other_ca, OUR_HOST, [synapse_peer.server_name], sock=synapse_peer.take_socket()
+    )
+    key_id = untrusted.hs.federation.server_keys.key_id
+    url = f"{synapse_peer.federation_url}/_matrix/key/v2/query"
+    query = {"server_keys": {untrusted.server_name: {key_id: {"minimum_valid_until_ts": 0}}}}
+    body = await _get(url, synapse_peer, json=query)
+    assert body["server_keys"] == []
