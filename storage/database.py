@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -109,6 +110,12 @@ class Database:
 
     def acquire(self):
         return self.pool.acquire()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self):
+        """A connection inside a transaction, for writes that take no stream position."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
 
     def pool_stats(self) -> tuple[int, int]:
         """(connections in use, connections open)."""
