@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from federation.acl import server_allowed_by_acl
 from federation.backfill import Backfiller
 from federation.client import FederationClient
+from federation.edus import Edus
 from federation.inbound import InboundPdus
 from federation.key_fetcher import KeyFetcher
 from federation.policy import ServerPolicy
+from federation.remote_keys import RemoteKeys
+from federation.rooms import servers_in_room
+from federation.sender import FederationSender
 from federation.server_keys import ServerKeys
+from federation.transactions import TransactionReceiver
 from homeserver.http.errors import MatrixError
 from storage.federation import FederationStore
 
@@ -34,6 +40,14 @@ class Federation:
         self.inbound = InboundPdus(hs)
         self.backfiller = Backfiller(hs, self.inbound)
 
+        # Transactions and EDUs (fed-edus): the outbound queue, /send, EDU handlers.
+        self.servers_in_room = functools.partial(servers_in_room, hs.db)
+        self.sender = FederationSender(hs, self)
+        self.edu_handlers: dict = {}
+        self.edus = Edus(hs, self)
+        self.remote_keys = RemoteKeys(hs, self, self.edus.device_lists)
+        self.transactions = TransactionReceiver(hs, self)
+
     async def acl_allows(self, room_id: str, server_name: str) -> bool:
         """Whether the room's m.room.server_acl lets `server_name` take part."""
         try:
@@ -44,6 +58,12 @@ class Federation:
 
     async def start(self) -> None:
         await self.server_keys.start()
+        if self.policy.federates:
+            # The services hooked here (e2ee, presence) are built after us.
+            self.edus.install()
+            self.remote_keys.install()
+            await self.sender.start()
 
     async def stop(self) -> None:
+        await self.sender.stop()
         await self.client.close()
