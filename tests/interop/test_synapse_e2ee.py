@@ -1,14 +1,17 @@
-"""End-to-end encryption keys across our server and Synapse: a user on one side queries the
-device keys of a user on the other (client /keys/query -> federation user/keys/query)."""
+"""End-to-end encryption plumbing across our server and Synapse: a user on one side queries
+the device keys of a user on the other (client /keys/query -> federation user/keys/query),
+and to-device messages go both ways."""
 
 from __future__ import annotations
 
 import uuid
 
-from nio import AsyncClient, SyncResponse
+from nio import AsyncClient, SyncResponse, ToDeviceMessage, ToDeviceResponse
 from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
+
+MAX_SYNCS = 40
 
 
 async def _uploaded(client: AsyncClient) -> AsyncClient:
@@ -71,5 +74,87 @@ async def test_we_query_a_synapse_users_keys(ours, synapse_peer, tmp_path):
         assert status == 200, answer
         assert answer["failures"] == {}, answer
         _check_device(answer, bob)
+    finally:
+        await bob.close()
+
+
+async def _wait_for_to_device(client: AsyncClient, event_type: str) -> list[dict]:
+    """Syncs until a to-device event of `event_type` arrives (bounded); their sources."""
+    for _ in range(MAX_SYNCS):
+        resp = await client.sync(timeout=3_000, since=client.next_batch)
+        assert isinstance(resp, SyncResponse), resp
+        got = [e.source for e in resp.to_device_events if e.source.get("type") == event_type]
+        if got:
+            return got
+    raise AssertionError(f"{client.user_id} never got a {event_type} to-device event")
+
+
+async def test_to_device_messages_both_ways(ours, synapse_peer):
+    """To-device messages travel as m.direct_to_device EDUs in transactions each way."""
+    alice = await ours.client(f"alice{uuid.uuid4().hex[:6]}")
+    bob = await synapse_peer.client()
+    try:
+        await alice.sync(timeout=0)
+        await bob.sync(timeout=0)
+        sent = await bob.to_device(
+            ToDeviceMessage("org.example.ping", alice.user_id, alice.device_id, {"n": 1})
+        )
+        assert isinstance(sent, ToDeviceResponse), sent
+        [got] = await _wait_for_to_device(alice, "org.example.ping")
+        assert (got["sender"], got["content"]) == (bob.user_id, {"n": 1})
+
+        sent = await alice.to_device(
+            ToDeviceMessage("org.example.pong", bob.user_id, bob.device_id, {"n": 2})
+        )
+        assert isinstance(sent, ToDeviceResponse), sent
+        [got] = await _wait_for_to_device(bob, "org.example.pong")
+        assert (got["sender"], got["content"]) == (alice.user_id, {"n": 2})
+    finally:
+        await bob.close()
+
+
+async def _claim(post, user: AsyncClient) -> dict:
+    status, answer = await post(
+        "/_matrix/client/v3/keys/claim",
+        {"one_time_keys": {user.user_id: {user.device_id: "signed_curve25519"}}},
+    )
+    assert status == 200, answer
+    assert answer["failures"] == {}, answer
+    [(key_id, key)] = answer["one_time_keys"][user.user_id][user.device_id].items()
+    assert key_id.startswith("signed_curve25519:")
+    # Signed by the device that uploaded it, and one of the keys it uploaded.
+    identity = user.olm.account.identity_keys
+    verify_key = decode_verify_key_bytes(
+        f"ed25519:{user.device_id}", decode_base64(identity["ed25519"])
+    )
+    verify_signed_json(key, user.user_id, verify_key)
+    return key
+
+
+async def test_one_time_keys_claimed_both_ways(ours, synapse_peer, tmp_path):
+    alice = await ours.client(
+        f"alice{uuid.uuid4().hex[:6]}", encryption=True, store_path=_store(tmp_path, "a")
+    )
+    await _uploaded(alice)
+    bob = await synapse_peer.client(store_path=_store(tmp_path, "b"))
+    http = await synapse_peer.http()
+
+    async def via_synapse(path: str, body: dict) -> tuple[int, dict]:
+        async with http.post(
+            synapse_peer.client_url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {bob.access_token}"},
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def via_ours(path: str, body: dict) -> tuple[int, dict]:
+        return await ours.request("POST", path, token=alice.access_token, json=body)
+
+    try:
+        await _uploaded(bob)
+        first = await _claim(via_synapse, alice)
+        second = await _claim(via_synapse, alice)
+        assert first["key"] != second["key"]  # a one-time key is handed out once
+        await _claim(via_ours, bob)
     finally:
         await bob.close()
