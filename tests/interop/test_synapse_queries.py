@@ -1,4 +1,5 @@
-"""Server keys and signed queries between our server and Synapse, both ways."""
+"""Server keys, notaries and signed queries (profile, directory, public rooms) between our
+server and Synapse, both ways; and each side refusing what it does not admit."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import ssl
 
 import aiohttp
 import pytest
-from nio import ProfileGetResponse, RoomResolveAliasResponse
+from nio import ProfileGetResponse, RoomResolveAliasResponse, RoomVisibility
 from signedjson.key import decode_signing_key_base64, decode_verify_key_bytes, get_verify_key
 from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
@@ -201,3 +202,29 @@ async def test_synapse_verifies_our_certificate(make_server, synapse_peer, tmp_p
     query = {"server_keys": {untrusted.server_name: {key_id: {"minimum_valid_until_ts": 0}}}}
     body = await _get(url, synapse_peer, json=query)
     assert body["server_keys"] == []
+
+
+async def test_synapse_user_lists_our_public_rooms(ours, synapse_peer):
+    """Synapse asks our federation publicRooms on behalf of its user."""
+    alice = await ours.client("alice")
+    created = await alice.room_create(
+        visibility=RoomVisibility.public, alias="square", name="Town square"
+    )
+    await alice.room_create(name="Not listed")
+    bob = await synapse_peer.client()
+    try:
+        http = await synapse_peer.http()
+        async with http.get(
+            f"{synapse_peer.client_url}/_matrix/client/v3/publicRooms",
+            params={"server": ours.server_name},
+            headers={"Authorization": f"Bearer {bob.access_token}"},
+        ) as resp:
+            body = await resp.json()
+            assert resp.status == 200, body
+    finally:
+        await bob.close()
+    [room] = body["chunk"]
+    assert room["room_id"] == created.room_id
+    assert room["name"] == "Town square"
+    assert room["canonical_alias"] == f"#square:{ours.server_name}"
+    assert room["num_joined_members"] == 1
