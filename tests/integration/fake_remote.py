@@ -34,12 +34,26 @@ async def start_fake_federation_server(
     return runner, f"{host}:{port}"
 
 
-async def server_admitting(make_server, ca: TestCA, host: str, remotes: list[str], **config):
+async def server_admitting(
+    make_server, ca: TestCA, host: str, remotes: list[str], resolve_only=(), **config
+):
     """A federating test server named `host` that admits (and resolves to loopback) the
-    fake `remotes`, given as bare host names; `config` overrides other sections."""
+    fake `remotes`, given as bare host names, and resolves the `resolve_only` hosts (not
+    servers it federates with, e.g. a CDN) to loopback; `config` overrides other sections."""
 
     async def factory(**kw):
         return await make_server(**kw, **config)
 
-    overrides = {**TEST_HOSTS, **{name: "127.0.0.1" for name in remotes}}
+    overrides = {**TEST_HOSTS, **{name: "127.0.0.1" for name in (*remotes, *resolve_only)}}
     return await start_federating_server(factory, ca, host, remotes, resolve_overrides=overrides)
+
+
+def multipart(parts: list[tuple[dict[str, str], bytes]]) -> tuple[bytes, str]:
+    """A multipart/mixed body as the federation media endpoints send; (body, content type)."""
+    boundary = "fakeboundary7d2a"
+    body = b""
+    for headers, content in parts:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        body += f"--{boundary}\r\n{head}\r\n".encode() + content + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f"multipart/mixed; boundary={boundary}"
