@@ -407,6 +407,43 @@ class MediaStore:
             self.legacy_open,
         )
 
+    async def delete_remote_cached_before(
+        self, before_ms: int, limit: int
+    ) -> list[tuple[str, str, list[str]]]:
+        """Forgets up to `limit` remote files cached before `before_ms`; for each,
+        (origin, media ID, its thumbnails' storage keys). A quarantine outlives the cache
+        entry, so that the file is not fetched again."""
+        async with self.db.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "DELETE FROM remote_media WHERE (origin, media_id) IN (SELECT origin, media_id"
+                "   FROM remote_media WHERE created_ts < $1 ORDER BY created_ts LIMIT $2)"
+                " RETURNING origin, media_id, quarantined_by",
+                before_ms,
+                limit,
+            )
+            origins = [r["origin"] for r in rows]
+            media_ids = [r["media_id"] for r in rows]
+            await conn.execute(
+                "INSERT INTO remote_media_quarantine (origin, media_id, quarantined_by)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+                " AS t(origin, media_id, quarantined_by) WHERE t.quarantined_by IS NOT NULL"
+                " ON CONFLICT (origin, media_id) DO NOTHING",
+                origins,
+                media_ids,
+                [r["quarantined_by"] for r in rows],
+            )
+            thumbs = await conn.fetch(
+                "DELETE FROM media_thumbnails m USING unnest($1::text[], $2::text[])"
+                " AS t(origin, media_id) WHERE m.origin = t.origin AND m.media_id = t.media_id"
+                " RETURNING m.origin, m.media_id, m.storage_key",
+                origins,
+                media_ids,
+            )
+        keys: dict[tuple[str, str], list[str]] = {}
+        for t in thumbs:
+            keys.setdefault((t["origin"], t["media_id"]), []).append(t["storage_key"])
+        return [(o, m, keys.get((o, m), [])) for o, m in zip(origins, media_ids, strict=True)]
+
     # --- thumbnails --------------------------------------------------------------------
 
     async def get_thumbnail(

@@ -7,7 +7,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.http.context import get_hs
-from homeserver.http.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.http.errors import (
+    MatrixError,
+    forbidden,
+    invalid_param,
+    missing_param,
+    not_found,
+)
 from homeserver.http.request import json_response, query_int
 from homeserver.http.routes import RouteTable
 from homeserver.media import ids
@@ -67,6 +73,17 @@ async def delete_media(request: web.Request, requester) -> web.Response:
     if not await hs.media.delete_local(media_id):
         raise not_found("Unknown media")
     return json_response({"deleted_media": [media_id], "total": 1})
+
+
+@routes.post(ADMIN + "/purge_media_cache", raw_path=True)
+async def purge_media_cache(request: web.Request, requester) -> web.Response:
+    """Synapse's purge of cached remote media. Here `before_ts` is compared with when the
+    file was cached (access times are not tracked)."""
+    _require_admin(request, requester)
+    if not request.query.get("before_ts"):
+        raise missing_param("Missing 'before_ts'")
+    before_ts = query_int(request, "before_ts")
+    return json_response({"deleted": await get_hs(request).media.purge_remote_cache(before_ts)})
 
 
 @routes.get(ADMIN + "/users/{user_id}/media", raw_path=True)

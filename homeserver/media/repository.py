@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 MAX_TIMEOUT_MS = 60_000
 _PENDING_POLL_S = 0.2
 _REAPER_INTERVAL_S = 3600
+_PURGE_BATCH = 500
 # Preview images stay this long after their preview expires: clients that showed the
 # preview may still fetch the image.
 _PREVIEW_IMAGE_GRACE_MS = 24 * 3600 * 1000
@@ -501,3 +502,16 @@ class MediaRepository:
         for key in [ids.local_key(media_id), *thumbnail_keys]:
             await self.backend.delete(key)
         return True
+
+    async def purge_remote_cache(self, before_ms: int) -> int:
+        """Deletes remote files cached before `before_ms` (fetched again when asked for);
+        how many. In batches, so no transaction grows with the size of the cache."""
+        deleted = 0
+        while True:
+            batch = await self.store.delete_remote_cached_before(before_ms, _PURGE_BATCH)
+            for origin, media_id, thumbnail_keys in batch:
+                for key in [ids.remote_key(origin, media_id), *thumbnail_keys]:
+                    await self.backend.delete(key)
+            deleted += len(batch)
+            if len(batch) < _PURGE_BATCH:
+                return deleted

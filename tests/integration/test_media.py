@@ -11,7 +11,7 @@ import orjson
 from nio import DownloadError, MemoryDownloadResponse, UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 
-from tests.integration.media_helpers import raw, split_mxc, stored_files, wait_for
+from tests.integration.media_helpers import png_bytes, raw, split_mxc, stored_files, wait_for
 
 
 async def test_multi_megabyte_round_trip_is_byte_identical(server):
@@ -392,3 +392,41 @@ async def test_legacy_endpoints_when_unfrozen(make_server):
     )
     assert status == 200 and body == b"legacy"
     assert headers["Content-Disposition"] == 'inline; filename="x.txt"'
+
+
+def mxc_id(upload: UploadResponse) -> str:
+    return split_mxc(upload.content_uri)[1]
+
+
+async def test_a_freeze_keeps_older_media_on_the_legacy_endpoints(make_server, fresh_dsn):
+    """Spec v1.11: media from before the freeze stays downloadable unauthenticated; media
+    uploaded once frozen is served only by the authenticated endpoints."""
+    before = await make_server(media={"legacy_endpoints_frozen": False})
+    client = await before.client()
+    old, _ = await client.upload(lambda *_: b"from before", content_type="text/plain")
+    old_image, _ = await client.upload(lambda *_: png_bytes(64, 64), content_type="image/png")
+
+    # The operator freezes: a server on the same database and media store.
+    after = await make_server(
+        dsn=fresh_dsn,
+        media={
+            "legacy_endpoints_frozen": True,
+            "store_path": str(before.hs.media.store_path),
+        },
+    )
+    client = await after.login(client.user_id.split(":")[0][1:])
+    new, _ = await client.upload(lambda *_: b"after the freeze", content_type="text/plain")
+
+    sn = after.server_name
+    status, _, body = await raw(after, "GET", f"/_matrix/media/v3/download/{sn}/{mxc_id(old)}")
+    assert (status, body) == (200, b"from before")
+    status, headers, _ = await raw(
+        after,
+        "GET",
+        f"/_matrix/media/v3/thumbnail/{sn}/{mxc_id(old_image)}?width=32&height=32&method=crop",
+    )
+    assert status == 200 and headers["Content-Type"].startswith("image/")
+    status, body = await after.request("GET", f"/_matrix/media/v3/download/{sn}/{mxc_id(new)}")
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    down = await client.download(new.content_uri)
+    assert isinstance(down, MemoryDownloadResponse) and down.body == b"after the freeze"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -285,3 +286,59 @@ async def test_quarantined_remote_media_is_never_fetched(net):
     assert status == 200
     assert await _download_error(net, net.mxc) == (404, "M_NOT_FOUND")
     assert net.origin.seen == []
+
+
+async def test_admin_purges_the_remote_media_cache(net):
+    payloads = {MEDIA_ID: os.urandom(20_000), "quarantinedOne": os.urandom(10_000)}
+
+    def serve(payload: bytes):
+        async def handler(_request):
+            return _answer(
+                [
+                    ({"Content-Type": "application/json"}, b"{}"),
+                    ({"Content-Type": "application/octet-stream"}, payload),
+                ]
+            )
+
+        return handler
+
+    for media_id, payload in payloads.items():
+        net.origin.handlers[_federation_path(media_id)] = serve(payload)
+        down = await net.client.download(f"mxc://{net.origin_name}/{media_id}")
+        assert down.body == payload
+    await net.server.db.execute(
+        "UPDATE users SET is_admin = TRUE WHERE user_id = $1", net.client.user_id
+    )
+    token = net.client.access_token
+    status, _ = await net.server.request(
+        "POST",
+        f"/_synapse/admin/v1/media/quarantine/{net.origin_name}/quarantinedOne",
+        token=token,
+    )
+    assert status == 200
+    assert len(stored_files(net.server)) == 2
+
+    status, body = await net.server.request(
+        "POST", "/_synapse/admin/v1/purge_media_cache", token=token
+    )
+    assert (status, body["errcode"]) == (400, "M_MISSING_PARAM")
+    status, body = await net.server.request(
+        "POST", "/_synapse/admin/v1/purge_media_cache?before_ts=1", token=token
+    )
+    assert (status, body) == (200, {"deleted": 0})  # nothing cached that long ago
+    now = int(time.time() * 1000)
+    status, body = await net.server.request(
+        "POST", f"/_synapse/admin/v1/purge_media_cache?before_ts={now + 1000}", token=token
+    )
+    assert (status, body) == (200, {"deleted": 2})
+    await _nothing_cached(net)
+
+    # Fetched again on demand; the quarantine outlived the cache entry.
+    seen = len(net.origin.seen)
+    down = await net.client.download(net.mxc)
+    assert down.body == payloads[MEDIA_ID] and len(net.origin.seen) == seen + 1
+    assert await _download_error(net, f"mxc://{net.origin_name}/quarantinedOne") == (
+        404,
+        "M_NOT_FOUND",
+    )
+    assert len(net.origin.seen) == seen + 1
