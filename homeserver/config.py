@@ -129,7 +129,8 @@ class MediaConfig:
     url_preview_cache_s: int = 3600
     # og:image files larger than this (or than max_upload_size) are left out of previews.
     url_preview_max_image_size: int = 10 * 1024 * 1024
-    # Spec v1.11 froze /_matrix/media/v3/download|thumbnail; frozen servers answer 404.
+    # Spec v1.11 froze /_matrix/media/v3/download|thumbnail; frozen servers answer 404
+    # for media created (or remote media cached) while frozen.
     legacy_endpoints_frozen: bool = True
     thumbnail_sizes: tuple[tuple[int, int, str], ...] = DEFAULT_THUMBNAIL_SIZES
     max_thumbnail_pixels: int = 32_000_000

@@ -143,6 +143,12 @@ async def test_preview_image_is_stored_as_server_media(make_server):
         "SELECT user_id FROM local_media WHERE media_id = $1", image_id
     )
     assert owner == server.server_name
+    # The server's own files are nobody's usage.
+    await server.db.execute("UPDATE users SET is_admin = TRUE WHERE user_id = $1", client.user_id)
+    status, usage = await server.request(
+        "GET", "/_synapse/admin/v1/statistics/users/media", token=client.access_token
+    )
+    assert (status, usage["total"], usage["users"]) == (200, 0, [])
 
 
 async def test_previews_are_cached(make_server):
