@@ -163,7 +163,8 @@ class FederationSender:
         batch = [
             (it.room_id, it.event_id, it.event)
             for it in items
-            if server_of(it.event.get("sender", "")) == self.server_name
+            if not getattr(it, "federated", False)
+            and server_of(it.event.get("sender", "")) == self.server_name
         ]
         if batch:
             self._local_events.put_nowait(batch)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from federation.client import FederationClient
@@ -10,7 +9,6 @@ from federation.edus import Edus
 from federation.key_fetcher import KeyFetcher
 from federation.policy import ServerPolicy
 from federation.remote_keys import RemoteKeys
-from federation.rooms import servers_in_room
 from federation.sender import FederationSender
 from federation.server_keys import ServerKeys
 from federation.transactions import TransactionReceiver
@@ -33,7 +31,8 @@ class Federation:
             self.server_keys, self.store, self.client, config.trusted_key_servers
         )
         # Transactions and EDUs (fed-edus): the outbound queue, /send, EDU handlers.
-        self.servers_in_room = functools.partial(servers_in_room, hs.db)
+        # Plan's name for fed-core's function (hs.events is built before us).
+        self.servers_in_room = hs.events.servers_in_room
         self.sender = FederationSender(hs, self)
         self.edu_handlers: dict = {}
         self.edus = Edus(hs, self)

@@ -50,6 +50,12 @@ class PersistItem:
     # For a redaction: the target's id and its redacted JSON, written in the same batch.
     redacts: tuple[str, str] | None = None
     stream_ordering: int = 0
+    # When the room's current state after this event is not just "this event applied" (a
+    # federated event merging forks): every entry that changes, None as event id to remove
+    # it, with the membership of member entries.
+    current_state_delta: list[tuple[str, str, str | None, str | None]] | None = None
+    # Received over federation rather than built here.
+    federated: bool = False
 
 
 @dataclass
@@ -65,6 +71,9 @@ class StoredEvent:
     state_group_before: int | None
     # The redaction event itself, for `unsigned.redacted_because`.
     redaction: StoredEvent | None = None
+    # None for timeline events; 'outlier', 'rejected' or 'soft_failed' for federated
+    # events kept out of the timeline (table event_outliers).
+    status: str | None = None
 
     @property
     def type(self) -> str:
@@ -88,6 +97,14 @@ _EVENT_COLUMNS = (
     " e.txn_id, e.state_group_before, r.redaction_id"
 )
 _EVENT_FROM = "events e LEFT JOIN redactions r ON r.redacts = e.event_id"
+# Lookups by id also find events kept out of the timeline, in one round trip.
+_EVENTS_BY_ID = (
+    f"SELECT {_EVENT_COLUMNS}, NULL AS status FROM {_EVENT_FROM} WHERE e.event_id = ANY($1)"
+    " UNION ALL"
+    " SELECT o.event_id, o.room_id, 0, o.json, NULL, NULL, NULL, o.state_group_before, NULL,"
+    " o.status FROM event_outliers o WHERE o.event_id = ANY($1)"
+    " AND NOT EXISTS (SELECT 1 FROM events x WHERE x.event_id = o.event_id)"
+)
 
 
 def _row_to_event(row) -> StoredEvent:
@@ -101,6 +118,7 @@ def _row_to_event(row) -> StoredEvent:
         txn_id=row["txn_id"],
         redacted_by=row["redaction_id"],
         state_group_before=row["state_group_before"],
+        status=row["status"],
     )
 
 
@@ -138,35 +156,14 @@ class EventStore:
         """Writes `items` in order inside the caller's transaction, at positions from first_pos."""
         for offset, item in enumerate(items):
             item.stream_ordering = first_pos + offset
-        await self._write_state_groups(conn, items)
-        await conn.executemany(
-            "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
-            " membership, depth, origin_server_ts, state_group_before, state_group,"
-            " txn_device_id, txn_id, unsigned_json, json)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-            [
-                (
-                    it.stream_ordering,
-                    it.event_id,
-                    it.room_id,
-                    it.event["type"],
-                    it.event.get("state_key"),
-                    it.event["sender"],
-                    it.event.get("content", {}).get("membership")
-                    if it.event["type"] == "m.room.member"
-                    else None,
-                    it.event["depth"],
-                    it.event["origin_server_ts"],
-                    it.state_before.id if it.state_before else None,
-                    it.state_after.id if it.state_after else None,
-                    it.txn_device_id,
-                    it.txn_id,
-                    orjson.dumps(it.unsigned).decode() if it.unsigned else None,
-                    _canonical(it.event),
-                )
-                for it in items
-            ],
+        await write_state_groups(
+            conn, [ref for it in items for ref in (it.state_before, it.state_after)]
         )
+        federated = [it.event_id for it in items if it.federated]
+        if federated:
+            # An event first learnt as an outlier has now reached the timeline.
+            await conn.execute("DELETE FROM event_outliers WHERE event_id = ANY($1)", federated)
+        await self._insert_events(conn, items)
         await self._update_current_state(conn, items)
         await self._update_extremities(conn, items)
         txns = [
@@ -201,65 +198,65 @@ class EventStore:
                     "UPDATE events SET json = $2 WHERE event_id = $1", target, pruned_json
                 )
 
-    async def _write_state_groups(self, conn, items: Sequence[PersistItem]) -> None:
-        new_groups: list[StateGroupRef] = []
-        for it in items:
-            ref = it.state_after
-            if ref is not None and ref.id is None and ref not in new_groups:
-                new_groups.append(ref)
-        if not new_groups:
-            return
-        ids = await conn.fetch(
-            "SELECT nextval('state_group_ids') AS id FROM generate_series(1, $1)", len(new_groups)
-        )
-        for ref, row in zip(new_groups, ids, strict=True):
-            ref.id = row["id"]
+    async def _insert_events(self, conn, items: Sequence[PersistItem]) -> None:
         await conn.executemany(
-            "INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES ($1,$2,$3,$4)",
+            "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
+            " membership, depth, origin_server_ts, state_group_before, state_group,"
+            " txn_device_id, txn_id, unsigned_json, json)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
             [
                 (
-                    ref.id,
-                    ref.room_id,
-                    None if ref.full is not None else (ref.prev.id if ref.prev else None),
-                    ref.chain_length,
+                    it.stream_ordering,
+                    it.event_id,
+                    it.room_id,
+                    it.event["type"],
+                    it.event.get("state_key"),
+                    it.event["sender"],
+                    it.event.get("content", {}).get("membership")
+                    if it.event["type"] == "m.room.member"
+                    else None,
+                    it.event["depth"],
+                    it.event["origin_server_ts"],
+                    it.state_before.id if it.state_before else None,
+                    it.state_after.id if it.state_after else None,
+                    it.txn_device_id,
+                    it.txn_id,
+                    orjson.dumps(it.unsigned).decode() if it.unsigned else None,
+                    _canonical(it.event),
                 )
-                for ref in new_groups
+                for it in items
             ],
-        )
-        entries = []
-        for ref in new_groups:
-            rows = ref.full if ref.full is not None else ref.delta
-            entries.extend((ref.id, t, sk, eid) for (t, sk), eid in rows.items())
-        await conn.executemany(
-            "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
-            " VALUES ($1,$2,$3,$4)",
-            entries,
         )
 
     async def _update_current_state(self, conn, items: Sequence[PersistItem]) -> None:
-        latest: dict[tuple[str, str, str], PersistItem] = {}
+        latest: dict[tuple[str, str, str], tuple[str | None, str | None]] = {}
         for it in items:
+            if it.current_state_delta is not None:
+                for etype, sk, event_id, membership in it.current_state_delta:
+                    latest[(it.room_id, etype, sk)] = (event_id, membership)
+                continue
             sk = it.event.get("state_key")
             if sk is not None:
-                latest[(it.room_id, it.event["type"], sk)] = it
-        if not latest:
+                membership = (
+                    it.event.get("content", {}).get("membership")
+                    if it.event["type"] == "m.room.member"
+                    else None
+                )
+                latest[(it.room_id, it.event["type"], sk)] = (it.event_id, membership)
+        removed = [key for key, (event_id, _) in latest.items() if event_id is None]
+        if removed:
+            await conn.executemany(
+                "DELETE FROM current_state WHERE room_id = $1 AND type = $2 AND state_key = $3",
+                removed,
+            )
+        upserts = [(*key, eid, m) for key, (eid, m) in latest.items() if eid is not None]
+        if not upserts:
             return
         await conn.executemany(
             "INSERT INTO current_state (room_id, type, state_key, event_id, membership)"
             " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (room_id, type, state_key)"
             " DO UPDATE SET event_id = EXCLUDED.event_id, membership = EXCLUDED.membership",
-            [
-                (
-                    room,
-                    etype,
-                    sk,
-                    it.event_id,
-                    it.event.get("content", {}).get("membership")
-                    if etype == "m.room.member"
-                    else None,
-                )
-                for (room, etype, sk), it in latest.items()
-            ],
+            upserts,
         )
 
     async def _update_extremities(self, conn, items: Sequence[PersistItem]) -> None:
@@ -280,6 +277,63 @@ class EventStore:
                 [(room_id, h) for h in heads],
             )
 
+    async def persist_out_of_timeline(
+        self,
+        room_id: str,
+        events: Sequence[tuple[str, dict[str, Any]]],
+        status: str,
+        *,
+        reason: str | None = None,
+        state_before: StateGroupRef | None = None,
+        now_ms: int = 0,
+    ) -> None:
+        """Stores federated events outside the timeline (see table event_outliers). An event
+        already stored, in or out of the timeline, is left as it is."""
+        async with self.db.transaction() as conn:
+            await write_state_groups(conn, [state_before])
+            await conn.executemany(
+                "INSERT INTO event_outliers (event_id, room_id, status, reason,"
+                " state_group_before, received_ts, json)"
+                " SELECT $1, $2, $3, $4, $5, $6, $7"
+                " WHERE NOT EXISTS (SELECT 1 FROM events WHERE event_id = $1)"
+                " ON CONFLICT (event_id) DO NOTHING",
+                [
+                    (
+                        event_id,
+                        room_id,
+                        status,
+                        reason,
+                        state_before.id if state_before else None,
+                        now_ms,
+                        _canonical(event),
+                    )
+                    for event_id, event in events
+                ],
+            )
+        for event_id, _ in events:
+            self.cache.invalidate(event_id)
+
+    async def persist_backfilled(self, items: Sequence[PersistItem]) -> None:
+        """Stores history older than the room's timeline at orderings below zero, oldest
+        last: no stream position moves, current state and extremities stay as they are."""
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT nextval('backfill_ordering') AS pos FROM generate_series(1, $1)",
+                len(items),
+            )
+            await write_state_groups(
+                conn, [ref for it in items for ref in (it.state_before, it.state_after)]
+            )
+            await conn.execute(
+                "DELETE FROM event_outliers WHERE event_id = ANY($1)",
+                [it.event_id for it in items],
+            )
+            for it, row in zip(items, rows, strict=True):
+                it.stream_ordering = row["pos"]
+            await self._insert_events(conn, items)
+        for it in items:
+            self.cache.invalidate(it.event_id)
+
     # ---- reading events ------------------------------------------------------------------
 
     async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
@@ -292,9 +346,7 @@ class EventStore:
             else:
                 missing.append(eid)
         if missing:
-            rows = await self.db.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM {_EVENT_FROM} WHERE e.event_id = ANY($1)", missing
-            )
+            rows = await self.db.fetch(_EVENTS_BY_ID, missing)
             loaded = [_row_to_event(row) for row in rows]
             redaction_ids = [e.redacted_by for e in loaded if e.redacted_by]
             redactions = await self.get_events(redaction_ids) if redaction_ids else {}
@@ -442,12 +494,17 @@ class EventStore:
                     "SELECT event_id FROM room_forward_extremities WHERE room_id = $1", room_id
                 )
             ]
+            # The latest event's group is the room's current state (a federated event that
+            # merged forks stores the resolved state there); depth continues from the
+            # deepest forward extremity.
             last = await conn.fetchrow(
-                "SELECT e.depth, COALESCE(e.state_group, e.state_group_before) AS sg,"
+                "SELECT (SELECT max(depth) FROM events WHERE event_id = ANY($2)) AS depth,"
+                " COALESCE(e.state_group, e.state_group_before) AS sg,"
                 " g.chain_length FROM events e"
                 " LEFT JOIN state_groups g ON g.id = COALESCE(e.state_group, e.state_group_before)"
-                " WHERE e.room_id = $1 ORDER BY e.depth DESC, e.stream_ordering DESC LIMIT 1",
+                " WHERE e.room_id = $1 ORDER BY e.stream_ordering DESC LIMIT 1",
                 room_id,
+                extremities,
             )
             state_rows = await conn.fetch(
                 "SELECT type, state_key, event_id FROM current_state WHERE room_id = $1", room_id
@@ -455,13 +512,23 @@ class EventStore:
         return {
             "room_version": room["room_version"],
             "extremities": extremities,
-            "depth": last["depth"] if last else 0,
+            "depth": (last["depth"] or 0) if last else 0,
             "state_group": last["sg"] if last else None,
             "chain_length": last["chain_length"]
             if last and last["chain_length"] is not None
             else 0,
             "state": {(r["type"], r["state_key"]): r["event_id"] for r in state_rows},
         }
+
+    async def joined_servers(self, room_id: str) -> set[str]:
+        """Servers with at least one joined member in the room's current state."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT substring(state_key from position(':' in state_key) + 1) AS server"
+            " FROM current_state WHERE room_id = $1 AND type = 'm.room.member'"
+            " AND membership = 'join'",
+            room_id,
+        )
+        return {r["server"] for r in rows}
 
     async def create_room_row(self, room_id: str, room_version: str, creator: str, ts: int) -> None:
         await self.db.execute(
@@ -471,6 +538,43 @@ class EventStore:
             creator,
             ts,
         )
+
+
+async def write_state_groups(conn, refs: Iterable[StateGroupRef | None]) -> None:
+    """Gives ids to the groups among `refs` not stored yet and stores them, in order (a
+    group's prev comes before it)."""
+    new_groups: list[StateGroupRef] = []
+    for ref in refs:
+        if ref is not None and ref.id is None and ref not in new_groups:
+            new_groups.append(ref)
+    if not new_groups:
+        return
+    ids = await conn.fetch(
+        "SELECT nextval('state_group_ids') AS id FROM generate_series(1, $1)", len(new_groups)
+    )
+    for ref, row in zip(new_groups, ids, strict=True):
+        ref.id = row["id"]
+    await conn.executemany(
+        "INSERT INTO state_groups (id, room_id, prev_group, chain_length) VALUES ($1,$2,$3,$4)",
+        [
+            (
+                ref.id,
+                ref.room_id,
+                None if ref.full is not None else (ref.prev.id if ref.prev else None),
+                ref.chain_length,
+            )
+            for ref in new_groups
+        ],
+    )
+    entries = []
+    for ref in new_groups:
+        rows = ref.full if ref.full is not None else ref.delta
+        entries.extend((ref.id, t, sk, eid) for (t, sk), eid in rows.items())
+    await conn.executemany(
+        "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
+        " VALUES ($1,$2,$3,$4)",
+        entries,
+    )
 
 
 def _prev_ids(event: dict[str, Any]) -> list[str]:

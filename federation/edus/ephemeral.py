@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from federation.rooms import (
     is_joined,
     server_of,
-    servers_in_room,
     servers_sharing_room_with,
     shares_room_with_local_user,
 )
@@ -71,7 +70,7 @@ class EphemeralEdus:
     async def local_typing(self, room_id: str, user_id: str, typing: bool) -> None:
         if not self._local(user_id):
             return
-        dests = await servers_in_room(self.hs.db, room_id)
+        dests = await self.hs.events.servers_in_room(room_id)
         content = {"room_id": room_id, "user_id": user_id, "typing": typing}
         await self.sender.send_edu(dests, "m.typing", content, key=(room_id, user_id))
 
@@ -80,7 +79,7 @@ class EphemeralEdus:
     ) -> None:
         if receipt_type != "m.read" or not self._local(user_id):
             return
-        dests = await servers_in_room(self.hs.db, room_id)
+        dests = await self.hs.events.servers_in_room(room_id)
         data: dict = {"ts": ts}
         if thread_id:
             data["thread_id"] = thread_id

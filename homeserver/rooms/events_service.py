@@ -30,7 +30,14 @@ from homeserver.events.signing import sign_event
 from homeserver.http.errors import MatrixError, forbidden, not_found
 from homeserver.jsonutil import canonical, canonical_str
 from homeserver.metrics import events_persisted, persist_batch_size
-from storage.events import MAX_STATE_CHAIN, PersistItem, StateGroupRef, StateMap, StoredEvent
+from storage.events import (
+    MAX_STATE_CHAIN,
+    PersistItem,
+    StateGroupRef,
+    StateKey,
+    StateMap,
+    StoredEvent,
+)
 from storage.streams import StreamChange
 
 if TYPE_CHECKING:
@@ -309,17 +316,7 @@ class EventService:
             raise forbidden(str(e)) from None
         event, event_id = self._finish(event, version)
 
-        unsigned: dict[str, Any] = {}
-        if state_key is not None:
-            replaced = head.state.get((event_type, state_key))
-            if replaced:
-                prev_ev = await self.store.get_event(replaced)
-                if prev_ev is not None:
-                    unsigned["replaces_state"] = replaced
-                    unsigned["prev_content"] = prev_ev.content
-                    unsigned["prev_sender"] = prev_ev.sender
-            if event_type == "m.room.member" and content.get("membership") in ("invite", "knock"):
-                unsigned["invite_room_state"] = await self._stripped_state(head, sender)
+        unsigned = await self._unsigned(head, head.state, event)
         redaction = None
         if redacts is not None:
             target = await self.store.get_event(redacts)
@@ -329,18 +326,39 @@ class EventService:
         before = head.group
         after = before
         if state_key is not None:
-            after = _next_group(head, (event_type, state_key), event_id)
+            after = _next_group(head.room_id, before, head.state, (event_type, state_key), event_id)
         return PersistItem(
             event=event,
             event_id=event_id,
             room_id=head.room_id,
             state_before=before,
             state_after=after,
-            unsigned=unsigned or None,
+            unsigned=unsigned,
             txn_device_id=txn[0] if txn else None,
             txn_id=txn[1] if txn else None,
             redacts=redaction,
         )
+
+    async def _unsigned(
+        self, head: RoomHead, state_before: StateMap, event: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """What the server adds under `unsigned`: the state this event replaces, and the
+        stripped room state an invitee or knocker is shown."""
+        state_key = event.get("state_key")
+        if state_key is None:
+            return None
+        unsigned: dict[str, Any] = {}
+        replaced = state_before.get((event["type"], state_key))
+        if replaced:
+            prev_ev = await self.store.get_event(replaced)
+            if prev_ev is not None:
+                unsigned["replaces_state"] = replaced
+                unsigned["prev_content"] = prev_ev.content
+                unsigned["prev_sender"] = prev_ev.sender
+        membership = event.get("content", {}).get("membership")
+        if event["type"] == "m.room.member" and membership in ("invite", "knock"):
+            unsigned["invite_room_state"] = await self._stripped_state(head, event["sender"])
+        return unsigned or None
 
     async def _stripped_state(self, head: RoomHead, sender: str) -> list[dict[str, Any]]:
         keys = [(t, "") for t in STRIPPED_STATE_TYPES] + [("m.room.member", sender)]
@@ -358,6 +376,154 @@ class EventService:
         sk = item.event.get("state_key")
         if sk is not None:
             head.state[(item.event["type"], sk)] = item.event_id
+
+    # ---- events from other servers -------------------------------------------------------
+
+    async def create_federated_room(self, room_id: str, room_version: str, creator: str) -> None:
+        """The `rooms` row for a room we enter over federation (its events follow)."""
+        try:
+            await self.store.create_room_row(
+                room_id, room_version, creator, int(time.time() * 1000)
+            )
+        except asyncpg.UniqueViolationError:
+            pass  # known already: a rejoin, or a room we were invited to before
+
+    async def persist_federated(
+        self,
+        room_id: str,
+        event: dict[str, Any],
+        event_id: str,
+        *,
+        state_before: StateMap,
+        current_state: StateMap | None = None,
+        outcome: str = "accepted",
+        reason: str | None = None,
+    ) -> None:
+        """Stores an event received from another server, validated and authorised by the
+        caller.
+
+        `state_before` is the state before the event on its own branch (resolved across its
+        prev_events). `current_state` is the room's state after accepting it, resolved by
+        the caller when the event does not extend every forward extremity; None means the
+        state after this event. `outcome` 'soft_failed' or 'rejected' keeps the event out
+        of the timeline and out of current state.
+        """
+        if outcome not in ("accepted", "soft_failed", "rejected"):
+            raise ValueError(outcome)
+        async with self._lock(room_id):
+            head = await self._head(room_id)
+            before = head.group if head.group is not None and head.state == state_before else None
+            if outcome != "accepted":
+                if outcome == "soft_failed" and before is None:
+                    before = _full_group(room_id, state_before)
+                await self.store.persist_out_of_timeline(
+                    room_id,
+                    [(event_id, event)],
+                    outcome,
+                    reason=reason,
+                    state_before=before if outcome == "soft_failed" else None,
+                    now_ms=int(time.time() * 1000),
+                )
+                return
+            if before is None:
+                before = _full_group(room_id, state_before)
+            state_after = dict(state_before)
+            key = None
+            if event.get("state_key") is not None:
+                key = (event["type"], event["state_key"])
+                state_after[key] = event_id
+            if current_state is None:
+                current_state = state_after
+            if current_state == state_after:
+                after = (
+                    _next_group(room_id, before, state_before, key, event_id)
+                    if key is not None
+                    else before
+                )
+            else:
+                after = _full_group(room_id, current_state)
+            delta = None
+            if current_state != {**head.state, **({key: event_id} if key else {})}:
+                delta = await self._state_delta(head.state, current_state)
+            item = PersistItem(
+                event=event,
+                event_id=event_id,
+                room_id=room_id,
+                state_before=before,
+                state_after=after,
+                unsigned=await self._unsigned(head, state_before, event),
+                current_state_delta=delta,
+                federated=True,
+            )
+            prev = set(_prev_event_ids(event))
+            head.extremities = [e for e in head.extremities if e not in prev] + [event_id]
+            head.depth = max(head.depth, event["depth"])
+            head.group = after
+            head.state = dict(current_state)
+            if head.create_event is None and ("m.room.create", "") in current_state:
+                create = await self.store.get_event(current_state[("m.room.create", "")])
+                head.create_event = create.event if create else None
+            fut = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait(_Pending(item, fut))
+        await fut
+
+    async def _state_delta(
+        self, old: StateMap, new: StateMap
+    ) -> list[tuple[str, str, str | None, str | None]]:
+        changed = {k: v for k, v in new.items() if old.get(k) != v}
+        events = await self.store.get_events(changed.values())
+        delta: list[tuple[str, str, str | None, str | None]] = [
+            (t, sk, None, None) for (t, sk) in old.keys() - new.keys()
+        ]
+        for (t, sk), event_id in changed.items():
+            ev = events.get(event_id)
+            membership = ev.content.get("membership") if ev and t == "m.room.member" else None
+            delta.append((t, sk, event_id, membership))
+        return delta
+
+    async def persist_outliers(
+        self, room_id: str, events: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """Stores auth-chain and state events learnt over federation outside the timeline."""
+        await self.store.persist_out_of_timeline(
+            room_id, events, "outlier", now_ms=int(time.time() * 1000)
+        )
+
+    async def persist_backfilled(
+        self, room_id: str, events: list[tuple[str, dict[str, Any], StateMap]]
+    ) -> None:
+        """Stores history older than our timeline, newest first as backfill returns it:
+        (event_id, event, state before it) each. Current state and extremities stay."""
+        items = []
+        for event_id, event, state_before in events:
+            before = _full_group(room_id, state_before)
+            after = before
+            if event.get("state_key") is not None:
+                after = _next_group(
+                    room_id, before, state_before, (event["type"], event["state_key"]), event_id
+                )
+            items.append(PersistItem(event, event_id, room_id, before, after, federated=True))
+        await self.store.persist_backfilled(items)
+
+    async def state_after_events(self, event_ids: list[str]) -> dict[str, StateMap]:
+        """The state after each event on its own branch, for events whose state before is
+        known (timeline and soft-failed events; not outliers)."""
+        events = await self.store.get_events(event_ids)
+        groups = await self.store.state_groups(
+            e.state_group_before for e in events.values() if e.state_group_before
+        )
+        result: dict[str, StateMap] = {}
+        for event_id, ev in events.items():
+            if ev.state_group_before is None and ev.status is not None:
+                continue
+            state = dict(groups.get(ev.state_group_before, {}))
+            if ev.state_key is not None and ev.status != "rejected":
+                state[(ev.type, ev.state_key)] = event_id
+            result[event_id] = state
+        return result
+
+    async def servers_in_room(self, room_id: str) -> set[str]:
+        return await self.store.joined_servers(room_id)
 
     # ---- group commit ---------------------------------------------------------------------
 
@@ -399,13 +565,25 @@ class EventService:
         persist_batch_size.observe(len(items))
 
 
-def _next_group(head: RoomHead, key: tuple[str, str], event_id: str) -> StateGroupRef:
-    prev = head.group
+def _next_group(
+    room_id: str, prev: StateGroupRef | None, prev_state: StateMap, key: StateKey, event_id: str
+) -> StateGroupRef:
+    """The group after a state event: a delta on `prev` (whose full state is `prev_state`),
+    or a full snapshot when there is no prev or the chain is long enough."""
     chain = (prev.chain_length + 1) if prev is not None else 0
-    ref = StateGroupRef(head.room_id, prev=prev, delta={key: event_id}, chain_length=chain)
+    ref = StateGroupRef(room_id, prev=prev, delta={key: event_id}, chain_length=chain)
     if prev is None or chain >= MAX_STATE_CHAIN:
-        # A full snapshot: the head's state already includes every earlier event.
-        ref.full = dict(head.state)
+        ref.full = dict(prev_state)
         ref.full[key] = event_id
         ref.chain_length = 0
     return ref
+
+
+def _full_group(room_id: str, state: StateMap) -> StateGroupRef:
+    ref = StateGroupRef(room_id, full=dict(state), chain_length=0)
+    return ref
+
+
+def _prev_event_ids(event: dict[str, Any]) -> list[str]:
+    # Room versions 1 and 2 list [event_id, hashes] pairs.
+    return [p[0] if isinstance(p, list) else p for p in event.get("prev_events", [])]
