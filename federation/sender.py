@@ -398,9 +398,10 @@ class FederationSender:
         rounds = 0
         while True:
             try:
-                for dest in await self.store.destinations_due(_now_ms()):
-                    if dest not in self._tasks:
-                        self.wake([dest])
+                due = set(await self.store.destinations_due(_now_ms()))
+                # Ephemeral EDUs that arrived during a backoff wait in memory only.
+                due |= set(self._ephemeral)
+                self.wake(d for d in sorted(due) if d not in self._tasks)
                 if rounds % 360 == 0:
                     now = _now_ms()
                     await self.store.prune_inbound(now - 86_400_000, now - 7 * 86_400_000)
