@@ -575,6 +575,7 @@ class EventService:
                     if etype == "m.room.member"
                 }
             )
+        self.hs.federation.sender.on_local_events(items)
         for it in items:
             if it.redacts is not None:
                 self.store.cache.invalidate(it.redacts[0])
