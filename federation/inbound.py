@@ -202,7 +202,9 @@ class InboundPdus:
             after = dict(state_before)
             if event.get("state_key") is not None:
                 after[state_key_of(event)] = event_id
-            return await resolve(self.hs, room.room_id, room.version, [head.state, after])
+            return await resolve(
+                self.hs, room.room_id, room.version, [head.state, after], {event_id: event}
+            )
 
         await events.persist_federated(
             room.room_id, event, event_id, state_before=state_before, current_state=current_state

@@ -452,7 +452,7 @@ class EventService:
                 after = _full_group(room_id, current_state)
             delta = None
             if current_state != {**head.state, **({key: event_id} if key else {})}:
-                delta = await self._state_delta(head.state, current_state)
+                delta = await self._state_delta(head.state, current_state, event_id, event)
             item = PersistItem(
                 event=event,
                 event_id=event_id,
@@ -476,16 +476,20 @@ class EventService:
         await fut
 
     async def _state_delta(
-        self, old: StateMap, new: StateMap
+        self, old: StateMap, new: StateMap, new_id: str, new_event: dict[str, Any]
     ) -> list[tuple[str, str, str | None, str | None]]:
+        """Changes from `old` to `new`; `new_event` (being persisted, so not in the store
+        yet) may be among them."""
         changed = {k: v for k, v in new.items() if old.get(k) != v}
-        events = await self.store.get_events(changed.values())
+        events = await self.store.get_events(v for v in changed.values() if v != new_id)
+        contents = {k: ev.content for k, ev in events.items()}
+        contents[new_id] = new_event.get("content") or {}
         delta: list[tuple[str, str, str | None, str | None]] = [
             (t, sk, None, None) for (t, sk) in old.keys() - new.keys()
         ]
         for (t, sk), event_id in changed.items():
-            ev = events.get(event_id)
-            membership = ev.content.get("membership") if ev and t == "m.room.member" else None
+            content = contents.get(event_id)
+            membership = content.get("membership") if content and t == "m.room.member" else None
             delta.append((t, sk, event_id, membership))
         return delta
 
@@ -568,6 +572,9 @@ class EventService:
         for it in items:
             if it.redacts is not None:
                 self.store.cache.invalidate(it.redacts[0])
+            if it.federated:
+                # It may be cached as an outlier (status, no ordering) from before.
+                self.store.cache.invalidate(it.event_id)
         events_persisted.inc(len(items))
         persist_batch_size.observe(len(items))
 
