@@ -81,3 +81,57 @@ async def remote_join(resident, joiner, room_id: str, user_id: str) -> str:
     await joiner.hs.events.persist_outliers(room_id, [(i, e.event) for i, e in known.items()])
     await joiner.hs.events.persist_federated(room_id, join, join_id, state_before=state_before)
     return join_id
+
+
+class SharedRoom:
+    """Alice on hs1 made the room; Bob on hs2 joined it; hs3 is admitted by both servers
+    but has nobody in the room."""
+
+    def __init__(self, hs1, hs2, hs3, alice, bob, room_id):
+        self.hs1, self.hs2, self.hs3 = hs1, hs2, hs3
+        self.alice, self.bob, self.room_id = alice, bob, room_id
+
+    async def state(self, server) -> dict:
+        return await server.hs.event_store.current_state_ids(self.room_id)
+
+    async def extremities(self, server) -> list[str]:
+        return sorted((await server.hs.events._head(self.room_id)).extremities)
+
+    async def status(self, server, event_id: str) -> str:
+        stored = await server.hs.event_store.get_event(event_id)
+        return "missing" if stored is None else (stored.status or "timeline")
+
+    async def say(self, client, body: str) -> str:
+        resp = await client.room_send(
+            self.room_id, "m.room.message", {"msgtype": "m.text", "body": body}
+        )
+        return resp.event_id
+
+    async def bob_says(self, body: str) -> str:
+        return await self.say(self.bob, body)
+
+    async def bad_event(self, *args, **kw) -> tuple[str, dict]:
+        """An event from hs2 built on hs1's view of the room."""
+        return await make_event(self.hs1, self.hs2, self.room_id, *args, **kw)
+
+
+async def shared_room(
+    make_server, ca, *, initial_state: list | None = None, before_join=None
+) -> SharedRoom:
+    """`before_join(room)` runs after the room is made and before Bob joins."""
+    from tests.federation_ca import start_federating_server
+
+    servers = [
+        await start_federating_server(make_server, ca, f"hs{i}.test.local", ["*.test.local"])
+        for i in (1, 2, 3)
+    ]
+    alice = await servers[0].client("alice")
+    resp = await alice.room_create(name="Shared", initial_state=initial_state or [])
+    room_id = resp.room_id
+    await alice.room_put_state(room_id, "m.room.join_rules", {"join_rule": "public"})
+    bob = await servers[1].client("bob")
+    room = SharedRoom(*servers, alice, bob, room_id)
+    if before_join is not None:
+        await before_join(room)
+    await remote_join(servers[0], servers[1], room_id, bob.user_id)
+    return room

@@ -15,8 +15,8 @@ from signedjson.key import generate_signing_key
 from homeserver.events.hashing import add_content_hash, compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import sign_event
-from tests.federation_ca import TestCA, start_federating_server
-from tests.federation_rooms import deliver, make_event, pdus, remote_join
+from tests.federation_ca import TestCA
+from tests.federation_rooms import deliver, pdus, shared_room
 
 
 @pytest.fixture
@@ -24,42 +24,9 @@ def ca(tmp_path):
     return TestCA(tmp_path / "ca")
 
 
-class Room:
-    def __init__(self, hs1, hs2, alice, bob, room_id):
-        self.hs1, self.hs2, self.alice, self.bob, self.room_id = hs1, hs2, alice, bob, room_id
-
-    async def state(self, server) -> dict:
-        return await server.hs.event_store.current_state_ids(self.room_id)
-
-    async def extremities(self, server) -> list[str]:
-        return sorted((await server.hs.events._head(self.room_id)).extremities)
-
-    async def status(self, server, event_id):
-        stored = await server.hs.event_store.get_event(event_id)
-        return "missing" if stored is None else (stored.status or "timeline")
-
-    async def bob_says(self, body: str) -> str:
-        resp = await self.bob.room_send(
-            self.room_id, "m.room.message", {"msgtype": "m.text", "body": body}
-        )
-        return resp.event_id
-
-    async def bad_event(self, *args, **kw) -> tuple[str, dict]:
-        """An event from hs2 built on hs1's view of the room."""
-        return await make_event(self.hs1, self.hs2, self.room_id, *args, **kw)
-
-
 @pytest.fixture
 async def room(make_server, ca):
-    hs1 = await start_federating_server(make_server, ca, "hs1.test.local", ["*.test.local"])
-    hs2 = await start_federating_server(make_server, ca, "hs2.test.local", ["*.test.local"])
-    alice = await hs1.client("alice")
-    resp = await alice.room_create(name="Shared")
-    room_id = resp.room_id
-    await alice.room_put_state(room_id, "m.room.join_rules", {"join_rule": "public"})
-    bob = await hs2.client("bob")
-    await remote_join(hs1, hs2, room_id, bob.user_id)
-    return Room(hs1, hs2, alice, bob, room_id)
+    return await shared_room(make_server, ca)
 
 
 async def _timeline_bodies(client, room_id, since=None) -> list[str]:
