@@ -40,8 +40,9 @@ def presence_content(row: PresenceRow | None, now_ms: int) -> dict:
 
 
 class Presence:
-    def __init__(self, store: PresenceStore):
+    def __init__(self, store: PresenceStore, notifier=None):
         self.store = store
+        self.notifier = notifier
 
     async def set(self, user_id: str, state: str, status_msg: str | None) -> None:
         await self.store.set(user_id, state, status_msg, _now_ms())
@@ -69,6 +70,12 @@ class Presence:
         since = (ctx.since or {}).get("presence", 0)
         if since >= until:
             return
+        if (
+            ctx.since is not None
+            and self.notifier is not None
+            and not self.notifier.changed_since(ctx.user_id, "presence", since)
+        ):
+            return  # a presence change wakes every co-member: none of theirs moved
         rows = await self.store.changes_for(ctx.user_id, since, until)
         if not rows:
             return
