@@ -17,6 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -396,7 +397,7 @@ class EventService:
         event_id: str,
         *,
         state_before: StateMap,
-        current_state: StateMap | None = None,
+        current_state: StateMap | None | Callable[[RoomHead], Awaitable[StateMap | None]] = None,
         outcome: str = "accepted",
         reason: str | None = None,
     ) -> None:
@@ -406,7 +407,8 @@ class EventService:
         `state_before` is the state before the event on its own branch (resolved across its
         prev_events). `current_state` is the room's state after accepting it, resolved by
         the caller when the event does not extend every forward extremity; None means the
-        state after this event. `outcome` 'soft_failed' or 'rejected' keeps the event out
+        state after this event; an async function of the RoomHead returning either is
+        called under the room lock. `outcome` 'soft_failed' or 'rejected' keeps the event out
         of the timeline and out of current state.
         """
         if outcome not in ("accepted", "soft_failed", "rejected"):
@@ -415,17 +417,23 @@ class EventService:
             head = await self._head(room_id)
             before = head.group if head.group is not None and head.state == state_before else None
             if outcome != "accepted":
-                if outcome == "soft_failed" and before is None:
+                # The state before is kept for rejected events too: an event referencing
+                # one is placed on the state before it (spec: "Rejection").
+                if before is None:
                     before = _full_group(room_id, state_before)
                 await self.store.persist_out_of_timeline(
                     room_id,
                     [(event_id, event)],
                     outcome,
                     reason=reason,
-                    state_before=before if outcome == "soft_failed" else None,
+                    state_before=before,
                     now_ms=int(time.time() * 1000),
                 )
                 return
+            if callable(current_state):
+                # Resolved here, under the room lock, against the head as it is now: a
+                # local event committed meanwhile must not be lost from current state.
+                current_state = await current_state(head)
             if before is None:
                 before = _full_group(room_id, state_before)
             state_after = dict(state_before)
@@ -445,7 +453,7 @@ class EventService:
                 after = _full_group(room_id, current_state)
             delta = None
             if current_state != {**head.state, **({key: event_id} if key else {})}:
-                delta = await self._state_delta(head.state, current_state)
+                delta = await self._state_delta(head.state, current_state, event_id, event)
             item = PersistItem(
                 event=event,
                 event_id=event_id,
@@ -469,16 +477,20 @@ class EventService:
         await fut
 
     async def _state_delta(
-        self, old: StateMap, new: StateMap
+        self, old: StateMap, new: StateMap, new_id: str, new_event: dict[str, Any]
     ) -> list[tuple[str, str, str | None, str | None]]:
+        """Changes from `old` to `new`; `new_event` (being persisted, so not in the store
+        yet) may be among them."""
         changed = {k: v for k, v in new.items() if old.get(k) != v}
-        events = await self.store.get_events(changed.values())
+        events = await self.store.get_events(v for v in changed.values() if v != new_id)
+        contents = {k: ev.content for k, ev in events.items()}
+        contents[new_id] = new_event.get("content") or {}
         delta: list[tuple[str, str, str | None, str | None]] = [
             (t, sk, None, None) for (t, sk) in old.keys() - new.keys()
         ]
         for (t, sk), event_id in changed.items():
-            ev = events.get(event_id)
-            membership = ev.content.get("membership") if ev and t == "m.room.member" else None
+            content = contents.get(event_id)
+            membership = content.get("membership") if content and t == "m.room.member" else None
             delta.append((t, sk, event_id, membership))
         return delta
 
@@ -579,6 +591,9 @@ class EventService:
         for it in items:
             if it.redacts is not None:
                 self.store.cache.invalidate(it.redacts[0])
+            if it.federated:
+                # It may be cached as an outlier (status, no ordering) from before.
+                self.store.cache.invalidate(it.event_id)
         events_persisted.inc(len(items))
         persist_batch_size.observe(len(items))
 
