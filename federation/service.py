@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from federation.client import FederationClient
 from federation.key_fetcher import KeyFetcher
+from federation.membership import MembershipFederation
 from federation.policy import ServerPolicy
 from federation.server_keys import ServerKeys
 from storage.federation import FederationStore
@@ -26,6 +27,7 @@ class Federation:
         self.keys = KeyFetcher(
             self.server_keys, self.store, self.client, config.trusted_key_servers
         )
+        self.membership = MembershipFederation(hs)
 
     async def start(self) -> None:
         await self.server_keys.start()

@@ -22,24 +22,34 @@ DEFAULT_TIMELINE_LIMIT = 10
 
 
 async def user_memberships(hs: Homeserver, user_id: str) -> dict[str, tuple[str, str, int]]:
-    """room_id -> (membership, event_id, stream_ordering) from current state."""
+    """room_id -> (membership, event_id, stream_ordering) from current state, or from an
+    out-of-band membership (a remote invite or knock, in a room we are not in) if newer."""
     rows = await hs.db.fetch(
         "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering FROM current_state c"
         " JOIN events e ON e.event_id = c.event_id"
         " WHERE c.type = 'm.room.member' AND c.state_key = $1",
         user_id,
     )
-    return {r["room_id"]: (r["membership"], r["event_id"], r["stream_ordering"]) for r in rows}
+    result = {r["room_id"]: (r["membership"], r["event_id"], r["stream_ordering"]) for r in rows}
+    for room_id, oob in (await hs.out_of_band.for_user(user_id)).items():
+        if room_id not in result or result[room_id][2] < oob.stream_ordering:
+            result[room_id] = (oob.membership, oob.event_id, oob.stream_ordering)
+    return result
 
 
 async def membership_changes(hs: Homeserver, ctx: SyncContext) -> list[StoredEvent]:
-    return await hs.event_store.events_by_ordering(
+    changes = await hs.event_store.events_by_ordering(
         "SELECT event_id FROM events WHERE type = 'm.room.member' AND state_key = $1"
         " AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering",
         ctx.user_id,
         ctx.since["events"],
         ctx.now["events"],
     )
+    oob = await hs.out_of_band.changed(ctx.user_id, ctx.since["events"], ctx.now["events"])
+    if oob:
+        events = await hs.event_store.get_events(o.event_id for o in oob)
+        changes.extend(events[o.event_id] for o in oob if o.event_id in events)
+    return changes
 
 
 async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]) -> None:
@@ -77,9 +87,12 @@ async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]
     if candidates:
         await _joined_rooms(hs, ctx, sorted(candidates), memberships, join_section)
 
-    invite_section = {}
+    # Invites and knocks: the stripped room state with the membership event itself.
+    stripped_sections: dict[str, dict[str, Any]] = {"invite": {}, "knock": {}}
+    out_of_band = None
     for room_id, (membership, event_id, ordering) in memberships.items():
-        if membership != "invite" or not rooms_filter.allows_room(room_id):
+        section = stripped_sections.get(membership)
+        if section is None or not rooms_filter.allows_room(room_id):
             continue
         if ctx.since is not None and not ctx.full_state and ordering <= ctx.since["events"]:
             continue
@@ -88,7 +101,12 @@ async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]
         ev = await hs.event_store.get_event(event_id)
         if ev is None:
             continue
-        stripped = list((ev.unsigned or {}).get("invite_room_state", []))
+        stripped = (ev.unsigned or {}).get("invite_room_state")
+        if ev.status is not None:  # an outlier: the membership is out of band
+            if out_of_band is None:
+                out_of_band = await hs.out_of_band.for_user(ctx.user_id)
+            stripped = out_of_band[room_id].stripped_state if room_id in out_of_band else []
+        stripped = list(stripped or [])
         stripped.append(
             {
                 "type": ev.type,
@@ -99,7 +117,8 @@ async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]
                 "origin_server_ts": ev.event["origin_server_ts"],
             }
         )
-        invite_section[room_id] = {"invite_state": {"events": stripped}}
+        key = "invite_state" if membership == "invite" else "knock_state"
+        section[room_id] = {key: {"events": stripped}}
 
     leave_section: dict[str, Any] = {}
     left = set(ctx.newly_left_room_ids)
@@ -117,7 +136,8 @@ async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]
 
     rooms = response.setdefault("rooms", {})
     rooms["join"] = join_section
-    rooms["invite"] = invite_section
+    rooms["invite"] = stripped_sections["invite"]
+    rooms["knock"] = stripped_sections["knock"]
     rooms["leave"] = leave_section
 
 
