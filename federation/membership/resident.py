@@ -283,7 +283,7 @@ class Resident:
         servers = await self.hs.events.servers_in_room(room_id)
         servers -= {self.hs.server_name, origin}
         if servers:
-            await sender.send_pdu(event_id, room_id, servers)
+            await sender.send_pdu(room_id=room_id, event_id=event_id, destinations=servers)
 
     # ---- answers -------------------------------------------------------------------------
 

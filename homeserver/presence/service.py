@@ -1,7 +1,7 @@
 """Presence: setting it (PUT /presence, /sync?set_presence=) and reporting it (GET, /sync).
 
-Not done yet: timing users out (online -> unavailable/offline when they stop syncing) and
-federation of presence (m.presence EDUs).
+Not done yet: timing users out (online -> unavailable/offline when they stop syncing).
+Federation (m.presence EDUs) hooks in through `on_local_change`.
 """
 
 from __future__ import annotations
@@ -40,11 +40,19 @@ def presence_content(row: PresenceRow | None, now_ms: int) -> dict:
 
 
 class Presence:
-    def __init__(self, store: PresenceStore):
+    def __init__(self, store: PresenceStore, notifier=None):
         self.store = store
+        self.notifier = notifier
+        # Called with the user ID after a local user's presence changed (federation).
+        self.on_local_change: list = []
 
     async def set(self, user_id: str, state: str, status_msg: str | None) -> None:
         await self.store.set(user_id, state, status_msg, _now_ms())
+        await self._changed(user_id)
+
+    async def _changed(self, user_id: str) -> None:
+        for callback in self.on_local_change:
+            await callback(user_id)
 
     async def set_from_sync(self, user_id: str, state: str | None) -> None:
         """What /sync's `set_presence` asks for: None means the default, "online".
@@ -60,6 +68,7 @@ class Presence:
         if current is None or current.state != state:
             status_msg = current.status_msg if current is not None else None
             await self.store.set(user_id, state, status_msg, now)
+            await self._changed(user_id)
         elif now - current.last_active_ts > TOUCH_INTERVAL_MS:
             await self.store.touch(user_id, now)
 
@@ -69,6 +78,12 @@ class Presence:
         since = (ctx.since or {}).get("presence", 0)
         if since >= until:
             return
+        if (
+            ctx.since is not None
+            and self.notifier is not None
+            and not self.notifier.changed_since(ctx.user_id, "presence", since)
+        ):
+            return  # a presence change wakes every co-member: none of theirs moved
         rows = await self.store.changes_for(ctx.user_id, since, until)
         if not rows:
             return

@@ -615,6 +615,7 @@ class EventService:
             w.wake(
                 users={it.event["state_key"] for it in items if it.event["type"] == "m.room.member"}
             )
+        self.hs.federation.sender.on_local_events(items)
         for it in items:
             if it.redacts is not None:
                 self.store.cache.invalidate(it.redacts[0])

@@ -21,20 +21,27 @@ if TYPE_CHECKING:
 DEFAULT_TIMELINE_LIMIT = 10
 
 
-async def user_memberships(hs: Homeserver, user_id: str) -> dict[str, tuple[str, str, int]]:
-    """room_id -> (membership, event_id, stream_ordering) from current state, or from an
-    out-of-band membership (a remote invite or knock, in a room we are not in) if newer."""
+async def user_memberships(
+    hs: Homeserver, user_id: str
+) -> tuple[dict[str, tuple[str, str, int]], set[str]]:
+    """(room_id -> (membership, event_id, stream_ordering) from current state, or from an
+    out-of-band membership (a remote invite or knock, in a room we are not in) if newer;
+    the rooms the user forgot)."""
     rows = await hs.db.fetch(
-        "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering FROM current_state c"
+        "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering,"
+        " f.room_id IS NOT NULL AS forgotten FROM current_state c"
         " JOIN events e ON e.event_id = c.event_id"
+        " LEFT JOIN forgotten_rooms f ON f.user_id = c.state_key AND f.room_id = c.room_id"
         " WHERE c.type = 'm.room.member' AND c.state_key = $1",
         user_id,
     )
-    result = {r["room_id"]: (r["membership"], r["event_id"], r["stream_ordering"]) for r in rows}
+    memberships = {
+        r["room_id"]: (r["membership"], r["event_id"], r["stream_ordering"]) for r in rows
+    }
     for room_id, oob in (await hs.out_of_band.for_user(user_id)).items():
-        if room_id not in result or result[room_id][2] < oob.stream_ordering:
-            result[room_id] = (oob.membership, oob.event_id, oob.stream_ordering)
-    return result
+        if room_id not in memberships or memberships[room_id][2] < oob.stream_ordering:
+            memberships[room_id] = (oob.membership, oob.event_id, oob.stream_ordering)
+    return memberships, {r["room_id"] for r in rows if r["forgotten"]}
 
 
 async def membership_changes(hs: Homeserver, ctx: SyncContext) -> list[StoredEvent]:
@@ -53,13 +60,7 @@ async def membership_changes(hs: Homeserver, ctx: SyncContext) -> list[StoredEve
 
 
 async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]) -> None:
-    memberships = await user_memberships(hs, ctx.user_id)
-    forgotten = {
-        r["room_id"]
-        for r in await hs.db.fetch(
-            "SELECT room_id FROM forgotten_rooms WHERE user_id = $1", ctx.user_id
-        )
-    }
+    memberships, forgotten = await user_memberships(hs, ctx.user_id)
     ctx.joined_room_ids = {r for r, (m, _, _) in memberships.items() if m == "join"}
     changes: list[StoredEvent] = []
     if ctx.since is not None:
@@ -341,9 +342,8 @@ async def _unread_counts(
     if not rows or push_rules is None:
         return counts
     from homeserver.push.evaluator import PushContext, evaluate, highlights, notifies
-    from homeserver.push.rules import ranked
 
-    rules = ranked(await push_rules.ruleset(user_id))
+    rules = await push_rules.ranked_rules(user_id)
     events = await hs.event_store.get_events(r["event_id"] for r in rows)
     unread_rooms = sorted({r["room_id"] for r in rows})
     pl_rows = await hs.db.fetch(
