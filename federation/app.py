@@ -12,6 +12,7 @@ from homeserver.http.context import HS_KEY
 from homeserver.http.middleware import matrix_middleware
 
 FEDERATION_ROUTE_MODULES = (
+    "federation.routes.events",
     "federation.routes.keys",
     "federation.routes.membership",
     "federation.routes.query",

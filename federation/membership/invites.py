@@ -16,17 +16,19 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from federation.acl import check_room_acl
 from federation.client import FederationError
 from federation.membership.pdus import (
-    InvalidPdu,
-    check_pdu,
     server_of,
     signed_by,
     stripped_state_pdus,
     valid_stripped_state,
 )
-from federation.membership.resident import Resident, check_membership_pdu
+from federation.membership.resident import (
+    Resident,
+    check_membership_pdu,
+    checked_handshake_event,
+    on_top_of_current_state,
+)
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.http.errors import MatrixError, bad_json, invalid_param, not_found
@@ -100,10 +102,7 @@ class Invites:
             "SELECT 1 FROM users WHERE user_id = $1 AND NOT deactivated", target
         ):
             raise not_found("No such user")
-        try:
-            checked_id, event = await check_pdu(hs, origin, pdu, version)
-        except InvalidPdu as e:
-            raise invalid_param(f"Invalid invite event: {e}") from None
+        checked_id, event = await checked_handshake_event(hs, origin, pdu, version)
         if checked_id != event_id:
             raise invalid_param("The event ID does not match the event")
         stripped = await valid_stripped_state(
@@ -113,7 +112,7 @@ class Invites:
             raise invalid_param("invite_room_state must be a list holding the room's create event")
         signed = sign_event(event, hs.server_name, hs.signing_key, version)
         if await self.resident.is_resident(room_id):
-            await check_room_acl(hs, room_id, origin)
+            await self.resident.check_acl(room_id, origin)
             await self.resident.admit(origin, room_id, version, event_id, signed, forward=False)
         else:
             await record_out_of_band(hs, target, room_id, version, event_id, signed, stripped)
@@ -147,7 +146,7 @@ class Invites:
             signed,
             item.event_id,
             state_before=state_before,
-            extend_current_state=True,
+            current_state=on_top_of_current_state(item.event_id, signed),
             federated=False,
         )
         return item.event_id

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from federation.events.checks import auth_order
 from federation.membership.pdus import InvalidPdu, check_pdu, signature_checker
 from homeserver.events.auth import AuthError, check_auth, check_auth_events_list
 from homeserver.events.hashing import room_id_from_create_event
@@ -117,7 +118,7 @@ def authorised_events(
     """The events that pass the auth rules against their own auth events, checked in an
     order where auth events come first; an event citing a missing or failed one fails."""
     accepted: dict[str, dict[str, Any]] = {}
-    for event_id in _auth_order(events):
+    for event_id in auth_order(events):
         event = events[event_id]
         auth_ids = auth_event_ids(event)
         if any(a not in accepted for a in auth_ids):
@@ -137,23 +138,3 @@ def authorised_events(
             continue
         accepted[event_id] = event
     return accepted
-
-
-def _auth_order(events: dict[str, dict[str, Any]]) -> list[str]:
-    """Event IDs with every event after the auth events it cites (Kahn's algorithm over
-    the auth graph); events on a cycle are left out."""
-    waiting = {eid: {a for a in auth_event_ids(ev) if a in events} for eid, ev in events.items()}
-    cited_by: dict[str, list[str]] = {}
-    for eid, auth in waiting.items():
-        for a in auth:
-            cited_by.setdefault(a, []).append(eid)
-    ready = [eid for eid, auth in waiting.items() if not auth]
-    order: list[str] = []
-    while ready:
-        eid = ready.pop()
-        order.append(eid)
-        for child in cited_by.get(eid, ()):
-            waiting[child].discard(eid)
-            if not waiting[child]:
-                ready.append(child)
-    return order

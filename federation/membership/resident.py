@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from federation.acl import check_room_acl
 from federation.membership.pdus import (
     InvalidPdu,
     auth_chain,
@@ -19,6 +18,7 @@ from federation.membership.pdus import (
     signature_checker,
     stripped_state_pdus,
 )
+from federation.state import resolve
 from homeserver.events.auth import (
     AuthError,
     auth_types_for_event,
@@ -75,10 +75,14 @@ class Resident:
         """We take part in the room: one of our users is joined to it."""
         return self.hs.server_name in await self.hs.events.servers_in_room(room_id)
 
+    async def check_acl(self, room_id: str, origin: str) -> None:
+        if not await self.hs.federation.acl_allows(room_id, origin):
+            raise forbidden("The room's server ACL does not admit your server")
+
     async def _room(self, room_id: str, origin: str) -> RoomVersion:
         if not room_id.startswith("!") or not await self.is_resident(room_id):
             raise not_found("This server is not in that room")
-        await check_room_acl(self.hs, room_id, origin)
+        await self.check_acl(room_id, origin)
         return await self.hs.events.room_version(room_id)
 
     # ---- make_join / make_leave / make_knock ---------------------------------------------
@@ -182,14 +186,12 @@ class Resident:
         check_membership_pdu(pdu, room_id, membership, origin)
         if pdu.get("state_key") != pdu.get("sender"):
             raise invalid_param("The state_key must be the sender")
-        try:
-            checked_id, event = await check_pdu(self.hs, origin, pdu, version)
-        except InvalidPdu as e:
-            raise invalid_param(f"Invalid event: {e}") from None
-        if checked_id != event_id:
-            raise invalid_param("The event ID does not match the event")
         if membership == "join":
-            event = self._countersign_restricted_join(event, version)
+            # Before the checks, which require the vouching server's signature.
+            pdu = self._countersign_restricted_join(pdu, version)
+        event_id_checked, event = await checked_handshake_event(self.hs, origin, pdu, version)
+        if event_id_checked != event_id:
+            raise invalid_param("The event ID does not match the event")
         return await self.admit(origin, room_id, version, event_id, event, forward=True)
 
     def _countersign_restricted_join(
@@ -197,9 +199,12 @@ class Resident:
     ) -> dict[str, Any]:
         """A restricted join vouched for by one of our users needs our signature."""
         authoriser = event["content"].get("join_authorised_via_users_server")
-        if isinstance(authoriser, str) and server_of(authoriser) == self.hs.server_name:
+        if not isinstance(authoriser, str) or server_of(authoriser) != self.hs.server_name:
+            return event
+        try:
             return sign_event(event, self.hs.server_name, self.hs.signing_key, version)
-        return event
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise invalid_param("The event cannot be signed") from None
 
     async def admit(
         self,
@@ -220,28 +225,31 @@ class Resident:
         if existing is not None and existing.status is None:
             groups = await hs.event_store.state_groups([existing.state_group_before])
             return existing.event, groups.get(existing.state_group_before, {})
-        state_before = await self._state_before(room_id, event)
+        state_before = await self._state_before(room_id, version, event)
         await self._authorise(room_id, version, event, state_before)
         await hs.events.persist_federated(
-            room_id, event, event_id, state_before=state_before, extend_current_state=True
+            room_id,
+            event,
+            event_id,
+            state_before=state_before,
+            current_state=on_top_of_current_state(event_id, event),
         )
         if forward:
             await self._forward(room_id, event_id, origin)
         return event, state_before
 
-    async def _state_before(self, room_id: str, event: dict[str, Any]) -> StateMap:
+    async def _state_before(
+        self, room_id: str, version: RoomVersion, event: dict[str, Any]
+    ) -> StateMap:
         prev = list(dict.fromkeys(_prev_event_ids(event)))
         head = await self.hs.events._head(room_id)
         if prev and set(prev) == set(head.extremities):
             return dict(head.state)
         states = await self.hs.events.state_after_events(prev)
         if not prev or len(states) != len(prev):
+            # Our own template names events we hold; anything else is not ours to fetch.
             raise invalid_param("The event's prev_events are unknown here")
-        first = next(iter(states.values()))
-        if any(s != first for s in states.values()):
-            # Merging forks needs state resolution; a fresh template avoids it.
-            raise invalid_param("The event's prev_events are out of date; ask for a new template")
-        return first
+        return await resolve(self.hs, room_id, version, list(states.values()))
 
     async def _authorise(
         self, room_id: str, version: RoomVersion, event: dict[str, Any], state_before: StateMap
@@ -313,6 +321,37 @@ class Resident:
     async def knock_answer(self, room_id: str, user_id: str) -> dict[str, Any]:
         state = dict((await self.hs.events._head(room_id)).state)
         return {"knock_room_state": await stripped_state_pdus(self.hs, state, user_id)}
+
+
+async def checked_handshake_event(
+    hs: Homeserver, origin: str, pdu: dict[str, Any], version: RoomVersion
+) -> tuple[str, dict[str, Any]]:
+    """check_pdu for an event a server hands us to sign or accept: one whose content hash
+    fails is refused here rather than accepted redacted, as a PDU relayed to us would
+    be, since its own server just built it."""
+    try:
+        event_id, event = await check_pdu(hs, origin, pdu, version)
+    except InvalidPdu as e:
+        raise invalid_param(f"Invalid event: {e}") from None
+    if event.get("content") != pdu.get("content"):
+        raise invalid_param("Invalid event: the content hash does not match")
+    return event_id, event
+
+
+def on_top_of_current_state(event_id: str, event: dict[str, Any]):
+    """persist_federated's current_state for a membership event we authorised against
+    the current state: the state after it if it extends every forward extremity, else
+    the current state at the time of writing with it applied (what landed meanwhile
+    keeps its changes)."""
+    key = (event["type"], event["state_key"])
+    prev = set(_prev_event_ids(event))
+
+    async def current_state(head) -> StateMap | None:
+        if prev >= set(head.extremities):
+            return None
+        return {**head.state, key: event_id}
+
+    return current_state
 
 
 def _prev_event_ids(event: dict[str, Any]) -> list[str]:

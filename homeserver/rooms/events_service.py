@@ -17,6 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -442,11 +443,10 @@ class EventService:
         event_id: str,
         *,
         state_before: StateMap,
-        current_state: StateMap | None = None,
+        current_state: StateMap | None | Callable[[RoomHead], Awaitable[StateMap | None]] = None,
         outcome: str = "accepted",
         reason: str | None = None,
         federated: bool = True,
-        extend_current_state: bool = False,
     ) -> None:
         """Stores an event received from another server, validated and authorised by the
         caller. (`federated=False`: one of ours that another server had to countersign
@@ -455,10 +455,9 @@ class EventService:
         `state_before` is the state before the event on its own branch (resolved across its
         prev_events). `current_state` is the room's state after accepting it, resolved by
         the caller when the event does not extend every forward extremity; None means the
-        state after this event. `outcome` 'soft_failed' or 'rejected' keeps the event out
-        of the timeline and out of current state. `extend_current_state`: the room's
-        current state at the time of writing plus this event (a membership event
-        authorised against current state; events landing meanwhile keep their changes).
+        state after this event; an async function of the RoomHead returning either is
+        called under the room lock. `outcome` 'soft_failed' or 'rejected' keeps the event out
+        of the timeline and out of current state.
         """
         if outcome not in ("accepted", "soft_failed", "rejected"):
             raise ValueError(outcome)
@@ -466,17 +465,23 @@ class EventService:
             head = await self._head(room_id)
             before = head.group if head.group is not None and head.state == state_before else None
             if outcome != "accepted":
-                if outcome == "soft_failed" and before is None:
+                # The state before is kept for rejected events too: an event referencing
+                # one is placed on the state before it (spec: "Rejection").
+                if before is None:
                     before = _full_group(room_id, state_before)
                 await self.store.persist_out_of_timeline(
                     room_id,
                     [(event_id, event)],
                     outcome,
                     reason=reason,
-                    state_before=before if outcome == "soft_failed" else None,
+                    state_before=before,
                     now_ms=int(time.time() * 1000),
                 )
                 return
+            if callable(current_state):
+                # Resolved here, under the room lock, against the head as it is now: a
+                # local event committed meanwhile must not be lost from current state.
+                current_state = await current_state(head)
             if before is None:
                 before = _full_group(room_id, state_before)
             state_after = dict(state_before)
@@ -484,8 +489,6 @@ class EventService:
             if event.get("state_key") is not None:
                 key = (event["type"], event["state_key"])
                 state_after[key] = event_id
-            if extend_current_state:
-                current_state = {**head.state, **({key: event_id} if key else {})}
             if current_state is None:
                 current_state = state_after
             if current_state == state_after:
