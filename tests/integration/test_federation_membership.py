@@ -4,6 +4,7 @@ unauthorised handshakes change nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
@@ -15,6 +16,7 @@ from nio import (
     RoomInviteResponse,
     RoomKnockResponse,
     RoomLeaveResponse,
+    RoomMessageText,
     RoomPreset,
     RoomVisibility,
     SyncResponse,
@@ -226,6 +228,70 @@ async def test_join_refused_by_the_room_is_refused_to_the_client(pair):
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
     assert not await hs2.db.fetchval("SELECT count(*) FROM rooms WHERE room_id = $1", room_id)
     assert await _membership(alice, room_id, bob.user_id) is None
+
+
+async def _sync_until(client, predicate, rounds: int = 30) -> None:
+    """Long-polls `client`'s /sync until `predicate()` holds (bounded in rounds; each
+    round returns as soon as something arrives)."""
+    for _ in range(rounds):
+        if predicate():
+            return
+        resp = await client.sync(timeout=2000)
+        assert isinstance(resp, SyncResponse), resp
+    assert predicate(), "the expected events did not arrive"
+
+
+def _bodies(client, room_id: str, seen: list) -> Callable[[], set[str]]:
+    def callback(room, event):
+        if room.room_id == room_id:
+            seen.append(event.body)
+
+    client.add_event_callback(callback, RoomMessageText)
+    return lambda: set(seen)
+
+
+async def test_chat_both_ways_after_a_remote_join(pair):
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    room_id = await _public_room(alice, alias="chat")
+    bob = await hs2.client("bob")
+    await alice.sync(timeout=0)
+    assert isinstance(await bob.join(f"#chat:{hs1.server_name}"), JoinResponse)
+    await bob.sync(timeout=0)
+    alice_saw = _bodies(alice, room_id, [])
+    bob_saw = _bodies(bob, room_id, [])
+
+    sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hi"})
+    assert not hasattr(sent, "status_code"), sent
+    await _sync_until(alice, lambda: "hi" in alice_saw())
+    sent = await alice.room_send(
+        room_id, "m.room.message", {"msgtype": "m.text", "body": "welcome"}
+    )
+    assert not hasattr(sent, "status_code"), sent
+    await _sync_until(bob, lambda: "welcome" in bob_saw())
+    # A state change by the resident side reaches the joined side.
+    await alice.room_put_state(room_id, "m.room.topic", {"topic": "now federated"})
+    await _sync_until(bob, lambda: bob.rooms[room_id].topic == "now federated")
+    assert await _state_ids(bob, room_id) == await _state_ids(alice, room_id)
+
+
+async def test_leaving_a_remote_room_reaches_its_other_server(pair):
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    room_id = await _public_room(alice, alias="exit")
+    bob = await hs2.client("bob")
+    await alice.sync(timeout=0)
+    assert isinstance(await bob.join(f"#exit:{hs1.server_name}"), JoinResponse)
+    await _sync_until(alice, lambda: bob.user_id in alice.rooms[room_id].users)
+
+    left = await bob.room_leave(room_id)
+    assert isinstance(left, RoomLeaveResponse), left
+    await _sync_until(alice, lambda: bob.user_id not in alice.rooms[room_id].users)
+    assert await _membership(alice, room_id, bob.user_id) == "leave"
+    assert hs2.server_name not in await hs1.hs.events.servers_in_room(room_id)
+    # Joining again goes through hs1 once more: hs2 has no member left in the room.
+    assert isinstance(await bob.join(f"#exit:{hs1.server_name}"), JoinResponse)
+    assert await _membership(alice, room_id, bob.user_id) == "join"
 
 
 # ---- the wire: refusals and bad input ------------------------------------------------------
