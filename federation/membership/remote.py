@@ -205,6 +205,7 @@ class RemoteMembership:
                 502, "M_UNKNOWN", "The resident server's answer to the join was invalid"
             ) from None
         await hs.events.create_federated_room(room_id, version.identifier, joined.creator)
+        await hs.events.forget_extremities(room_id)
         await hs.events.persist_outliers(room_id, joined.outliers)
         await hs.events.persist_federated(room_id, event, event_id, state_before=joined.state)
         await hs.out_of_band.forget(user_id, room_id)

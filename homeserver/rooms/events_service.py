@@ -436,6 +436,14 @@ class EventService:
         except asyncpg.UniqueViolationError:
             pass  # known already: a rejoin, or a room we were invited to before
 
+    async def forget_extremities(self, room_id: str) -> None:
+        """Drops a room's forward extremities before we join it again through another
+        server: what we sent before leaving is behind the state that server gives us,
+        and citing it in our next event would merge that stale branch back in."""
+        async with self._lock(room_id):
+            await self.store.clear_forward_extremities(room_id)
+            self._heads.pop(room_id, None)
+
     async def persist_federated(
         self,
         room_id: str,

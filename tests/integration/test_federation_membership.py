@@ -157,6 +157,29 @@ async def test_remote_invite_shows_in_sync_then_join_through_the_inviter(pair):
     assert await _state_ids(bob, room_id) == await _state_ids(alice, room_id)
 
 
+async def test_invite_to_a_server_already_in_the_room(pair):
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    room_id = (await alice.room_create(name="Shared", preset=RoomPreset.private_chat)).room_id
+    carol = await hs2.client("carol")
+    dave = await hs2.client("dave")
+    assert isinstance(await alice.room_invite(room_id, carol.user_id), RoomInviteResponse)
+    assert isinstance(await carol.join(room_id), JoinResponse)
+
+    # hs2 is in the room now: the invite goes into its copy of the room's graph.
+    assert isinstance(await alice.room_invite(room_id, dave.user_id), RoomInviteResponse)
+    assert await _membership(carol, room_id, dave.user_id) == "invite"
+    sync = await dave.sync(timeout=0)
+    assert dave.invited_rooms[room_id].name == "Shared"
+    assert room_id in sync.rooms.invite
+
+    # Dave's join is a local one on hs2, sent to hs1 by the outbound queue.
+    await alice.sync(timeout=0)
+    assert isinstance(await dave.join(room_id), JoinResponse)
+    await _sync_until(alice, lambda: _joined(alice, room_id, dave.user_id))
+    assert await _state_ids(carol, room_id) == await _state_ids(alice, room_id)
+
+
 async def test_rejecting_a_remote_invite_goes_through_the_inviting_server(pair):
     hs1, hs2 = pair
     alice = await hs1.client("alice")
@@ -230,6 +253,11 @@ async def test_join_refused_by_the_room_is_refused_to_the_client(pair):
     assert await _membership(alice, room_id, bob.user_id) is None
 
 
+def _joined(client, room_id: str, user_id: str) -> bool:
+    room = client.rooms.get(room_id)
+    return room is not None and user_id in room.users and user_id not in room.invited_users
+
+
 async def _sync_until(client, predicate, rounds: int = 30) -> None:
     """Long-polls `client`'s /sync until `predicate()` holds (bounded in rounds; each
     round returns as soon as something arrives)."""
@@ -282,16 +310,27 @@ async def test_leaving_a_remote_room_reaches_its_other_server(pair):
     bob = await hs2.client("bob")
     await alice.sync(timeout=0)
     assert isinstance(await bob.join(f"#exit:{hs1.server_name}"), JoinResponse)
-    await _sync_until(alice, lambda: bob.user_id in alice.rooms[room_id].users)
+    await _sync_until(alice, lambda: _joined(alice, room_id, bob.user_id))
 
     left = await bob.room_leave(room_id)
     assert isinstance(left, RoomLeaveResponse), left
     await _sync_until(alice, lambda: bob.user_id not in alice.rooms[room_id].users)
     assert await _membership(alice, room_id, bob.user_id) == "leave"
     assert hs2.server_name not in await hs1.hs.events.servers_in_room(room_id)
+    # What happens while no one from hs2 is in the room stays on hs1.
+    await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "gone"})
     # Joining again goes through hs1 once more: hs2 has no member left in the room.
     assert isinstance(await bob.join(f"#exit:{hs1.server_name}"), JoinResponse)
     assert await _membership(alice, room_id, bob.user_id) == "join"
+    # hs2 builds on the room as hs1 has it, not on what it had when Bob left.
+    alice_saw = _bodies(alice, room_id, [])
+    sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "back"})
+    assert not hasattr(sent, "status_code"), sent
+    await _sync_until(alice, lambda: "back" in alice_saw())
+    assert await _membership(alice, room_id, bob.user_id) == "join"
+    stored = await hs2.hs.event_store.get_event(sent.event_id)
+    [join_id] = stored.event["prev_events"]
+    assert (await hs2.hs.event_store.get_event(join_id)).event["sender"] == bob.user_id
 
 
 # ---- the wire: refusals and bad input ------------------------------------------------------
