@@ -587,3 +587,61 @@ async def test_restricted_room_admits_members_of_the_allowed_room(pair):
     assert join.content["join_authorised_via_users_server"] == alice.user_id
     assert hs1.server_name in join.event["signatures"]
     assert await _state_ids(bob, restricted) == await _state_ids(alice, restricted)
+
+
+def _without_create(answer: dict) -> dict:
+    def keep(e):
+        return e["type"] != "m.room.create"
+
+    return {
+        **answer,
+        "state": [e for e in answer["state"] if keep(e)],
+        "auth_chain": [e for e in answer["auth_chain"] if keep(e)],
+    }
+
+
+def _forged_join_rules(answer: dict) -> dict:
+    # A join rule changed under the original signature: the event fails its signature
+    # check and is dropped, and without it the room's state lets no one in.
+    def forge(e):
+        if e["type"] == "m.room.join_rules":
+            return {**e, "content": {"join_rule": "invite"}}
+        return e
+
+    return {
+        **answer,
+        "state": [forge(e) for e in answer["state"]],
+        "auth_chain": [forge(e) for e in answer["auth_chain"]],
+    }
+
+
+def _unsigned_state(answer: dict) -> dict:
+    return {**answer, "state": [{**e, "signatures": {}} for e in answer["state"]]}
+
+
+def _not_lists(answer: dict) -> dict:
+    return {**answer, "state": {"not": "a list"}}
+
+
+async def test_the_joining_server_refuses_a_bad_send_join_answer(pair, monkeypatch):
+    """hs1's answers pass through a tampering relay on their way into hs2."""
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    await _public_room(alice, alias="tampered")
+    bob = await hs2.client("bob")
+    client = hs2.hs.federation.client
+    honest = client.put_json
+    tamper = None
+
+    async def relay(destination, path, content, query=None):
+        answer = await honest(destination, path, content, query)
+        return tamper(answer) if "/send_join/" in path else answer
+
+    monkeypatch.setattr(client, "put_json", relay)
+    for tamper in (_without_create, _forged_join_rules, _unsigned_state, _not_lists):
+        refused = await bob.join(f"#tampered:{hs1.server_name}")
+        assert getattr(refused, "status_code", None) == "M_UNKNOWN", (tamper, refused)
+        assert not await hs2.db.fetchval("SELECT count(*) FROM rooms")
+        assert not await hs2.db.fetchval("SELECT count(*) FROM event_outliers")
+    sync = await bob.sync(timeout=0)
+    assert not sync.rooms.join
