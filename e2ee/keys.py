@@ -135,8 +135,7 @@ class KeyService:
 
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
         counts = await self.store.one_time_key_counts(user_id, device_id)
-        # Clients read a missing count as "unknown"; Synapse always reports this one.
-        counts.setdefault("signed_curve25519", 0)
+        counts.setdefault("signed_curve25519", 0)  # as /sync reports it
         return counts
 
     # --- query -------------------------------------------------------------------

@@ -12,10 +12,9 @@ class E2EESync:
         e2ee = self.e2ee
         response["to_device"] = {"events": await e2ee.to_device.sync_events(ctx)}
         if ctx.device_id is not None:
-            response["device_one_time_keys_count"] = await e2ee.keys.one_time_key_counts(
-                ctx.user_id, ctx.device_id
-            )
-            response[
-                "device_unused_fallback_key_types"
-            ] = await e2ee.key_store.unused_fallback_key_types(ctx.user_id, ctx.device_id)
+            counts, fallback = await e2ee.key_store.key_status(ctx.user_id, ctx.device_id)
+            # Clients read a missing count as "unknown"; Synapse always reports this one.
+            counts.setdefault("signed_curve25519", 0)
+            response["device_one_time_keys_count"] = counts
+            response["device_unused_fallback_key_types"] = fallback
         response["device_lists"] = await e2ee.device_lists.sync_section(ctx)

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 MAX_TXN_ID_LENGTH = 255
 MAX_EVENT_TYPE_LENGTH = 255
+_MAX_ACKED = 200_000
 
 
 class ToDevice:
@@ -22,6 +23,9 @@ class ToDevice:
         self.store = store
         # Set by the federation package: async (sender, type, {user: {device: content}}).
         self.send_remote = None
+        # (user, device) -> the `since` its last acknowledgement deleted up to. With the
+        # notifier it lets a /sync skip both queries when nothing came after that.
+        self._acked: dict[tuple[str, str], int] = {}
 
     @staticmethod
     def check(event_type: str, txn_id: str, body: dict) -> dict[str, dict[str, dict]]:
@@ -106,8 +110,21 @@ class ToDevice:
     async def sync_events(self, ctx) -> list[dict]:
         if ctx.device_id is None:
             return []
-        if ctx.since is not None and ctx.since.get("to_device", 0) > 0:
-            await self.store.acknowledge(ctx.user_id, ctx.device_id, ctx.since["to_device"])
+        key = (ctx.user_id, ctx.device_id)
+        since = ctx.since.get("to_device", 0) if ctx.since is not None else None
+        acked = self._acked.get(key)
+        if (
+            since is not None
+            and acked is not None
+            and not self.hs.notifier.changed_since(ctx.user_id, "to_device", min(since, acked))
+        ):
+            return []  # nothing arrived after what was acknowledged: nothing to delete or send
+        if since:
+            await self.store.acknowledge(ctx.user_id, ctx.device_id, since)
+        if since is not None:
+            if len(self._acked) >= _MAX_ACKED:
+                self._acked.clear()
+            self._acked[key] = since
         return await self.store.pending(ctx.user_id, ctx.device_id, ctx.now.get("to_device", 0))
 
 

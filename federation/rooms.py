@@ -18,15 +18,6 @@ def server_of(user_id: str) -> str:
     return user_id.partition(":")[2]
 
 
-async def servers_in_room(db: Database, room_id: str) -> set[str]:
-    rows = await db.fetch(
-        f"SELECT DISTINCT {_SERVER_OF} AS server FROM current_state"
-        " WHERE room_id = $1 AND type = 'm.room.member' AND membership = 'join'",
-        room_id,
-    )
-    return {r["server"] for r in rows}
-
-
 async def servers_in_rooms(db: Database, room_ids: Iterable[str]) -> dict[str, set[str]]:
     """{room_id: joined servers} for several rooms in one query."""
     rows = await db.fetch(

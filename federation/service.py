@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from federation.acl import server_allowed_by_acl
@@ -11,9 +10,9 @@ from federation.client import FederationClient
 from federation.edus import Edus
 from federation.inbound import InboundPdus
 from federation.key_fetcher import KeyFetcher
+from federation.membership import MembershipFederation
 from federation.policy import ServerPolicy
 from federation.remote_keys import RemoteKeys
-from federation.rooms import servers_in_room
 from federation.sender import FederationSender
 from federation.server_keys import ServerKeys
 from federation.transactions import TransactionReceiver
@@ -36,17 +35,18 @@ class Federation:
         self.keys = KeyFetcher(
             self.server_keys, self.store, self.client, config.trusted_key_servers
         )
-        self._hs = hs
-        self.inbound = InboundPdus(hs)
-        self.backfiller = Backfiller(hs, self.inbound)
-
         # Transactions and EDUs (fed-edus): the outbound queue, /send, EDU handlers.
-        self.servers_in_room = functools.partial(servers_in_room, hs.db)
+        # Plan's name for fed-core's function (hs.events is built before us).
+        self.servers_in_room = hs.events.servers_in_room
         self.sender = FederationSender(hs, self)
         self.edu_handlers: dict = {}
         self.edus = Edus(hs, self)
         self.remote_keys = RemoteKeys(hs, self, self.edus.device_lists)
         self.transactions = TransactionReceiver(hs, self)
+        self._hs = hs
+        self.inbound = InboundPdus(hs)
+        self.backfiller = Backfiller(hs, self.inbound)
+        self.membership = MembershipFederation(hs)
 
     async def acl_allows(self, room_id: str, server_name: str) -> bool:
         """Whether the room's m.room.server_acl lets `server_name` take part."""

@@ -51,6 +51,21 @@ class DeviceListStore:
         )
         return {r["state_key"] for r in rows}
 
+    async def sharing_a_room(self, user_id: str, candidates: Iterable[str]) -> set[str]:
+        """Those of `candidates` joined to or invited into a room `user_id` is joined to."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT other.state_key FROM current_state mine"
+            " JOIN current_state other ON other.room_id = mine.room_id"
+            " AND other.type = 'm.room.member' AND other.state_key = ANY($2::text[])"
+            " AND other.membership = ANY($3::text[])"
+            " WHERE mine.type = 'm.room.member' AND mine.state_key = $1"
+            " AND mine.membership = 'join'",
+            user_id,
+            list(candidates),
+            list(_SHARING),
+        )
+        return {r["state_key"] for r in rows}
+
     async def members_of(self, room_ids: Iterable[str]) -> set[str]:
         rows = await self.db.fetch(
             "SELECT DISTINCT state_key FROM current_state WHERE room_id = ANY($1::text[])"

@@ -116,14 +116,18 @@ class E2EKeyStore:
         )
         return {r["algorithm"]: r["n"] for r in rows}
 
-    async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
+    async def key_status(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+        """One-time key counts and unused fallback key types, in one round trip (/sync)."""
         rows = await self.db.fetch(
-            "SELECT algorithm FROM e2e_fallback_keys"
-            " WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm",
+            "SELECT TRUE AS otk, algorithm, count(*) AS n FROM e2e_one_time_keys"
+            " WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm"
+            " UNION ALL SELECT FALSE, algorithm, 0 FROM e2e_fallback_keys"
+            " WHERE user_id = $1 AND device_id = $2 AND NOT used",
             user_id,
             device_id,
         )
-        return [r["algorithm"] for r in rows]
+        counts = {r["algorithm"]: r["n"] for r in rows if r["otk"]}
+        return counts, sorted(r["algorithm"] for r in rows if not r["otk"])
 
     async def claim_key(self, user_id: str, device_id: str, algorithm: str):
         """(key_id, key) of one one-time key, removed atomically; else the fallback key.

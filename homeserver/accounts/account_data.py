@@ -107,10 +107,17 @@ class AccountDataSync:
 
     def __init__(self, accounts):
         self.store = accounts.account_data
+        self.notifier = accounts.hs.notifier
 
     async def extend(self, ctx, response: dict) -> None:
         upto = ctx.now["account_data"]
         since = 0 if ctx.since is None else ctx.since.get("account_data", 0)
+        if (
+            ctx.since is not None
+            and not ctx.newly_joined_room_ids
+            and not self.notifier.changed_since(ctx.user_id, "account_data", since)
+        ):
+            return  # every account-data write wakes its user: nothing new
         rows = list(await self.store.changed(ctx.user_id, since, upto))
         newly_joined = [r for r in (ctx.newly_joined_room_ids or ()) if r in ctx.joined_room_ids]
         if ctx.since is not None and newly_joined:

@@ -9,12 +9,12 @@ def install(hs) -> None:
     from storage.push import PushStore
 
     hs.push_store = PushStore(hs.db, hs.streams)
-    hs.push_rules = PushRules(hs.push_store)
+    hs.push_rules = PushRules(hs.push_store, hs.notifier)
 
     from homeserver.presence.service import Presence
     from storage.presence import PresenceStore
 
-    hs.presence = Presence(PresenceStore(hs.db, hs.streams))
+    hs.presence = Presence(PresenceStore(hs.db, hs.streams), hs.notifier)
     hs.sync_extensions.append(hs.presence.sync_extension)
 
     from storage.directory import DirectoryStore

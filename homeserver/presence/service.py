@@ -40,8 +40,9 @@ def presence_content(row: PresenceRow | None, now_ms: int) -> dict:
 
 
 class Presence:
-    def __init__(self, store: PresenceStore):
+    def __init__(self, store: PresenceStore, notifier=None):
         self.store = store
+        self.notifier = notifier
         # Called with the user ID after a local user's presence changed (federation).
         self.on_local_change: list = []
 
@@ -77,6 +78,12 @@ class Presence:
         since = (ctx.since or {}).get("presence", 0)
         if since >= until:
             return
+        if (
+            ctx.since is not None
+            and self.notifier is not None
+            and not self.notifier.changed_since(ctx.user_id, "presence", since)
+        ):
+            return  # a presence change wakes every co-member: none of theirs moved
         rows = await self.store.changes_for(ctx.user_id, since, until)
         if not rows:
             return

@@ -31,7 +31,8 @@ class PushContext:
     extra: dict = field(default_factory=dict)
 
 
-def split_path(key: str) -> list[str]:
+@lru_cache(maxsize=1024)
+def split_path(key: str) -> tuple[str, ...]:
     """'content.m\\.relates_to.rel_type' -> ['content', 'm.relates_to', 'rel_type']."""
     parts, current, i = [], [], 0
     while i < len(key):
@@ -47,7 +48,7 @@ def split_path(key: str) -> list[str]:
             current.append(ch)
         i += 1
     parts.append("".join(current))
-    return parts
+    return tuple(parts)
 
 
 _ABSENT = object()
@@ -119,8 +120,14 @@ def _contains_display_name(_cond: dict, event: dict, ctx: PushContext) -> bool:
     body = lookup(event, "content.body")
     if not ctx.display_name or not isinstance(body, str):
         return False
-    literal = re.escape(ctx.display_name)
-    return re.search(f"(?<![{_WORD}]){literal}(?![{_WORD}])", body, re.IGNORECASE) is not None
+    return _display_name_regex(ctx.display_name).search(body) is not None
+
+
+@lru_cache(maxsize=4096)
+def _display_name_regex(display_name: str) -> re.Pattern:
+    # Cached here: every member of a big room has their own name, more than re's own cache.
+    literal = re.escape(display_name)
+    return re.compile(f"(?<![{_WORD}]){literal}(?![{_WORD}])", re.IGNORECASE)
 
 
 def _room_member_count(cond: dict, ctx: PushContext) -> bool:

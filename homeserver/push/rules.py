@@ -6,11 +6,14 @@ is written, and `ranked()` which flattens a rule set into evaluation order.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from homeserver.http.errors import MatrixError, invalid_param, not_found
 from homeserver.push.defaults import DEFAULT_RULE_KINDS, KINDS, default_rules
 from homeserver.push.evaluator import clean_actions
 from storage.push import PushStore, RuleNotFound, StoredRule
 
+_RANKED_CACHE_SIZE = 50_000
 _VALID_ACTIONS = {"notify", "dont_notify", "coalesce"}
 
 
@@ -83,8 +86,27 @@ def _format_user_rule(rule: StoredRule) -> dict:
 
 
 class PushRules:
-    def __init__(self, store: PushStore):
+    def __init__(self, store: PushStore, notifier=None):
         self.store = store
+        self.notifier = notifier
+        # user -> (account_data position when loaded, ranked rules), for /sync's unread
+        # counts: every rule change is an account_data write that wakes its user.
+        self._ranked: OrderedDict[str, tuple[int, list]] = OrderedDict()
+
+    async def ranked_rules(self, user_id: str) -> list:
+        """The user's enabled rules in evaluation order, cached until they change."""
+        cached = self._ranked.get(user_id)
+        if cached is not None and self.notifier is not None:
+            position, rules = cached
+            if not self.notifier.changed_since(user_id, "account_data", position):
+                self._ranked.move_to_end(user_id)
+                return rules
+        position = self.notifier.positions["account_data"] if self.notifier else 0
+        rules = ranked(await self.ruleset(user_id))
+        self._ranked[user_id] = (position, rules)
+        if len(self._ranked) > _RANKED_CACHE_SIZE:
+            self._ranked.popitem(last=False)
+        return rules
 
     async def ruleset(self, user_id: str, conn=None) -> dict:
         """{"global": {kind: [rule, ...]}} in priority order, as GET /pushrules/ returns."""

@@ -39,9 +39,9 @@ def _msg(body="hello", sender="@bob:example.org", **content):
 
 
 def test_split_path_escapes():
-    assert split_path("content.m\\.relates_to.rel_type") == ["content", "m.relates_to", "rel_type"]
-    assert split_path("content.m\\\\foo") == ["content", "m\\foo"]
-    assert split_path("content.a\\xb") == ["content", "a\\xb"]
+    assert split_path("content.m\\.relates_to.rel_type") == ("content", "m.relates_to", "rel_type")
+    assert split_path("content.m\\\\foo") == ("content", "m\\foo")
+    assert split_path("content.a\\xb") == ("content", "a\\xb")
 
 
 def test_event_match_spec_topic_example():
