@@ -397,6 +397,7 @@ class EventService:
         *,
         state_before: StateMap,
         current_state: StateMap | None | Callable[[RoomHead], Awaitable[StateMap | None]] = None,
+        redacts: str | None = None,  # a redaction the caller found allowed: its target
         outcome: str = "accepted",
         reason: str | None = None,
     ) -> None:
@@ -452,11 +453,12 @@ class EventService:
                 after = _full_group(room_id, current_state)
             delta = None
             if current_state != {**head.state, **({key: event_id} if key else {})}:
-                delta = await self._state_delta(head.state, current_state, event_id, event)
+                delta = await self._state_delta(head.state, current_state, {event_id: event})
             item = PersistItem(
                 event=event,
                 event_id=event_id,
                 room_id=room_id,
+                redacts=await self._redaction(room_id, head.version, redacts),
                 state_before=before,
                 state_after=after,
                 unsigned=await self._unsigned(head, state_before, event),
@@ -476,14 +478,14 @@ class EventService:
         await fut
 
     async def _state_delta(
-        self, old: StateMap, new: StateMap, new_id: str, new_event: dict[str, Any]
+        self, old: StateMap, new: StateMap, pending: dict[str, dict[str, Any]]
     ) -> list[tuple[str, str, str | None, str | None]]:
-        """Changes from `old` to `new`; `new_event` (being persisted, so not in the store
-        yet) may be among them."""
+        """Current-state rows to change; `pending` are events not stored yet (the one
+        being persisted), whose membership the rows need too."""
         changed = {k: v for k, v in new.items() if old.get(k) != v}
-        events = await self.store.get_events(v for v in changed.values() if v != new_id)
-        contents = {k: ev.content for k, ev in events.items()}
-        contents[new_id] = new_event.get("content") or {}
+        stored = await self.store.get_events(v for v in changed.values() if v not in pending)
+        contents = {i: e.content for i, e in stored.items()}
+        contents.update((i, e.get("content") or {}) for i, e in pending.items())
         delta: list[tuple[str, str, str | None, str | None]] = [
             (t, sk, None, None) for (t, sk) in old.keys() - new.keys()
         ]
@@ -533,6 +535,15 @@ class EventService:
                 state[(ev.type, ev.state_key)] = event_id
             result[event_id] = state
         return result
+
+    async def _redaction(
+        self, room_id: str, version: RoomVersion, target_id: str | None
+    ) -> tuple[str, str] | None:
+        """PersistItem.redacts for a redaction of `target_id`, if we hold that event."""
+        target = await self.store.get_event(target_id) if target_id else None
+        if target is None or target.room_id != room_id:
+            return None
+        return target_id, canonical_str(prune_event(target.event, version))
 
     async def servers_in_room(self, room_id: str) -> set[str]:
         return await self.store.joined_servers(room_id)
