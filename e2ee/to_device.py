@@ -69,13 +69,23 @@ class ToDevice:
             else:
                 await self.send_remote(sender, event_type, remote)
 
-    async def deliver_local(self, sender: str, event_type: str, messages: dict) -> None:
-        """For the federation package: messages from a remote sender to local devices."""
+    async def deliver_local(self, sender: str, event_type: str, messages: dict, claim=None) -> None:
+        """For the federation package: messages from a remote sender to local devices.
+
+        `claim(conn)`, when given, runs first in the same transaction; if it returns False
+        (these messages were delivered before) nothing is stored.
+        """
         rows = await self._expand_local(messages)
-        if rows:
+        if not rows:
+            return
+        try:
             async with self.hs.streams.write("to_device", len(rows)) as w:
+                if claim is not None and not await claim(w.conn):
+                    raise _AlreadySent
                 await self.store.add_messages(w.conn, w.positions, sender, event_type, rows)
                 w.wake(users={user_id for user_id, _, _ in rows})
+        except _AlreadySent:
+            return
 
     async def _expand_local(self, messages: dict) -> list[tuple[str, str, dict]]:
         """(user, device, content) per existing recipient device; `*` means all of them."""

@@ -17,6 +17,10 @@ FEDERATION_ROUTE_MODULES = (
     "federation.routes.query",
     "federation.routes.well_known",
     "homeserver.media.federation_routes",
+    "federation.routes.transactions",
+    "federation.routes.user_keys",
+    "federation.routes.public_rooms",
+    "federation.routes.openid",
 )
 
 # Transactions are bounded (50 PDUs + 100 EDUs) well below this.

@@ -7,10 +7,15 @@ from typing import TYPE_CHECKING
 from federation.acl import server_allowed_by_acl
 from federation.backfill import Backfiller
 from federation.client import FederationClient
+from federation.edus import Edus
 from federation.inbound import InboundPdus
 from federation.key_fetcher import KeyFetcher
+from federation.membership import MembershipFederation
 from federation.policy import ServerPolicy
+from federation.remote_keys import RemoteKeys
+from federation.sender import FederationSender
 from federation.server_keys import ServerKeys
+from federation.transactions import TransactionReceiver
 from homeserver.http.errors import MatrixError
 from storage.federation import FederationStore
 
@@ -30,9 +35,18 @@ class Federation:
         self.keys = KeyFetcher(
             self.server_keys, self.store, self.client, config.trusted_key_servers
         )
+        # Transactions and EDUs (fed-edus): the outbound queue, /send, EDU handlers.
+        # Plan's name for fed-core's function (hs.events is built before us).
+        self.servers_in_room = hs.events.servers_in_room
+        self.sender = FederationSender(hs, self)
+        self.edu_handlers: dict = {}
+        self.edus = Edus(hs, self)
+        self.remote_keys = RemoteKeys(hs, self, self.edus.device_lists)
+        self.transactions = TransactionReceiver(hs, self)
         self._hs = hs
         self.inbound = InboundPdus(hs)
         self.backfiller = Backfiller(hs, self.inbound)
+        self.membership = MembershipFederation(hs)
 
     async def acl_allows(self, room_id: str, server_name: str) -> bool:
         """Whether the room's m.room.server_acl lets `server_name` take part."""
@@ -44,6 +58,12 @@ class Federation:
 
     async def start(self) -> None:
         await self.server_keys.start()
+        if self.policy.federates:
+            # The services hooked here (e2ee, presence) are built after us.
+            self.edus.install()
+            self.remote_keys.install()
+            await self.sender.start()
 
     async def stop(self) -> None:
+        await self.sender.stop()
         await self.client.close()

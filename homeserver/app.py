@@ -36,6 +36,7 @@ ROUTE_MODULES = (
     "homeserver.directory.routes",
     "e2ee.routes",
     "homeserver.media.routes",
+    "homeserver.accounts.openid",
 )
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
@@ -62,6 +63,9 @@ class Homeserver:
         self._background: set[asyncio.Task] = set()
         # Functions that add sections to every /sync response (e2ee, presence, ...).
         self.sync_extensions: list = []
+        from homeserver.sync.caches import SyncCaches
+
+        self.sync_caches = SyncCaches(self)
         self._build_services()
 
     def _build_services(self) -> None:

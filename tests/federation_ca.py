@@ -88,12 +88,13 @@ class TestCA:
         return cert_path, key_path
 
 
-def bound_loopback_socket() -> socket.socket:
+def bound_loopback_socket(port: int = 0) -> socket.socket:
     """A listening-ready socket on a free loopback port, bound before the server starts so
-    that the port can go into the server name (the spec's explicit-port rule)."""
+    that the port can go into the server name (the spec's explicit-port rule); `port`
+    rebinds a stopped server's port, to restart it under the same name."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     return sock
 
 
@@ -101,10 +102,13 @@ def bound_loopback_socket() -> socket.socket:
 TEST_HOSTS = {f"hs{i}.test.local": "127.0.0.1" for i in range(1, 5)}
 
 
-async def start_federating_server(make_server, ca: TestCA, host: str, allowed: list[str], **extra):
+async def start_federating_server(
+    make_server, ca: TestCA, host: str, allowed: list[str], *, port: int = 0, dsn=None, **extra
+):
     """A test server named `host:PORT` with a TLS federation listener on 127.0.0.1:PORT,
-    admitting the server names or wildcards in `allowed`."""
-    sock = bound_loopback_socket()
+    admitting the server names or wildcards in `allowed`. `port` and `dsn` restart a
+    stopped server under its old name, on its old database."""
+    sock = bound_loopback_socket(port)
     port = sock.getsockname()[1]
     cert, key = ca.issue(host)
     federation = {
@@ -118,5 +122,5 @@ async def start_federating_server(make_server, ca: TestCA, host: str, allowed: l
         **extra,
     }
     return await make_server(
-        server_name=f"{host}:{port}", federation=federation, federation_socket=sock
+        server_name=f"{host}:{port}", federation=federation, federation_socket=sock, dsn=dsn
     )

@@ -26,6 +26,7 @@ class TestServer:
     clients: list[AsyncClient] = field(default_factory=list)
     http: aiohttp.ClientSession | None = None
     federation_url: str | None = None  # https://127.0.0.1:PORT/ when federating
+    closed: bool = False
 
     @property
     def server_name(self) -> str:
@@ -95,6 +96,10 @@ class TestServer:
             return resp.status, body
 
     async def close(self) -> None:
+        # Idempotent: a test may stop a server (to restart it) before the fixture does.
+        if self.closed:
+            return
+        self.closed = True
         for client in self.clients:
             await client.close()
         if self.http is not None:

@@ -1,7 +1,7 @@
 """Presence: setting it (PUT /presence, /sync?set_presence=) and reporting it (GET, /sync).
 
-Not done yet: timing users out (online -> unavailable/offline when they stop syncing) and
-federation of presence (m.presence EDUs).
+Not done yet: timing users out (online -> unavailable/offline when they stop syncing).
+Federation (m.presence EDUs) hooks in through `on_local_change`.
 """
 
 from __future__ import annotations
@@ -43,9 +43,16 @@ class Presence:
     def __init__(self, store: PresenceStore, notifier=None):
         self.store = store
         self.notifier = notifier
+        # Called with the user ID after a local user's presence changed (federation).
+        self.on_local_change: list = []
 
     async def set(self, user_id: str, state: str, status_msg: str | None) -> None:
         await self.store.set(user_id, state, status_msg, _now_ms())
+        await self._changed(user_id)
+
+    async def _changed(self, user_id: str) -> None:
+        for callback in self.on_local_change:
+            await callback(user_id)
 
     async def set_from_sync(self, user_id: str, state: str | None) -> None:
         """What /sync's `set_presence` asks for: None means the default, "online".
@@ -61,6 +68,7 @@ class Presence:
         if current is None or current.state != state:
             status_msg = current.status_msg if current is not None else None
             await self.store.set(user_id, state, status_msg, now)
+            await self._changed(user_id)
         elif now - current.last_active_ts > TOUCH_INTERVAL_MS:
             await self.store.touch(user_id, now)
 

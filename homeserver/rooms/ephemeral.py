@@ -56,6 +56,7 @@ async def set_typing(
         w.wake(rooms=[room_id])
     if typing:
         hs.run_in_background(_expire_typing(hs, room_id, user_id, expires, timeout_ms))
+    await hs.federation.edus.ephemeral.local_typing(room_id, user_id, typing)
 
 
 async def _expire_typing(
@@ -94,6 +95,7 @@ async def store_receipt(
     if receipt_type == "m.fully_read":
         await _set_fully_read(hs, room_id, user_id, event_id)
         return
+    ts = int(time.time() * 1000)
     async with hs.streams.write("receipts") as w:
         await w.conn.execute(
             "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_pos)"
@@ -105,10 +107,13 @@ async def store_receipt(
             user_id,
             thread_id or "",
             event_id,
-            int(time.time() * 1000),
+            ts,
             w.last,
         )
         w.wake(rooms=[room_id], users=[user_id])
+    await hs.federation.edus.ephemeral.local_receipt(
+        room_id, user_id, receipt_type, event_id, thread_id, ts
+    )
 
 
 async def _set_fully_read(hs: Homeserver, room_id: str, user_id: str, event_id: str) -> None:

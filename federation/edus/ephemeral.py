@@ -1,0 +1,183 @@
+"""m.typing, m.receipt and m.presence: sent when a local user's state changes, applied
+to the local streams when a remote server's user's state does.
+
+Inbound, a user must be joined to the room (typing, receipts; and the room's server ACL
+must admit the origin) or share a room with one of our users (presence); otherwise the
+EDU is of no interest and is dropped. Only public
+read receipts (m.read) cross servers; private ones never leave.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from federation.rooms import (
+    is_joined,
+    server_of,
+    servers_sharing_room_with,
+    shares_room_with_local_user,
+)
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
+logger = logging.getLogger(__name__)
+
+# How long a remote user's typing lasts unless renewed or stopped (Synapse uses 30 s).
+REMOTE_TYPING_TIMEOUT_MS = 30_000
+PRESENCE_STATES = ("online", "offline", "unavailable")
+MAX_STATUS_MSG = 2048
+
+
+def _typing_users(content: dict):
+    return [content["user_id"]]
+
+
+def _receipt_users(content: dict):
+    for by_type in content.values():
+        for receipts in by_type.values():
+            yield from receipts
+
+
+def _presence_users(content: dict):
+    for entry in content.get("push", []):
+        yield entry["user_id"]
+
+
+class EphemeralEdus:
+    def __init__(self, hs: Homeserver, federation):
+        self.hs = hs
+        self.federation = federation
+        self.sender = federation.sender
+
+    async def _acl_allows(self, room_id: str, origin: str) -> bool:
+        """The room's m.room.server_acl (spec: it applies to EDUs about the room too), when
+        the inbound events part that evaluates it is present."""
+        acl_allows = getattr(self.federation, "acl_allows", None)
+        return acl_allows is None or await acl_allows(room_id, origin)
+
+    def handlers(self) -> dict:
+        return {
+            "m.typing": (self.on_typing, _typing_users),
+            "m.receipt": (self.on_receipt, _receipt_users),
+            "m.presence": (self.on_presence, _presence_users),
+        }
+
+    def install(self) -> None:
+        presence = getattr(self.hs, "presence", None)
+        if presence is not None:
+            presence.on_local_change.append(self.local_presence)
+
+    def _local(self, user_id: str) -> bool:
+        return self.sender.running and server_of(user_id) == self.hs.server_name
+
+    # --- outbound -----------------------------------------------------------------------
+
+    async def local_typing(self, room_id: str, user_id: str, typing: bool) -> None:
+        if not self._local(user_id):
+            return
+        dests = await self.hs.events.servers_in_room(room_id)
+        content = {"room_id": room_id, "user_id": user_id, "typing": typing}
+        await self.sender.send_edu(dests, "m.typing", content, key=(room_id, user_id))
+
+    async def local_receipt(
+        self, room_id: str, user_id: str, receipt_type: str, event_id: str, thread_id, ts: int
+    ) -> None:
+        if receipt_type != "m.read" or not self._local(user_id):
+            return
+        dests = await self.hs.events.servers_in_room(room_id)
+        data: dict = {"ts": ts}
+        if thread_id:
+            data["thread_id"] = thread_id
+        content = {room_id: {"m.read": {user_id: {"event_ids": [event_id], "data": data}}}}
+        key = (room_id, user_id, thread_id or "")
+        await self.sender.send_edu(dests, "m.receipt", content, key=key)
+
+    async def local_presence(self, user_id: str) -> None:
+        if not self._local(user_id):
+            return
+        from homeserver.presence.service import presence_content
+
+        row = await self.hs.presence.store.get(user_id)
+        if row is None:
+            return
+        now = int(time.time() * 1000)
+        shown = presence_content(row, now)
+        entry = {
+            "user_id": user_id,
+            "presence": shown["presence"],
+            "last_active_ago": shown.get("last_active_ago", 0),
+            "currently_active": shown.get("currently_active", False),
+        }
+        if row.status_msg is not None:
+            entry["status_msg"] = row.status_msg
+        dests = await servers_sharing_room_with(self.hs.db, user_id)
+        await self.sender.send_edu(dests, "m.presence", {"push": [entry]}, key=user_id)
+
+    # --- inbound ------------------------------------------------------------------------
+
+    async def on_typing(self, origin: str, content: dict) -> None:
+        from homeserver.rooms.ephemeral import set_typing
+
+        room_id, user_id, typing = content["room_id"], content["user_id"], content["typing"]
+        if not isinstance(room_id, str) or not isinstance(typing, bool):
+            return
+        if not await is_joined(self.hs.db, room_id, user_id):
+            return
+        if not await self._acl_allows(room_id, origin):
+            return
+        await set_typing(self.hs, room_id, user_id, typing, REMOTE_TYPING_TIMEOUT_MS)
+
+    async def on_receipt(self, origin: str, content: dict) -> None:
+        from homeserver.rooms.ephemeral import store_receipt
+
+        for room_id, by_type in content.items():
+            if not isinstance(by_type, dict):
+                continue
+            receipts = by_type.get("m.read")
+            if not isinstance(receipts, dict):
+                continue  # other receipt types (private ones above all) do not cross servers
+            if not await self._acl_allows(room_id, origin):
+                continue
+            for user_id, receipt in receipts.items():
+                event_id, thread_id = _parse_receipt(receipt)
+                if event_id is None or not await is_joined(self.hs.db, room_id, user_id):
+                    continue
+                await store_receipt(self.hs, room_id, user_id, "m.read", event_id, thread_id)
+
+    async def on_presence(self, origin: str, content: dict) -> None:
+        push = content.get("push")
+        if not isinstance(push, list):
+            return
+        now = int(time.time() * 1000)
+        for entry in push:
+            state = entry.get("presence")
+            ago = entry.get("last_active_ago", 0)
+            status_msg = entry.get("status_msg")
+            if state not in PRESENCE_STATES or not isinstance(ago, int) or ago < 0:
+                continue
+            if status_msg is not None and (
+                not isinstance(status_msg, str) or len(status_msg) > MAX_STATUS_MSG
+            ):
+                continue
+            user_id = entry["user_id"]
+            if not await shares_room_with_local_user(self.hs.db, user_id, self.hs.server_name):
+                continue
+            await self.hs.presence.store.set(user_id, state, status_msg, now - ago)
+
+
+def _parse_receipt(receipt) -> tuple[str | None, str | None]:
+    if not isinstance(receipt, dict):
+        return None, None
+    event_ids = receipt.get("event_ids")
+    if not isinstance(event_ids, list) or not event_ids or not isinstance(event_ids[0], str):
+        return None, None
+    data = receipt.get("data")
+    thread_id = data.get("thread_id") if isinstance(data, dict) else None
+    if thread_id is not None and (
+        not isinstance(thread_id, str) or (thread_id != "main" and not thread_id.startswith("$"))
+    ):
+        return None, None
+    return event_ids[0], thread_id

@@ -1,0 +1,35 @@
+"""GET /_matrix/federation/v1/openid/userinfo (server-server openid.yaml).
+
+Unlike the rest of the federation API this is not a server-to-server request: the
+caller is a third-party service (an integration manager, a widget) holding a token a
+user gave it, so there is no X-Matrix signature or origin to check. The token is the
+credential, and the answer is only the user's ID.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from homeserver.accounts.openid import openid_store
+from homeserver.http.auth import hash_token
+from homeserver.http.context import get_hs
+from homeserver.http.errors import MatrixError, missing_param
+from homeserver.http.request import json_response
+from homeserver.http.routes import RouteTable
+
+routes = RouteTable()
+
+
+@routes.get("/_matrix/federation/v1/openid/userinfo", auth=False, raw_path=True)
+async def userinfo(request: web.Request) -> web.Response:
+    token = request.query.get("access_token")
+    if not token:
+        raise missing_param("Missing 'access_token'")
+    user_id = await openid_store(get_hs(request)).user_for(
+        hash_token(token), int(time.time() * 1000)
+    )
+    if user_id is None:
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token unknown or expired")
+    return json_response({"sub": user_id})

@@ -1,0 +1,426 @@
+"""The outbound transaction queue: what we owe each destination, delivered in order.
+
+PDUs and the EDUs that must not be lost (device lists, signing keys, to-device) are
+queued in PostgreSQL (storage/federation_queue.py), so a restart loses nothing; typing,
+receipts and presence are ephemeral and wait in memory, coalesced so that only the
+latest state per user and room is kept.
+
+One task per destination sends at a time (across processes too: a lease row in
+federation_destinations). A transaction carries at most 50 PDUs and 100 EDUs, oldest
+first. When it fails the destination backs off exponentially (capped) and the same
+transaction, with the same ID, is retried later: the poller restarts due destinations,
+which also picks the queue up again after a restart; a request from the destination
+ends its backoff at once (it is evidently back), which is the catch-up after an outage.
+A destination the policy does not admit is never queued for, nor sent to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import orjson
+
+from federation.client import FederationError
+from federation.rooms import server_of, servers_in_rooms
+from storage.federation_queue import DestinationState, FederationQueueStore, QueuedRow
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
+logger = logging.getLogger(__name__)
+
+MAX_PDUS = 50
+MAX_EDUS = 100
+# Keeps a transaction far below the receiver's request size limit (10 MiB for us).
+MAX_TXN_EDU_BYTES = 4 * 1024 * 1024
+# EDUs that may be lost on a restart: kept in memory only, newest per key.
+EPHEMERAL_EDU_TYPES = frozenset({"m.typing", "m.receipt", "m.presence"})
+MAX_EPHEMERAL_PER_DESTINATION = 500
+# Answers that retrying cannot change: the transaction is dropped instead of wedging
+# the queue behind it.
+_PERMANENT_STATUSES = frozenset({400, 404, 405, 413})
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class FederationSender:
+    def __init__(self, hs: Homeserver, federation):
+        self.hs = hs
+        self.server_name = hs.server_name
+        self.policy = federation.policy
+        self.client = federation.client
+        self.store = FederationQueueStore(hs.db)
+        self.owner = f"{hs.streams.instance}-{secrets.token_hex(4)}"
+        # Tunable (tests shorten them): first delay after a failure, its cap, how often
+        # due destinations are looked for, how long a sending lease lasts.
+        self.min_backoff_s = 5.0
+        self.max_backoff_s = 3600.0
+        self.poll_interval_s = 10.0
+        self.lease_s = 120.0
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._again: set[str] = set()
+        # Backoffs known to this process, so that a typing EDU for a destination that is
+        # down costs no query; the poller looks in the database.
+        self._backoff_until: dict[str, int] = {}
+        self._ephemeral: dict[str, OrderedDict[Hashable, dict]] = {}
+        # Batches of (events to send, rooms whose membership changed); None ends the task.
+        self._local_events: asyncio.Queue = asyncio.Queue()
+        # Called with the rooms whose membership changed in a batch of persisted events
+        # (local or from other servers): the device-list cache forgets users we no longer
+        # share a room with.
+        self.membership_listeners: list = []
+        self._background: list[asyncio.Task] = []
+        self._poke = asyncio.Event()
+        self.running = False
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.policy.federates:
+            return
+        self.running = True
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._poll_loop()),
+            loop.create_task(self._local_events_loop()),
+        ]
+
+    async def stop(self) -> None:
+        self.running = False
+        if self._background:
+            # Events already committed must reach the queue: let that task finish them.
+            self._local_events.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._background[1]), 30)
+            except (TimeoutError, asyncio.CancelledError):
+                logger.warning("federation: stopped before queueing every local event")
+        tasks = self._background + list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._background = []
+        self._tasks.clear()
+        if tasks:
+            # Another process (or our successor) may send at once rather than after the
+            # lease runs out.
+            await self.store.release_all(self.owner)
+
+    # --- queueing ---------------------------------------------------------------------------
+
+    def admitted(self, destinations: Iterable[str]) -> list[str]:
+        """The destinations we may send to: admitted by policy, and not ourselves."""
+        return sorted(
+            {d for d in destinations if d != self.server_name and self.policy.is_allowed(d)}
+        )
+
+    async def send_pdu(self, room_id: str, event_id: str, destinations: Iterable[str]) -> None:
+        """Queues an already-stored event for `destinations`."""
+        if room_id.startswith("$") and not event_id.startswith("$"):
+            # The plan names the arguments (event_id, room_id); accept both orders.
+            room_id, event_id = event_id, room_id
+        dests = self.admitted(destinations)
+        if not dests or not self.running:
+            return
+        async with self.hs.db.acquire() as conn, conn.transaction():
+            await self.store.enqueue(conn, dests, _now_ms(), event_ids=[event_id])
+        self.wake(dests)
+
+    async def send_edu(
+        self,
+        destinations: Iterable[str],
+        edu_type: str,
+        content: dict,
+        *,
+        key: Hashable | None = None,
+    ) -> None:
+        """Queues an EDU. Ephemeral types wait in memory, where a newer EDU with the same
+        `key` replaces an older one; the others are stored before this returns."""
+        dests = self.admitted(destinations)
+        if not dests or not self.running:
+            return
+        if edu_type in EPHEMERAL_EDU_TYPES:
+            edu = {"edu_type": edu_type, "content": content}
+            for d in dests:
+                buffer = self._ephemeral.setdefault(d, OrderedDict())
+                k = (edu_type, key) if key is not None else (edu_type, secrets.token_hex(8))
+                buffer.pop(k, None)
+                buffer[k] = edu
+                while len(buffer) > MAX_EPHEMERAL_PER_DESTINATION:
+                    buffer.popitem(last=False)
+        else:
+            async with self.hs.db.acquire() as conn, conn.transaction():
+                await self.queue_edus(conn, dests, [(edu_type, content)])
+        self.wake(dests)
+
+    async def queue_edus(self, conn, destinations: list[str], edus: list[tuple[str, dict]]):
+        """Stores EDUs in the caller's transaction; call `wake` after it commits."""
+        encoded = [(t, orjson.dumps(c).decode()) for t, c in edus]
+        await self.store.enqueue(conn, self.admitted(destinations), _now_ms(), edus=encoded)
+
+    def on_local_events(self, items) -> None:
+        """Called by EventService after a batch of locally created events commits: each
+        event goes to the other servers in its room. Returns at once; a single task does
+        the work in commit order."""
+        if not self.running:
+            return
+        batch = [
+            (it.room_id, it.event_id, it.event)
+            for it in items
+            if not getattr(it, "federated", False)
+            and server_of(it.event.get("sender", "")) == self.server_name
+        ]
+        rooms = {it.room_id for it in items if it.event.get("type") == "m.room.member"}
+        if batch or rooms:
+            self._local_events.put_nowait((batch, rooms))
+
+    async def _local_events_loop(self) -> None:
+        done = False
+        while not done:
+            batch: list[tuple[str, str, dict]] = []
+            rooms: set[str] = set()
+            entry = await self._local_events.get()
+            while True:
+                if entry is None:
+                    done = True
+                else:
+                    batch += entry[0]
+                    rooms |= entry[1]
+                if self._local_events.empty():
+                    break
+                entry = self._local_events.get_nowait()
+            try:
+                if batch:
+                    await self._queue_local_events(batch)
+                for listener in self.membership_listeners:
+                    if rooms:
+                        await listener(rooms)
+            except Exception:
+                logger.exception("queueing %d local events for federation failed", len(batch))
+
+    async def _queue_local_events(self, batch: list[tuple[str, str, dict]]) -> None:
+        servers = await servers_in_rooms(self.hs.db, {room_id for room_id, _, _ in batch})
+        by_destination: dict[str, list[str]] = {}
+        for room_id, event_id, event in batch:
+            dests = set(servers.get(room_id, ()))
+            if event.get("type") == "m.room.member" and isinstance(event.get("state_key"), str):
+                # The target's server hears of its own invite, kick or ban.
+                dests.add(server_of(event["state_key"]))
+            for d in self.admitted(dests):
+                by_destination.setdefault(d, []).append(event_id)
+        if not by_destination:
+            return
+        now = _now_ms()
+        async with self.hs.db.acquire() as conn, conn.transaction():
+            for dest, event_ids in by_destination.items():
+                await self.store.enqueue(conn, [dest], now, event_ids=event_ids)
+        self.wake(by_destination)
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def wake(self, destinations: Iterable[str]) -> None:
+        """Makes sure each destination's sending task runs (or runs once more)."""
+        if not self.running:
+            return
+        now = _now_ms()
+        for dest in destinations:
+            if self._backoff_until.get(dest, 0) > now:
+                continue
+            if dest in self._tasks:
+                self._again.add(dest)
+            else:
+                task = asyncio.get_running_loop().create_task(self._run(dest))
+                self._tasks[dest] = task
+
+    async def destination_is_back(self, destination: str) -> None:
+        """The destination just talked to us: end its backoff and send what waits."""
+        if not self.running:
+            return
+        self._backoff_until.pop(destination, None)
+        if await self.store.reset_backoff(destination):
+            logger.info("federation: %s is back; catching up", destination)
+            self.wake([destination])
+
+    async def _run(self, dest: str) -> None:
+        try:
+            await self._send_all(dest)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("federation sender for %s failed", dest)
+        finally:
+            self._tasks.pop(dest, None)
+            if dest in self._again and self.running:
+                self._again.discard(dest)
+                self.wake([dest])
+
+    async def _send_all(self, dest: str) -> None:
+        if not self.policy.is_allowed(dest):
+            dropped = await self.store.drop_destination(dest)
+            self._ephemeral.pop(dest, None)
+            logger.warning("federation: dropped %d items for non-admitted %s", dropped, dest)
+            return
+        claimed = False
+        try:
+            while self.running:
+                self._again.discard(dest)
+                state = await self.store.state(dest)
+                if state.retry_at_ts > _now_ms():
+                    # Backing off: the poller, or the destination's return, wakes us.
+                    self._backoff_until[dest] = state.retry_at_ts
+                    return
+                lease_ms = int(self.lease_s * 1000)
+                if not await self.store.claim(dest, self.owner, _now_ms(), lease_ms):
+                    return  # another process is sending to it
+                claimed = True
+                txn_id, rows, ephemeral = await self._next_transaction(dest)
+                if not rows and not ephemeral:
+                    return
+                if not await self._send_transaction(dest, txn_id, rows, ephemeral, state):
+                    return
+        finally:
+            # On cancellation (stop) the lease is released by stop() for every destination.
+            if claimed and self.running:
+                await self.store.release(dest, self.owner)
+
+    async def _next_transaction(self, dest: str) -> tuple[str, list[QueuedRow], list[dict]]:
+        """The in-flight transaction if one failed before (same ID, same rows), else the
+        oldest queued PDUs and EDUs topped up with ephemeral EDUs."""
+        txn_id, rows = await self.store.in_flight(dest)
+        if txn_id is not None:
+            return txn_id, rows, []
+        pdus, edus = await self.store.next_rows(dest, MAX_PDUS, MAX_EDUS)
+        size = 0
+        kept: list[QueuedRow] = []
+        for row in edus:
+            size += len(row.edu_content or "")
+            if kept and size > MAX_TXN_EDU_BYTES:
+                break
+            kept.append(row)
+        ephemeral: list[dict] = []
+        buffer = self._ephemeral.get(dest)
+        while buffer and len(kept) + len(ephemeral) < MAX_EDUS:
+            ephemeral.append(buffer.popitem(last=False)[1])
+        if buffer is not None and not buffer:
+            self._ephemeral.pop(dest, None)
+        txn_id = f"{_now_ms()}_{secrets.token_hex(4)}"
+        rows = pdus + kept
+        if rows:
+            await self.store.assign_txn([r.id for r in rows], txn_id)
+        return txn_id, rows, ephemeral
+
+    async def _send_transaction(
+        self,
+        dest: str,
+        txn_id: str,
+        rows: list[QueuedRow],
+        ephemeral: list[dict],
+        state: DestinationState,
+    ) -> bool:
+        """Sends one transaction; True when the destination took it (go on with the next)."""
+        pdu_ids = [r.event_id for r in rows if r.event_id is not None]
+        stored = await self.hs.event_store.get_events(pdu_ids) if pdu_ids else {}
+        body: dict[str, Any] = {
+            "origin": self.server_name,
+            "origin_server_ts": _now_ms(),
+            "pdus": [stored[i].event for i in pdu_ids if i in stored],
+        }
+        edus = [
+            {"edu_type": r.edu_type, "content": orjson.loads(r.edu_content)}
+            for r in rows
+            if r.edu_type is not None
+        ] + ephemeral
+        if edus:
+            body["edus"] = edus
+        path = f"/_matrix/federation/v1/send/{quote(txn_id, safe='')}"
+        try:
+            answer = await self.client.put_json(dest, path, body)
+        except FederationError as e:
+            if e.status in _PERMANENT_STATUSES:
+                logger.warning(
+                    "federation: %s refused transaction %s (%s); dropping its %d items",
+                    dest,
+                    txn_id,
+                    e.status,
+                    len(rows) + len(ephemeral),
+                )
+                await self.store.delete_rows([r.id for r in rows])
+                return True
+            await self._back_off(dest, state.failures + 1, ephemeral, e)
+            return False
+        await self.store.record_success(dest, [r.id for r in rows], _now_ms())
+        self._backoff_until.pop(dest, None)
+        failed = _failed_pdus(answer)
+        if failed:
+            logger.info("federation: %s rejected %d of %d PDUs", dest, failed, len(pdu_ids))
+        return True
+
+    async def _back_off(self, dest: str, failures: int, ephemeral: list[dict], error) -> None:
+        # Ephemeral EDUs were not stored: they go back in front of anything newer.
+        if ephemeral:
+            buffer = self._ephemeral.setdefault(dest, OrderedDict())
+            for edu in reversed(ephemeral):
+                k = ("retry", secrets.token_hex(8))
+                buffer[k] = edu
+                buffer.move_to_end(k, last=False)
+            while len(buffer) > MAX_EPHEMERAL_PER_DESTINATION:
+                buffer.popitem(last=False)
+        delay_ms = self.backoff_ms(failures)
+        retry_at = _now_ms() + delay_ms
+        count = await self.store.record_failure(dest, retry_at)
+        self._backoff_until[dest] = retry_at
+        logger.info(
+            "federation: sending to %s failed (%s, %d in a row); retrying in %d ms",
+            dest,
+            error.status or "no answer",
+            count,
+            delay_ms,
+        )
+
+    def backoff_ms(self, failures: int) -> int:
+        """The wait after the `failures`-th consecutive failure: doubling, capped."""
+        delay = self.min_backoff_s * (2 ** max(0, failures - 1))
+        return int(min(delay, self.max_backoff_s) * 1000)
+
+    # --- the poller -------------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        """Restarts destinations whose backoff ended, or whose queue another process (or
+        an earlier run of this one) left behind; prunes old inbound idempotency records."""
+        rounds = 0
+        while True:
+            try:
+                due = set(await self.store.destinations_due(_now_ms()))
+                # Ephemeral EDUs that arrived during a backoff wait in memory only.
+                due |= set(self._ephemeral)
+                self.wake(d for d in sorted(due) if d not in self._tasks)
+                if rounds % 360 == 0:
+                    now = _now_ms()
+                    await self.store.prune_inbound(now - 86_400_000, now - 7 * 86_400_000)
+            except Exception:
+                logger.exception("federation queue poll failed")
+            rounds += 1
+            self._poke.clear()
+            try:
+                await asyncio.wait_for(self._poke.wait(), self.poll_interval_s)
+            except TimeoutError:
+                pass
+
+    def poke(self) -> None:
+        """Runs the poller now (tests, and after the poll interval was changed)."""
+        self._poke.set()
+
+
+def _failed_pdus(answer: Any) -> int:
+    pdus = answer.get("pdus") if isinstance(answer, dict) else None
+    if not isinstance(pdus, dict):
+        return 0
+    return sum(1 for r in pdus.values() if isinstance(r, dict) and "error" in r)

@@ -1,0 +1,117 @@
+"""Receiving transactions: PUT /_matrix/federation/v1/send/{txnId}.
+
+Checks the body and its limits before anything is touched (bad input changes nothing),
+answers a repeated (origin, txnId) with the answer stored the first time, and processes
+one transaction per origin at a time, in arrival order: device-list updates and
+to-device messages from one server keep their order. PDUs go to
+`hs.federation.inbound.handle_pdus` (the inbound PDU pipeline) when it exists; EDUs to
+`hs.federation.edus.dispatch`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from federation.locks import KeyedLocks
+from homeserver.events.hashing import compute_event_id
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.http.errors import MatrixError, bad_json, forbidden
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
+logger = logging.getLogger(__name__)
+
+MAX_PDUS = 50
+MAX_EDUS = 100
+MAX_TXN_ID_LENGTH = 255
+# The format of event IDs in rooms we do not know (every version since v4).
+_DEFAULT_ID_VERSION = KNOWN_ROOM_VERSIONS["10"]
+
+
+def parse_transaction(origin: str, txn_id: str, content: Any) -> tuple[list[dict], list[dict]]:
+    """(pdus, edus) of a well-formed transaction body; raises the Matrix error otherwise."""
+    if content is None:
+        raise MatrixError(400, "M_NOT_JSON", "Request body is empty; expected a JSON object")
+    if not isinstance(content, dict):
+        raise MatrixError(400, "M_NOT_JSON", "Request body must be a JSON object")
+    if not txn_id or len(txn_id) > MAX_TXN_ID_LENGTH:
+        raise bad_json("Invalid transaction ID")
+    claimed = content.get("origin")
+    if claimed is not None and claimed != origin:
+        raise forbidden("The transaction's origin is not the server that signed the request")
+    pdus = content.get("pdus", [])
+    edus = content.get("edus", [])
+    if not isinstance(pdus, list) or not isinstance(edus, list):
+        raise bad_json("'pdus' and 'edus' must be lists")
+    if len(pdus) > MAX_PDUS:
+        raise bad_json(f"A transaction may carry at most {MAX_PDUS} PDUs")
+    if len(edus) > MAX_EDUS:
+        raise bad_json(f"A transaction may carry at most {MAX_EDUS} EDUs")
+    if not all(isinstance(p, dict) for p in pdus):
+        raise bad_json("Each PDU must be a JSON object")
+    for edu in edus:
+        if (
+            not isinstance(edu, dict)
+            or not isinstance(edu.get("edu_type"), str)
+            or not isinstance(edu.get("content"), dict)
+        ):
+            raise bad_json("Each EDU must be an object with 'edu_type' and object 'content'")
+    return pdus, edus
+
+
+class TransactionReceiver:
+    def __init__(self, hs: Homeserver, federation):
+        self.hs = hs
+        self.federation = federation
+        self._origin_locks = KeyedLocks()
+
+    async def receive(self, origin: str, txn_id: str, content: Any) -> dict:
+        pdus, edus = parse_transaction(origin, txn_id, content)
+        store = self.federation.sender.store
+        # The origin is talking to us: whatever we queued for it can go now.
+        await self.federation.sender.destination_is_back(origin)
+        async with self._origin_locks.hold(origin):
+            stored = await store.txn_response(origin, txn_id)
+            if stored is not None:
+                return orjson.loads(stored)
+            response = {"pdus": await self._handle_pdus(origin, pdus)}
+            await self.federation.edus.dispatch(origin, edus)
+            await store.store_txn_response(
+                origin, txn_id, orjson.dumps(response).decode(), int(time.time() * 1000)
+            )
+            return response
+
+    async def _handle_pdus(self, origin: str, pdus: list[dict]) -> dict[str, dict]:
+        if not pdus:
+            return {}
+        inbound = getattr(self.federation, "inbound", None)
+        if inbound is not None:
+            return await inbound.handle_pdus(origin, pdus)
+        ids = await self._event_ids(pdus)
+        return {event_id: {"error": "not supported"} for event_id in ids}
+
+    async def _event_ids(self, pdus: list[dict]) -> list[str]:
+        """The event IDs the PDUs claim, in the format of their rooms' versions."""
+        room_ids = list({p["room_id"] for p in pdus if isinstance(p.get("room_id"), str)})
+        rows = await self.hs.db.fetch(
+            "SELECT room_id, room_version FROM rooms WHERE room_id = ANY($1::text[])", room_ids
+        )
+        versions = {r["room_id"]: KNOWN_ROOM_VERSIONS.get(r["room_version"]) for r in rows}
+        ids = []
+        for pdu in pdus:
+            version = versions.get(pdu.get("room_id")) or _DEFAULT_ID_VERSION
+            try:
+                if version.event_ids_carry_domain:
+                    event_id = pdu.get("event_id")
+                else:
+                    event_id = compute_event_id(pdu, version)
+            except Exception:  # a PDU too malformed to hash has no ID to answer for
+                event_id = None
+            if isinstance(event_id, str):
+                ids.append(event_id)
+        return ids
