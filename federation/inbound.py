@@ -209,7 +209,12 @@ class InboundPdus:
             )
 
         await events.persist_federated(
-            room.room_id, event, event_id, state_before=state_before, current_state=current_state
+            room.room_id,
+            event,
+            event_id,
+            state_before=state_before,
+            current_state=current_state,
+            redacts=await self.checks.allowed_redaction(room, event, state_before),
         )
         return None
 

@@ -266,3 +266,20 @@ async def test_server_acl_refuses_a_denied_origin(room):
     assert "ACL" in result[event_id]["error"]
     assert await room.status(room.hs1, event_id) == "missing"
     assert await room.state(room.hs1) == before
+
+
+async def test_redactions_apply_when_the_sender_may_redact(room):
+    mine = await room.bob_says("regret")
+    theirs = await room.say(room.alice, "alice's words")
+    assert await deliver(room.hs2, room.hs1, [mine]) == {mine: {}}
+    redaction = await room.bob.room_redact(room.room_id, mine, reason="oops")
+    assert await deliver(room.hs2, room.hs1, [redaction.event_id]) == {redaction.event_id: {}}
+    stored = await room.hs1.hs.event_store.get_event(mine)
+    assert stored.content == {} and stored.redacted_by == redaction.event_id
+    # Bob (power 0) may send a redaction of Alice's message, but it redacts nothing.
+    bad_id, bad = await room.bad_event(room.bob.user_id, "m.room.redaction", {"redacts": theirs})
+    assert await room.hs1.hs.federation.inbound.handle_pdus(room.hs2.server_name, [bad]) == {
+        bad_id: {}
+    }
+    stored = await room.hs1.hs.event_store.get_event(theirs)
+    assert stored.content["body"] == "alice's words" and stored.redacted_by is None
