@@ -4,6 +4,7 @@ server and Synapse, both ways; and each side refusing what it does not admit."""
 from __future__ import annotations
 
 import ssl
+import uuid
 
 import aiohttp
 import pytest
@@ -137,13 +138,14 @@ async def test_room_alias_lookups_both_ways(ours, synapse_peer):
         assert got.room_id == ours_room.room_id
         assert ours.server_name in got.servers
         # We resolve Synapse's alias through its /query/directory.
-        syn_room = await bob.room_create(alias="hall")
+        hall = f"hall{uuid.uuid4().hex[:6]}"  # one Synapse serves every test: unique names
+        syn_room = await bob.room_create(alias=hall)
     finally:
         await bob.close()
     got = await ours.hs.federation.client.get_json(
         synapse_peer.server_name,
         "/_matrix/federation/v1/query/directory",
-        query={"room_alias": f"#hall:{synapse_peer.server_name}"},
+        query={"room_alias": f"#{hall}:{synapse_peer.server_name}"},
     )
     assert got["room_id"] == syn_room.room_id
     assert synapse_peer.server_name in got["servers"]

@@ -7,6 +7,7 @@ test after that bound instead of hanging it.
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import quote
 
 from nio import (
@@ -78,25 +79,29 @@ async def history(client: AsyncClient, room_id: str) -> list[str]:
     raise AssertionError("history longer than 20 pages")
 
 
-async def public_room(client: AsyncClient, alias: str) -> str:
-    created = await client.room_create(visibility=RoomVisibility.public, alias=alias, name=alias)
+async def public_room(client: AsyncClient, name: str) -> tuple[str, str]:
+    """A public room with an alias made unique (one Synapse serves the whole session):
+    (room ID, alias)."""
+    localpart = f"{name}{uuid.uuid4().hex[:6]}"
+    created = await client.room_create(visibility=RoomVisibility.public, alias=localpart, name=name)
     assert isinstance(created, RoomCreateResponse), created
-    return created.room_id
+    server = client.user_id.split(":", 1)[1]
+    return created.room_id, f"#{localpart}:{server}"
 
 
 async def test_room_on_synapse_joined_from_ours(ours, synapse_peer):
     bob = await synapse_peer.client()
     alice = await ours.client("alice")
     try:
-        room_id = await public_room(bob, "hall")
+        room_id, alias = await public_room(bob, "hall")
         await send_text(bob, room_id, "before 1")
         await send_text(bob, room_id, "before 2")
 
-        joined = await alice.join(f"#hall:{synapse_peer.server_name}")
+        joined = await alice.join(alias)
         assert isinstance(joined, JoinResponse), joined
         assert joined.room_id == room_id
         await alice.sync(timeout=0)
-        assert alice.rooms[room_id].name == "hall"
+        assert alice.rooms[room_id].name == "hall"  # state from the join
         assert set(alice.rooms[room_id].users) == {alice.user_id, bob.user_id}
         assert await history(alice, room_id) == ["before 1", "before 2"]
 
@@ -113,11 +118,11 @@ async def test_room_on_ours_joined_from_synapse(ours, synapse_peer):
     alice = await ours.client("alice")
     bob = await synapse_peer.client()
     try:
-        room_id = await public_room(alice, "lobby")
+        room_id, alias = await public_room(alice, "lobby")
         await send_text(alice, room_id, "before 1")
         await send_text(alice, room_id, "before 2")
 
-        joined = await bob.join(f"#lobby:{ours.server_name}")
+        joined = await bob.join(alias)
         assert isinstance(joined, JoinResponse), joined
         assert joined.room_id == room_id
         await bob.sync(timeout=0)
@@ -140,7 +145,7 @@ async def test_join_by_room_id_with_via(ours, synapse_peer):
     bob = await synapse_peer.client()
     http = await synapse_peer.http()
     try:
-        syn_room = await public_room(bob, "via-syn")
+        syn_room, _ = await public_room(bob, "via-syn")
         status, body = await ours.request(
             "POST",
             f"/_matrix/client/v3/join/{quote(syn_room)}?via={quote(synapse_peer.server_name)}",
@@ -149,7 +154,7 @@ async def test_join_by_room_id_with_via(ours, synapse_peer):
         )
         assert (status, body.get("room_id")) == (200, syn_room), body
 
-        our_room = await public_room(alice, "via-ours")
+        our_room, _ = await public_room(alice, "via-ours")
         async with http.post(
             f"{synapse_peer.client_url}/_matrix/client/v3/join/{quote(our_room)}"
             f"?server_name={quote(ours.server_name)}",
@@ -190,8 +195,8 @@ async def test_leave_is_seen_on_the_other_side(ours, synapse_peer):
     alice = await ours.client("alice")
     bob = await synapse_peer.client()
     try:
-        room_id = await public_room(alice, "exit")
-        assert isinstance(await bob.join(f"#exit:{ours.server_name}"), JoinResponse)
+        room_id, alias = await public_room(alice, "exit")
+        assert isinstance(await bob.join(alias), JoinResponse)
         await bob.room_leave(room_id)
         for _ in range(MAX_SYNCS):
             await alice.sync(timeout=SYNC_TIMEOUT_MS, since=alice.next_batch)
