@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from nio import AsyncClient, SyncResponse, ToDeviceMessage, ToDeviceResponse
+from nio import AsyncClient, RoomMessageText, SyncResponse, ToDeviceMessage, ToDeviceResponse
 from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
@@ -156,5 +156,92 @@ async def test_one_time_keys_claimed_both_ways(ours, synapse_peer, tmp_path):
         second = await _claim(via_synapse, alice)
         assert first["key"] != second["key"]  # a one-time key is handed out once
         await _claim(via_ours, bob)
+    finally:
+        await bob.close()
+
+
+ENCRYPTION = {
+    "type": "m.room.encryption",
+    "state_key": "",
+    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+}
+
+
+async def _settle(client: AsyncClient, timeout_ms: int = 0) -> SyncResponse:
+    """One sync and the key traffic a real client does after it."""
+    resp = await client.sync(timeout=timeout_ms, full_state=client.next_batch is None)
+    assert isinstance(resp, SyncResponse), resp
+    if client.should_upload_keys:
+        await client.keys_upload()
+    if client.should_query_keys:
+        await client.keys_query()
+    if client.should_claim_keys:
+        await client.keys_claim(client.get_users_for_key_claiming())
+    return resp
+
+
+async def _until(client: AsyncClient, done) -> SyncResponse:
+    """Settles until `done(sync response)` holds; bounded."""
+    for _ in range(MAX_SYNCS):
+        resp = await _settle(client, 3_000)
+        if done(resp):
+            return resp
+    raise AssertionError(f"{client.user_id}: condition never met")
+
+
+async def _send_encrypted(client: AsyncClient, room_id: str, text: str) -> None:
+    await _settle(client)
+    resp = await client.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": text},
+        ignore_unverified_devices=True,
+    )
+    assert getattr(resp, "event_id", None), resp
+
+
+async def _wait_decrypted(client: AsyncClient, room_id: str, text: str) -> None:
+    """Syncs until `text` arrives decrypted in `room_id` (bounded); an event that stays
+    undecryptable fails the test with what was received instead."""
+    seen: list = []
+    for _ in range(MAX_SYNCS):
+        resp = await _settle(client, 3_000)
+        room = resp.rooms.join.get(room_id)
+        if room is not None:
+            seen += room.timeline.events
+        if any(isinstance(e, RoomMessageText) and e.body == text for e in seen):
+            return
+    raise AssertionError(f"{client.user_id} never decrypted {text!r}; got {seen}")
+
+
+async def test_encrypted_conversation_across_our_server_and_synapse(ours, synapse_peer, tmp_path):
+    """Olm and Megolm between a matrix-nio user on each side: device lists, key query and
+    claim, room keys by to-device, encrypted timeline events, all over federation."""
+    alice = await ours.client(
+        f"alice{uuid.uuid4().hex[:6]}", encryption=True, store_path=_store(tmp_path, "a")
+    )
+    bob = await synapse_peer.client(store_path=_store(tmp_path, "b"))
+    try:
+        await _settle(alice)
+        await _settle(bob)
+        created = await alice.room_create(invite=[bob.user_id], initial_state=[ENCRYPTION])
+        room_id = created.room_id
+        await _until(bob, lambda r: room_id in r.rooms.invite)
+        joined = await bob.join(room_id)
+        assert getattr(joined, "room_id", None) == room_id, joined
+        await _until(alice, lambda r: bob.user_id in alice.rooms[room_id].users)
+
+        secret = f"from ours {uuid.uuid4().hex}"
+        await _send_encrypted(alice, room_id, secret)
+        await _wait_decrypted(bob, room_id, secret)
+        stored = await ours.db.fetchval(
+            "SELECT count(*) FROM events WHERE room_id = $1 AND type = 'm.room.encrypted'",
+            room_id,
+        )
+        assert stored == 1
+
+        reply = f"from synapse {uuid.uuid4().hex}"
+        await _send_encrypted(bob, room_id, reply)
+        await _wait_decrypted(alice, room_id, reply)
     finally:
         await bob.close()
