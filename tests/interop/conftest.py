@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
 import pytest
 import pytest_asyncio
+from nio import AsyncClient, JoinResponse
 
 from interop.synapse import SynapseUnavailable
+from tests.interop.helpers import public_room, sync_until
 from tests.synapse_peer import SynapsePeer, start_our_server, start_synapse
 
 _timings: dict[str, float] = {}
@@ -48,3 +53,32 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.when == "call" and report.failed and _peer:
         report.sections.append(("Synapse log (last lines)", _peer[0].log_tail()))
+
+
+@dataclass
+class SharedRoom:
+    """A public room created by `host` on its server and joined by `guest` from the other
+    server. alice is always our user, bob always Synapse's."""
+
+    room_id: str
+    alias: str
+    host: AsyncClient
+    guest: AsyncClient
+    alice: AsyncClient
+    bob: AsyncClient
+
+
+@pytest_asyncio.fixture(params=["created on ours", "created on synapse"], loop_scope="session")
+async def shared_room(request, ours, synapse_peer):
+    alice = await ours.client(f"alice{uuid.uuid4().hex[:6]}")
+    bob = await synapse_peer.client()
+    host, guest = (alice, bob) if request.param == "created on ours" else (bob, alice)
+    try:
+        room_id, alias = await public_room(host, "shared")
+        joined = await guest.join(alias)
+        assert isinstance(joined, JoinResponse), joined
+        await sync_until(host, lambda _: guest.user_id in host.rooms[room_id].users, "the join")
+        await guest.sync(timeout=0)
+        yield SharedRoom(room_id, alias, host, guest, alice, bob)
+    finally:
+        await bob.close()

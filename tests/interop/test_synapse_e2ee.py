@@ -11,7 +11,7 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
-MAX_SYNCS = 40
+from tests.interop.helpers import MAX_SYNCS
 
 
 async def _uploaded(client: AsyncClient) -> AsyncClient:
