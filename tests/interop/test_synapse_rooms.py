@@ -3,9 +3,17 @@ other, messages both ways, history from before the join, invites, leaving."""
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import quote
 
-from nio import JoinResponse, RoomCreateResponse
+import pytest
+from nio import (
+    JoinResponse,
+    RoomCreateResponse,
+    RoomInviteResponse,
+    RoomKnockResponse,
+    RoomMemberEvent,
+)
 
 from tests.interop.helpers import (
     history,
@@ -132,3 +140,62 @@ async def test_leave_is_seen_on_the_other_side(ours, synapse_peer):
         assert set(alice.rooms[room_id].users) == {alice.user_id}
     finally:
         await bob.close()
+
+
+@pytest.mark.parametrize("created_on", ["ours", "synapse"])
+async def test_long_history_is_backfilled_page_by_page(ours, synapse_peer, created_on):
+    """More history than one backfill request returns: the joining server goes back for
+    more as its user pages up, until the room's creation."""
+    alice = await ours.client("alice")
+    bob = await synapse_peer.client()
+    host, guest = (alice, bob) if created_on == "ours" else (bob, alice)
+    try:
+        room_id, alias = await public_room(host, "archive")
+        sent = [f"old {i}" for i in range(150)]
+        for body in sent:
+            await send_text(host, room_id, body)
+        assert isinstance(await guest.join(alias), JoinResponse)
+        assert await history(guest, room_id) == sent
+    finally:
+        await bob.close()
+
+
+@pytest.mark.parametrize("created_on", ["ours", "synapse"])
+async def test_knock_then_invite_across(ours, synapse_peer, created_on):
+    alice = await ours.client("alice")
+    bob = await synapse_peer.client()
+    host, guest = (alice, bob) if created_on == "ours" else (bob, alice)
+    try:
+        localpart = f"door{uuid.uuid4().hex[:6]}"
+        created = await host.room_create(
+            alias=localpart,
+            initial_state=[
+                {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}
+            ],
+        )
+        assert isinstance(created, RoomCreateResponse), created
+        room_id = created.room_id
+        alias = f"#{localpart}:{host.user_id.split(':', 1)[1]}"
+        await host.sync(timeout=0)
+        # Not invited: a join is refused, a knock goes through to the host's server.
+        refused = await guest.join(alias)
+        assert getattr(refused, "status_code", None) == "M_FORBIDDEN", refused
+        knocked = await guest.room_knock(alias, reason="let me in")
+        assert isinstance(knocked, RoomKnockResponse), knocked
+        await sync_until(host, lambda resp: _knocked(resp, room_id) == [guest.user_id], "the knock")
+        assert isinstance(await host.room_invite(room_id, guest.user_id), RoomInviteResponse)
+        await wait_for_invite(guest, room_id)
+        assert isinstance(await guest.join(room_id), JoinResponse)
+        await send_text(guest, room_id, "thanks for letting me in")
+        await wait_for_texts(host, room_id, ["thanks for letting me in"])
+    finally:
+        await bob.close()
+
+
+def _knocked(resp, room_id: str) -> list[str]:
+    """Who knocked on `room_id`, from the room's timeline in a sync response."""
+    room = resp.rooms.join.get(room_id)
+    events = room.timeline.events if room is not None else []
+    return [
+        e.state_key for e in events if isinstance(e, RoomMemberEvent) and e.membership == "knock"
+    ]
