@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from nio import AsyncClient, AsyncClientConfig
+from nio import AsyncClient, AsyncClientConfig, LoginResponse
 
 from interop import synapse
 from tests.federation_ca import TestCA, bound_loopback_socket, start_federating_server
@@ -106,6 +106,14 @@ class SynapsePeer:
             self.client_url, account["user_id"], config=config, store_path=store_path
         )
         client.restore_login(account["user_id"], account["device_id"], account["access_token"])
+        return client
+
+    async def login(self, user_id: str, *, store_path: str = "") -> AsyncClient:
+        """Another device for an existing Synapse user (password login)."""
+        config = AsyncClientConfig(store_sync_tokens=False, encryption_enabled=bool(store_path))
+        client = AsyncClient(self.client_url, user_id, config=config, store_path=store_path)
+        resp = await client.login(PASSWORD)
+        assert isinstance(resp, LoginResponse), resp
         return client
 
     def log_tail(self, lines: int = 60) -> str:

@@ -245,3 +245,68 @@ async def test_encrypted_conversation_across_our_server_and_synapse(ours, synaps
         await _wait_decrypted(alice, room_id, reply)
     finally:
         await bob.close()
+
+
+async def _devices_seen(post, user_id: str) -> set[str]:
+    status, answer = await post("/_matrix/client/v3/keys/query", {"device_keys": {user_id: []}})
+    assert status == 200, answer
+    return set(answer["device_keys"].get(user_id, {}))
+
+
+async def _until_devices(client: AsyncClient, post, user_id: str, wanted: set[str]) -> None:
+    """Queries `user_id`'s devices after each sync until they are `wanted` (bounded): the
+    other server stores an update a moment after it tells its clients of it."""
+    for _ in range(MAX_SYNCS):
+        if await _devices_seen(post, user_id) == wanted:
+            return
+        await client.sync(timeout=1_000, since=client.next_batch)
+    assert await _devices_seen(post, user_id) == wanted
+
+
+async def test_device_list_updates_cross_both_ways(ours, synapse_peer, tmp_path):
+    """A new device on one side is announced to the other (m.device_list_update), whose
+    users see the user in device_lists.changed and then find the device by query."""
+    alice = await ours.client(
+        f"alice{uuid.uuid4().hex[:6]}", encryption=True, store_path=_store(tmp_path, "a")
+    )
+    bob = await synapse_peer.client(store_path=_store(tmp_path, "b"))
+    extra: list[AsyncClient] = []
+    http = await synapse_peer.http()
+
+    async def via_synapse(path: str, body: dict) -> tuple[int, dict]:
+        async with http.post(
+            synapse_peer.client_url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {bob.access_token}"},
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def via_ours(path: str, body: dict) -> tuple[int, dict]:
+        return await ours.request("POST", path, token=alice.access_token, json=body)
+
+    try:
+        await _settle(alice)
+        await _settle(bob)
+        created = await alice.room_create(invite=[bob.user_id])
+        await _until(bob, lambda r: created.room_id in r.rooms.invite)
+        assert getattr(await bob.join(created.room_id), "room_id", None) == created.room_id
+        await _until(alice, lambda r: bob.user_id in alice.rooms[created.room_id].users)
+        assert await _devices_seen(via_ours, bob.user_id) == {bob.device_id}
+        assert await _devices_seen(via_synapse, alice.user_id) == {alice.device_id}
+        await _settle(alice)  # past the "changed" that sharing a room brings
+        await _settle(bob)
+
+        bob2 = await synapse_peer.login(bob.user_id, store_path=_store(tmp_path, "b2"))
+        extra.append(bob2)
+        await _settle(bob2)
+        await _until(alice, lambda r: bob.user_id in r.device_list.changed)
+        await _until_devices(alice, via_ours, bob.user_id, {bob.device_id, bob2.device_id})
+
+        localpart = alice.user_id[1:].split(":", 1)[0]
+        alice2 = await ours.login(localpart, encryption=True, store_path=_store(tmp_path, "a2"))
+        await _settle(alice2)
+        await _until(bob, lambda r: alice.user_id in r.device_list.changed)
+        await _until_devices(bob, via_synapse, alice.user_id, {alice.device_id, alice2.device_id})
+    finally:
+        for client in (bob, *extra):
+            await client.close()
