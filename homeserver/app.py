@@ -74,6 +74,9 @@ class Homeserver:
         from storage.events import EventStore
 
         self.event_store = EventStore(self.db)
+        from storage.out_of_band import OutOfBandStore
+
+        self.out_of_band = OutOfBandStore(self.db, self.streams)
         from homeserver.accounts.service import AccountService
 
         self.accounts = AccountService(self)

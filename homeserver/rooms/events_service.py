@@ -203,6 +203,42 @@ class EventService:
         await fut
         return item.event_id
 
+    # ---- membership handshakes with other servers ----------------------------------------
+
+    async def membership_template(
+        self, room_id: str, user_id: str, content: dict[str, Any]
+    ) -> tuple[dict[str, Any], RoomVersion]:
+        """The unsigned m.room.member event of `user_id` on the room's head, as make_join,
+        make_leave and make_knock hand it to the user's server; refused (M_FORBIDDEN) if
+        the auth rules would not allow it now."""
+        async with self._lock(room_id):
+            head = await self._head(room_id)
+            event, auth_state = await self._template(
+                head, user_id, "m.room.member", content, user_id
+            )
+            create_event = head.create_event
+        try:
+            check_auth(head.version, event, auth_state, create_event=create_event)
+        except AuthError as e:
+            raise forbidden(str(e)) from None
+        return event, head.version
+
+    async def prepare_event(
+        self,
+        sender: str,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None = None,
+    ) -> tuple[PersistItem, StateMap]:
+        """Builds, authorises and signs a local event without persisting it (an invite the
+        invitee's server countersigns first); returns it with the state before it. Persist
+        it with persist_federated(..., federated=False)."""
+        async with self._lock(room_id):
+            head = await self._head(room_id)
+            item = await self._build(head, sender, event_type, content, state_key, None, None)
+            return item, dict(head.state)
+
     async def create_room_event(
         self, sender: str, room_version: RoomVersion, content: dict[str, Any]
     ) -> tuple[str, str]:
@@ -281,6 +317,44 @@ class EventService:
         self, head: RoomHead, sender, event_type, content, state_key, txn, redacts
     ) -> PersistItem:
         version = head.version
+        event, auth_state = await self._template(
+            head, sender, event_type, content, state_key, redacts
+        )
+        try:
+            check_auth(version, event, auth_state, create_event=head.create_event)
+        except AuthError as e:
+            raise forbidden(str(e)) from None
+        event, event_id = self._finish(event, version)
+
+        unsigned = await self._unsigned(head, head.state, event)
+        redaction = None
+        if redacts is not None:
+            target = await self.store.get_event(redacts)
+            if target is not None and target.room_id == head.room_id:
+                redaction = (redacts, canonical_str(prune_event(target.event, version)))
+
+        before = head.group
+        after = before
+        if state_key is not None:
+            after = _next_group(head.room_id, before, head.state, (event_type, state_key), event_id)
+        return PersistItem(
+            event=event,
+            event_id=event_id,
+            room_id=head.room_id,
+            state_before=before,
+            state_after=after,
+            unsigned=unsigned,
+            txn_device_id=txn[0] if txn else None,
+            txn_id=txn[1] if txn else None,
+            redacts=redaction,
+        )
+
+    async def _template(
+        self, head: RoomHead, sender, event_type, content, state_key, redacts=None
+    ) -> tuple[dict[str, Any], dict[StateKey, dict[str, Any]]]:
+        """An unsigned event on top of the room's head, and the state it is authorised
+        against (its auth events)."""
+        version = head.version
         event: dict[str, Any] = {
             "room_id": head.room_id,
             "type": event_type,
@@ -312,34 +386,7 @@ class EventService:
         else:
             event["prev_events"] = list(prev)
             event["auth_events"] = list(auth_ids)
-        try:
-            check_auth(version, event, auth_state, create_event=head.create_event)
-        except AuthError as e:
-            raise forbidden(str(e)) from None
-        event, event_id = self._finish(event, version)
-
-        unsigned = await self._unsigned(head, head.state, event)
-        redaction = None
-        if redacts is not None:
-            target = await self.store.get_event(redacts)
-            if target is not None and target.room_id == head.room_id:
-                redaction = (redacts, canonical_str(prune_event(target.event, version)))
-
-        before = head.group
-        after = before
-        if state_key is not None:
-            after = _next_group(head.room_id, before, head.state, (event_type, state_key), event_id)
-        return PersistItem(
-            event=event,
-            event_id=event_id,
-            room_id=head.room_id,
-            state_before=before,
-            state_after=after,
-            unsigned=unsigned,
-            txn_device_id=txn[0] if txn else None,
-            txn_id=txn[1] if txn else None,
-            redacts=redaction,
-        )
+        return event, auth_state
 
     async def _unsigned(
         self, head: RoomHead, state_before: StateMap, event: dict[str, Any]
@@ -390,6 +437,14 @@ class EventService:
         except asyncpg.UniqueViolationError:
             pass  # known already: a rejoin, or a room we were invited to before
 
+    async def forget_extremities(self, room_id: str) -> None:
+        """Drops a room's forward extremities before we join it again through another
+        server: what we sent before leaving is behind the state that server gives us,
+        and citing it in our next event would merge that stale branch back in."""
+        async with self._lock(room_id):
+            await self.store.clear_forward_extremities(room_id)
+            self._heads.pop(room_id, None)
+
     async def persist_federated(
         self,
         room_id: str,
@@ -401,9 +456,11 @@ class EventService:
         redacts: str | None = None,  # a redaction the caller found allowed: its target
         outcome: str = "accepted",
         reason: str | None = None,
+        federated: bool = True,
     ) -> None:
         """Stores an event received from another server, validated and authorised by the
-        caller.
+        caller. (`federated=False`: one of ours that another server had to countersign
+        first, which the outbound queue sends like any local event.)
 
         `state_before` is the state before the event on its own branch (resolved across its
         prev_events). `current_state` is the room's state after accepting it, resolved by
@@ -464,7 +521,7 @@ class EventService:
                 state_after=after,
                 unsigned=await self._unsigned(head, state_before, event),
                 current_state_delta=delta,
-                federated=True,
+                federated=federated,
             )
             prev = set(_prev_event_ids(event))
             head.extremities = [e for e in head.extremities if e not in prev] + [event_id]

@@ -92,6 +92,13 @@ class SyncCaches:
                 r["event_id"],
                 r["stream_ordering"],
             )
+        # Invites and knocks in rooms we are not in (recording one wakes its user), where
+        # newer than what current state says.
+        for user_id in user_ids:
+            memberships = out[user_id]
+            for room_id, oob in (await self.hs.out_of_band.for_user(user_id)).items():
+                if room_id not in memberships or memberships[room_id][2] < oob.stream_ordering:
+                    memberships[room_id] = (oob.membership, oob.event_id, oob.stream_ordering)
         return out
 
     async def room_summaries(self, room_ids: list[str]) -> dict[str, dict[str, Any]]:

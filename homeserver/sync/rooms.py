@@ -26,13 +26,18 @@ async def user_memberships(hs: Homeserver, user_id: str) -> dict[str, tuple[str,
 
 
 async def membership_changes(hs: Homeserver, ctx: SyncContext) -> list[StoredEvent]:
-    return await hs.event_store.events_by_ordering(
+    changes = await hs.event_store.events_by_ordering(
         "SELECT event_id FROM events WHERE type = 'm.room.member' AND state_key = $1"
         " AND stream_ordering > $2 AND stream_ordering <= $3 ORDER BY stream_ordering",
         ctx.user_id,
         ctx.since["events"],
         ctx.now["events"],
     )
+    oob = await hs.out_of_band.changed(ctx.user_id, ctx.since["events"], ctx.now["events"])
+    if oob:
+        events = await hs.event_store.get_events(o.event_id for o in oob)
+        changes.extend(events[o.event_id] for o in oob if o.event_id in events)
+    return changes
 
 
 async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]) -> None:
@@ -67,9 +72,12 @@ async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]
     if candidates:
         await _joined_rooms(hs, ctx, sorted(candidates), memberships, join_section)
 
-    invite_section = {}
+    # Invites and knocks: the stripped room state with the membership event itself.
+    stripped_sections: dict[str, dict[str, Any]] = {"invite": {}, "knock": {}}
+    out_of_band = None
     for room_id, (membership, event_id, ordering) in memberships.items():
-        if membership != "invite" or not rooms_filter.allows_room(room_id):
+        section = stripped_sections.get(membership)
+        if section is None or not rooms_filter.allows_room(room_id):
             continue
         if ctx.since is not None and not ctx.full_state and ordering <= ctx.since["events"]:
             continue
@@ -78,7 +86,12 @@ async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]
         ev = await hs.event_store.get_event(event_id)
         if ev is None:
             continue
-        stripped = list((ev.unsigned or {}).get("invite_room_state", []))
+        stripped = (ev.unsigned or {}).get("invite_room_state")
+        if ev.status is not None:  # an outlier: the membership is out of band
+            if out_of_band is None:
+                out_of_band = await hs.out_of_band.for_user(ctx.user_id)
+            stripped = out_of_band[room_id].stripped_state if room_id in out_of_band else []
+        stripped = list(stripped or [])
         stripped.append(
             {
                 "type": ev.type,
@@ -89,7 +102,8 @@ async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]
                 "origin_server_ts": ev.event["origin_server_ts"],
             }
         )
-        invite_section[room_id] = {"invite_state": {"events": stripped}}
+        key = "invite_state" if membership == "invite" else "knock_state"
+        section[room_id] = {key: {"events": stripped}}
 
     leave_section: dict[str, Any] = {}
     left = set(ctx.newly_left_room_ids)
@@ -112,7 +126,8 @@ async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]
 
     rooms = response.setdefault("rooms", {})
     rooms["join"] = join_section
-    rooms["invite"] = invite_section
+    rooms["invite"] = stripped_sections["invite"]
+    rooms["knock"] = stripped_sections["knock"]
     rooms["leave"] = leave_section
 
 
