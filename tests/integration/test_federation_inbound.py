@@ -14,7 +14,7 @@ from signedjson.key import generate_signing_key
 
 from homeserver.events.hashing import add_content_hash, compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.events.signing import sign_event
+from homeserver.events.signing import hash_and_sign_event, sign_event
 from tests.federation_ca import TestCA
 from tests.federation_rooms import deliver, pdus, shared_room
 from tests.integration.federation_helpers import (
@@ -196,6 +196,22 @@ async def test_event_citing_wrong_auth_events_is_rejected(room):
     )
     result = await room.hs1.hs.federation.inbound.handle_pdus(room.hs2.server_name, [event])
     assert result[event_id]["error"].startswith("rejected")
+    assert await room.status(room.hs1, event_id) == "rejected"
+    assert await room.state(room.hs1) == before
+
+
+async def test_event_citing_an_auth_event_twice_is_rejected(room):
+    before = await room.state(room.hs1)
+    _, event = await room.bad_event(
+        room.bob.user_id, "m.room.message", {"msgtype": "m.text", "body": "x"}
+    )
+    unsigned = {k: v for k, v in event.items() if k not in ("hashes", "signatures")}
+    unsigned["auth_events"] = [*event["auth_events"], event["auth_events"][0]]
+    rv = KNOWN_ROOM_VERSIONS["12"]
+    event = hash_and_sign_event(unsigned, room.hs2.server_name, room.hs2.hs.signing_key, rv)
+    event_id = compute_event_id(event, rv)
+    result = await room.hs1.hs.federation.inbound.handle_pdus(room.hs2.server_name, [event])
+    assert "duplicate" in result[event_id]["error"]
     assert await room.status(room.hs1, event_id) == "rejected"
     assert await room.state(room.hs1) == before
 
