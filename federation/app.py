@@ -12,7 +12,9 @@ from homeserver.http.context import HS_KEY
 from homeserver.http.middleware import matrix_middleware
 
 FEDERATION_ROUTE_MODULES = (
+    "federation.routes.events",
     "federation.routes.keys",
+    "federation.routes.membership",
     "federation.routes.query",
     "federation.routes.well_known",
     "homeserver.media.federation_routes",

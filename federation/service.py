@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from federation.acl import server_allowed_by_acl
+from federation.backfill import Backfiller
 from federation.client import FederationClient
 from federation.edus import Edus
+from federation.inbound import InboundPdus
 from federation.key_fetcher import KeyFetcher
+from federation.membership import MembershipFederation
 from federation.policy import ServerPolicy
 from federation.remote_keys import RemoteKeys
 from federation.sender import FederationSender
 from federation.server_keys import ServerKeys
 from federation.transactions import TransactionReceiver
+from homeserver.http.errors import MatrixError
 from storage.federation import FederationStore
 
 if TYPE_CHECKING:
@@ -38,6 +43,18 @@ class Federation:
         self.edus = Edus(hs, self)
         self.remote_keys = RemoteKeys(hs, self, self.edus.device_lists)
         self.transactions = TransactionReceiver(hs, self)
+        self._hs = hs
+        self.inbound = InboundPdus(hs)
+        self.backfiller = Backfiller(hs, self.inbound)
+        self.membership = MembershipFederation(hs)
+
+    async def acl_allows(self, room_id: str, server_name: str) -> bool:
+        """Whether the room's m.room.server_acl lets `server_name` take part."""
+        try:
+            acl = await self._hs.events.current_state_event(room_id, "m.room.server_acl")
+        except MatrixError:  # a room we do not know has no ACL we could apply
+            return True
+        return server_allowed_by_acl(acl.content if acl is not None else None, server_name)
 
     async def start(self) -> None:
         await self.server_keys.start()

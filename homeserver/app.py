@@ -63,6 +63,9 @@ class Homeserver:
         self._background: set[asyncio.Task] = set()
         # Functions that add sections to every /sync response (e2ee, presence, ...).
         self.sync_extensions: list = []
+        from homeserver.sync.caches import SyncCaches
+
+        self.sync_caches = SyncCaches(self)
         self._build_services()
 
     def _build_services(self) -> None:
@@ -71,6 +74,9 @@ class Homeserver:
         from storage.events import EventStore
 
         self.event_store = EventStore(self.db)
+        from storage.out_of_band import OutOfBandStore
+
+        self.out_of_band = OutOfBandStore(self.db, self.streams)
         from homeserver.accounts.service import AccountService
 
         self.accounts = AccountService(self)

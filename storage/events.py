@@ -530,6 +530,9 @@ class EventStore:
         )
         return {r["server"] for r in rows}
 
+    async def clear_forward_extremities(self, room_id: str) -> None:
+        await self.db.execute("DELETE FROM room_forward_extremities WHERE room_id = $1", room_id)
+
     async def create_room_row(self, room_id: str, room_version: str, creator: str, ts: int) -> None:
         await self.db.execute(
             "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES ($1,$2,$3,$4)",

@@ -85,7 +85,10 @@ async def get_alias(request: web.Request) -> web.Response:
     alias = _check_alias(request, request.match_info["alias"], local=False)
     hs = get_hs(request)
     if alias.split(":", 1)[1] != hs.server_name:
-        raise not_found("Room alias not found (remote aliases are not resolved)")
+        if not hs.federation.policy.federates:
+            raise not_found("Room alias not found (this server does not federate)")
+        room_id, servers = await hs.federation.membership.remote.resolve_alias(alias)
+        return json_response({"room_id": room_id, "servers": servers})
     row = await hs.directory.alias(alias)
     if row is None:
         raise not_found("Room alias not found")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,8 @@ from homeserver.rooms.membership import member_content, valid_user_id
 
 if TYPE_CHECKING:
     from homeserver.app import Homeserver
+
+logger = logging.getLogger(__name__)
 
 # Per preset: state event type -> content. (The content key of m.room.join_rules is
 # `join_rule`, singular.)
@@ -143,7 +146,14 @@ async def create_room(hs: Homeserver, creator: str, body: dict[str, Any]) -> dic
         content = await member_content(hs, invitee, "invite")
         if is_direct:
             content["is_direct"] = True
-        await send(creator, room_id, "m.room.member", content, invitee)
+        if invitee.split(":", 1)[1] == hs.server_name:
+            await send(creator, room_id, "m.room.member", content, invitee)
+            continue
+        try:
+            await hs.federation.membership.invites.send(creator, room_id, invitee, content)
+        except MatrixError as e:
+            # The room exists by now: a remote invite that fails must not hide it.
+            logger.info("createRoom: inviting a remote user failed: %s", e.errcode)
     if visibility == "public":
         await hs.db.execute("UPDATE rooms SET is_public = TRUE WHERE room_id = $1", room_id)
     return {"room_id": room_id, **({"room_alias": alias} if alias else {})}

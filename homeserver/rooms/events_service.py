@@ -17,6 +17,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from homeserver.events.signing import sign_event
 from homeserver.http.errors import MatrixError, forbidden, not_found
 from homeserver.jsonutil import canonical, canonical_str
 from homeserver.metrics import events_persisted, persist_batch_size
+from homeserver.sync.notifier import state_key_of
 from storage.events import (
     MAX_STATE_CHAIN,
     PersistItem,
@@ -201,6 +203,42 @@ class EventService:
         await fut
         return item.event_id
 
+    # ---- membership handshakes with other servers ----------------------------------------
+
+    async def membership_template(
+        self, room_id: str, user_id: str, content: dict[str, Any]
+    ) -> tuple[dict[str, Any], RoomVersion]:
+        """The unsigned m.room.member event of `user_id` on the room's head, as make_join,
+        make_leave and make_knock hand it to the user's server; refused (M_FORBIDDEN) if
+        the auth rules would not allow it now."""
+        async with self._lock(room_id):
+            head = await self._head(room_id)
+            event, auth_state = await self._template(
+                head, user_id, "m.room.member", content, user_id
+            )
+            create_event = head.create_event
+        try:
+            check_auth(head.version, event, auth_state, create_event=create_event)
+        except AuthError as e:
+            raise forbidden(str(e)) from None
+        return event, head.version
+
+    async def prepare_event(
+        self,
+        sender: str,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None = None,
+    ) -> tuple[PersistItem, StateMap]:
+        """Builds, authorises and signs a local event without persisting it (an invite the
+        invitee's server countersigns first); returns it with the state before it. Persist
+        it with persist_federated(..., federated=False)."""
+        async with self._lock(room_id):
+            head = await self._head(room_id)
+            item = await self._build(head, sender, event_type, content, state_key, None, None)
+            return item, dict(head.state)
+
     async def create_room_event(
         self, sender: str, room_version: RoomVersion, content: dict[str, Any]
     ) -> tuple[str, str]:
@@ -279,6 +317,44 @@ class EventService:
         self, head: RoomHead, sender, event_type, content, state_key, txn, redacts
     ) -> PersistItem:
         version = head.version
+        event, auth_state = await self._template(
+            head, sender, event_type, content, state_key, redacts
+        )
+        try:
+            check_auth(version, event, auth_state, create_event=head.create_event)
+        except AuthError as e:
+            raise forbidden(str(e)) from None
+        event, event_id = self._finish(event, version)
+
+        unsigned = await self._unsigned(head, head.state, event)
+        redaction = None
+        if redacts is not None:
+            target = await self.store.get_event(redacts)
+            if target is not None and target.room_id == head.room_id:
+                redaction = (redacts, canonical_str(prune_event(target.event, version)))
+
+        before = head.group
+        after = before
+        if state_key is not None:
+            after = _next_group(head.room_id, before, head.state, (event_type, state_key), event_id)
+        return PersistItem(
+            event=event,
+            event_id=event_id,
+            room_id=head.room_id,
+            state_before=before,
+            state_after=after,
+            unsigned=unsigned,
+            txn_device_id=txn[0] if txn else None,
+            txn_id=txn[1] if txn else None,
+            redacts=redaction,
+        )
+
+    async def _template(
+        self, head: RoomHead, sender, event_type, content, state_key, redacts=None
+    ) -> tuple[dict[str, Any], dict[StateKey, dict[str, Any]]]:
+        """An unsigned event on top of the room's head, and the state it is authorised
+        against (its auth events)."""
+        version = head.version
         event: dict[str, Any] = {
             "room_id": head.room_id,
             "type": event_type,
@@ -310,34 +386,7 @@ class EventService:
         else:
             event["prev_events"] = list(prev)
             event["auth_events"] = list(auth_ids)
-        try:
-            check_auth(version, event, auth_state, create_event=head.create_event)
-        except AuthError as e:
-            raise forbidden(str(e)) from None
-        event, event_id = self._finish(event, version)
-
-        unsigned = await self._unsigned(head, head.state, event)
-        redaction = None
-        if redacts is not None:
-            target = await self.store.get_event(redacts)
-            if target is not None and target.room_id == head.room_id:
-                redaction = (redacts, canonical_str(prune_event(target.event, version)))
-
-        before = head.group
-        after = before
-        if state_key is not None:
-            after = _next_group(head.room_id, before, head.state, (event_type, state_key), event_id)
-        return PersistItem(
-            event=event,
-            event_id=event_id,
-            room_id=head.room_id,
-            state_before=before,
-            state_after=after,
-            unsigned=unsigned,
-            txn_device_id=txn[0] if txn else None,
-            txn_id=txn[1] if txn else None,
-            redacts=redaction,
-        )
+        return event, auth_state
 
     async def _unsigned(
         self, head: RoomHead, state_before: StateMap, event: dict[str, Any]
@@ -388,6 +437,14 @@ class EventService:
         except asyncpg.UniqueViolationError:
             pass  # known already: a rejoin, or a room we were invited to before
 
+    async def forget_extremities(self, room_id: str) -> None:
+        """Drops a room's forward extremities before we join it again through another
+        server: what we sent before leaving is behind the state that server gives us,
+        and citing it in our next event would merge that stale branch back in."""
+        async with self._lock(room_id):
+            await self.store.clear_forward_extremities(room_id)
+            self._heads.pop(room_id, None)
+
     async def persist_federated(
         self,
         room_id: str,
@@ -395,17 +452,20 @@ class EventService:
         event_id: str,
         *,
         state_before: StateMap,
-        current_state: StateMap | None = None,
+        current_state: StateMap | None | Callable[[RoomHead], Awaitable[StateMap | None]] = None,
         outcome: str = "accepted",
         reason: str | None = None,
+        federated: bool = True,
     ) -> None:
         """Stores an event received from another server, validated and authorised by the
-        caller.
+        caller. (`federated=False`: one of ours that another server had to countersign
+        first, which the outbound queue sends like any local event.)
 
         `state_before` is the state before the event on its own branch (resolved across its
         prev_events). `current_state` is the room's state after accepting it, resolved by
         the caller when the event does not extend every forward extremity; None means the
-        state after this event. `outcome` 'soft_failed' or 'rejected' keeps the event out
+        state after this event; an async function of the RoomHead returning either is
+        called under the room lock. `outcome` 'soft_failed' or 'rejected' keeps the event out
         of the timeline and out of current state.
         """
         if outcome not in ("accepted", "soft_failed", "rejected"):
@@ -414,17 +474,23 @@ class EventService:
             head = await self._head(room_id)
             before = head.group if head.group is not None and head.state == state_before else None
             if outcome != "accepted":
-                if outcome == "soft_failed" and before is None:
+                # The state before is kept for rejected events too: an event referencing
+                # one is placed on the state before it (spec: "Rejection").
+                if before is None:
                     before = _full_group(room_id, state_before)
                 await self.store.persist_out_of_timeline(
                     room_id,
                     [(event_id, event)],
                     outcome,
                     reason=reason,
-                    state_before=before if outcome == "soft_failed" else None,
+                    state_before=before,
                     now_ms=int(time.time() * 1000),
                 )
                 return
+            if callable(current_state):
+                # Resolved here, under the room lock, against the head as it is now: a
+                # local event committed meanwhile must not be lost from current state.
+                current_state = await current_state(head)
             if before is None:
                 before = _full_group(room_id, state_before)
             state_after = dict(state_before)
@@ -444,7 +510,7 @@ class EventService:
                 after = _full_group(room_id, current_state)
             delta = None
             if current_state != {**head.state, **({key: event_id} if key else {})}:
-                delta = await self._state_delta(head.state, current_state)
+                delta = await self._state_delta(head.state, current_state, {event_id: event})
             item = PersistItem(
                 event=event,
                 event_id=event_id,
@@ -453,7 +519,7 @@ class EventService:
                 state_after=after,
                 unsigned=await self._unsigned(head, state_before, event),
                 current_state_delta=delta,
-                federated=True,
+                federated=federated,
             )
             prev = set(_prev_event_ids(event))
             head.extremities = [e for e in head.extremities if e not in prev] + [event_id]
@@ -468,16 +534,20 @@ class EventService:
         await fut
 
     async def _state_delta(
-        self, old: StateMap, new: StateMap
+        self, old: StateMap, new: StateMap, pending: dict[str, dict[str, Any]]
     ) -> list[tuple[str, str, str | None, str | None]]:
+        """Current-state rows to change; `pending` are events not stored yet (the one
+        being persisted), whose membership the rows need too."""
         changed = {k: v for k, v in new.items() if old.get(k) != v}
-        events = await self.store.get_events(changed.values())
+        stored = await self.store.get_events(v for v in changed.values() if v not in pending)
+        contents = {i: e.content for i, e in stored.items()}
+        contents.update((i, e.get("content") or {}) for i, e in pending.items())
         delta: list[tuple[str, str, str | None, str | None]] = [
             (t, sk, None, None) for (t, sk) in old.keys() - new.keys()
         ]
         for (t, sk), event_id in changed.items():
-            ev = events.get(event_id)
-            membership = ev.content.get("membership") if ev and t == "m.room.member" else None
+            content = contents.get(event_id)
+            membership = content.get("membership") if content and t == "m.room.member" else None
             delta.append((t, sk, event_id, membership))
         return delta
 
@@ -554,13 +624,33 @@ class EventService:
         async with self.hs.streams.write("events", len(items)) as w:
             await self.store.persist_batch(w.conn, items, w.first)
             w.wake(rooms={it.room_id for it in items})
+            # A redaction can change a state event's content (power levels, say).
+            w.wake(
+                rooms={
+                    state_key_of(it.room_id)
+                    for it in items
+                    if "state_key" in it.event or it.redacts is not None
+                }
+            )
             w.wake(
                 users={it.event["state_key"] for it in items if it.event["type"] == "m.room.member"}
+            )
+            # State resolution may change anyone's membership, not only the event's target.
+            w.wake(
+                users={
+                    sk
+                    for it in items
+                    for etype, sk, _, _ in it.current_state_delta or ()
+                    if etype == "m.room.member"
+                }
             )
         self.hs.federation.sender.on_local_events(items)
         for it in items:
             if it.redacts is not None:
                 self.store.cache.invalidate(it.redacts[0])
+            if it.federated:
+                # It may be cached as an outlier (status, no ordering) from before.
+                self.store.cache.invalidate(it.event_id)
         events_persisted.inc(len(items))
         persist_batch_size.observe(len(items))
 

@@ -83,6 +83,7 @@ async def paginate(
     chunk: list[StoredEvent] = []
     cursor = from_pos
     exhausted = False
+    backfilled = False
     for _ in range(_MAX_SCAN_ROUNDS):
         want = max(limit - len(chunk), 0)
         if want == 0:
@@ -91,6 +92,13 @@ async def paginate(
             batch = await hs.event_store.room_events(
                 room_id, after=to_pos, upto=cursor, limit=want, backwards=True
             )
+            if len(batch) < want and to_pos is None and not backfilled:
+                # Past the oldest event we hold: ask a server in the room for more.
+                backfilled = True
+                if await hs.federation.backfiller.backfill(room_id, want - len(batch)):
+                    batch = await hs.event_store.room_events(
+                        room_id, after=to_pos, upto=cursor, limit=want, backwards=True
+                    )
         else:
             upper = to_pos if to_pos is not None else hs.notifier.positions["events"]
             batch = await hs.event_store.room_events(

@@ -35,27 +35,71 @@ async def member_content(
     return content
 
 
-async def resolve_room(hs: Homeserver, room_id_or_alias: str) -> str:
+def _server_of(identifier: str) -> str:
+    return identifier.split(":", 1)[1] if ":" in identifier else ""
+
+
+async def resolve_room(
+    hs: Homeserver, room_id_or_alias: str, servers: list[str] | None = None
+) -> tuple[str, list[str]]:
+    """(room ID, servers to join through): `servers` as given (via / server_name), and
+    for another server's alias, the servers its directory names."""
+    servers = list(servers or [])
     if room_id_or_alias.startswith("#"):
+        if _server_of(room_id_or_alias) != hs.server_name and hs.federation.policy.federates:
+            room_id, alias_servers = await hs.federation.membership.remote.resolve_alias(
+                room_id_or_alias
+            )
+            return room_id, servers + alias_servers
         room_id = await hs.db.fetchval(
             "SELECT room_id FROM room_aliases WHERE alias = $1", room_id_or_alias
         )
         if room_id is None:
             raise not_found("Room alias not found")
-        return room_id
+        return room_id, servers
     if not room_id_or_alias.startswith("!"):
         raise MatrixError(400, "M_INVALID_PARAM", "Not a room ID or alias")
-    return room_id_or_alias
+    return room_id_or_alias, servers
 
 
 async def room_exists(hs: Homeserver, room_id: str) -> bool:
     return bool(await hs.db.fetchval("SELECT 1 FROM rooms WHERE room_id = $1", room_id))
 
 
-async def join(hs: Homeserver, user_id: str, room_id: str, reason: str | None = None) -> str:
+async def joins_locally(hs: Homeserver, room_id: str) -> bool:
+    """Whether joining or knocking needs no other server: we know the room and one of our
+    users is in it, or nobody is (our copy of its state is all there is), or we do not
+    federate. Otherwise a resident server must help (federation.membership.remote)."""
     if not await room_exists(hs, room_id):
-        # Remote rooms are joined over federation (the federation package), not here.
+        return False
+    servers = await hs.events.servers_in_room(room_id)
+    return hs.server_name in servers or not servers or not hs.federation.policy.federates
+
+
+async def _through_other_server(
+    hs: Homeserver, user_id: str, room_id: str, membership: str, reason, servers
+) -> None:
+    if not hs.federation.policy.federates:
         raise not_found("No known room with that ID")
+    content = await member_content(hs, user_id, membership, reason)
+    remote = hs.federation.membership.remote
+    candidates = await remote.candidates(user_id, room_id, servers)
+    await getattr(remote, membership)(user_id, room_id, candidates, content)
+
+
+async def join(
+    hs: Homeserver,
+    user_id: str,
+    room_id: str,
+    reason: str | None = None,
+    servers: list[str] | None = None,
+) -> str:
+    if not await joins_locally(hs, room_id):
+        await _through_other_server(hs, user_id, room_id, "join", reason, servers or [])
+        await hs.db.execute(
+            "DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2", user_id, room_id
+        )
+        return room_id
     current = await hs.events.current_state_event(room_id, "m.room.member", user_id)
     content = await member_content(hs, user_id, "join", reason)
     if current is not None and current.content == content:
@@ -77,8 +121,23 @@ async def set_membership(
 ) -> None:
     if not valid_user_id(target):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid user ID")
+    if (
+        sender == target
+        and membership == "leave"
+        and await _invited_out_of_band(hs, room_id, sender)
+    ):
+        # Rejecting an invite, or retracting a knock, in a room we are not in.
+        content = await member_content(hs, sender, "leave", reason)
+        await hs.federation.membership.remote.leave(sender, room_id, content)
+        return
     if not await room_exists(hs, room_id):
         raise not_found("Unknown room")
+    if membership == "invite" and _server_of(target) != hs.server_name:
+        if not hs.federation.policy.federates:
+            raise forbidden("This server does not federate")
+        content = await member_content(hs, target, "invite", reason)
+        await hs.federation.membership.invites.send(sender, room_id, target, content)
+        return
     if membership == "invite" and target.split(":", 1)[1] == hs.server_name:
         if not await hs.db.fetchval(
             "SELECT 1 FROM users WHERE user_id = $1 AND NOT deactivated", target
@@ -95,6 +154,39 @@ async def set_membership(
             raise forbidden("You are not in this room")
     content = await member_content(hs, target, membership, reason)
     await hs.events.create_and_send(sender, room_id, "m.room.member", content, target)
+
+
+async def knock(
+    hs: Homeserver,
+    user_id: str,
+    room_id: str,
+    reason: str | None = None,
+    servers: list[str] | None = None,
+) -> None:
+    if not await joins_locally(hs, room_id):
+        await _through_other_server(hs, user_id, room_id, "knock", reason, servers or [])
+        return
+    content = await member_content(hs, user_id, "knock", reason)
+    await hs.events.create_and_send(user_id, room_id, "m.room.member", content, user_id)
+
+
+async def _invited_out_of_band(hs: Homeserver, room_id: str, user_id: str) -> bool:
+    """The user's latest membership is an invite or knock we only know out of band
+    (storage/out_of_band.py), in a room we are not in."""
+    oob = await hs.out_of_band.get(user_id, room_id)
+    if oob is None or oob.membership not in ("invite", "knock"):
+        return False
+    if not await room_exists(hs, room_id):
+        return True
+    if hs.server_name in await hs.events.servers_in_room(room_id):
+        return False
+    ordering = await hs.db.fetchval(
+        "SELECT e.stream_ordering FROM current_state c JOIN events e ON e.event_id = c.event_id"
+        " WHERE c.room_id = $1 AND c.type = 'm.room.member' AND c.state_key = $2",
+        room_id,
+        user_id,
+    )
+    return ordering is None or ordering < oob.stream_ordering
 
 
 async def forget(hs: Homeserver, user_id: str, room_id: str) -> None:

@@ -50,12 +50,17 @@ async def joined_rooms(request: web.Request, requester: Requester) -> web.Respon
     return json_response({"joined_rooms": [r["room_id"] for r in rows]})
 
 
+def _via(request: web.Request) -> list[str]:
+    """Servers to join or knock through: `via` (and the deprecated `server_name`)."""
+    return request.query.getall("via", []) + request.query.getall("server_name", [])
+
+
 async def _join(request: web.Request, requester: Requester, target: str) -> web.Response:
     hs = get_hs(request)
     body = await json_body(request, allow_empty=True)
     reason = field(body, "reason", str, None)
-    room_id = await membership.resolve_room(hs, target)
-    await membership.join(hs, requester.user_id, room_id, reason)
+    room_id, servers = await membership.resolve_room(hs, target, _via(request))
+    await membership.join(hs, requester.user_id, room_id, reason, servers)
     return json_response({"room_id": room_id})
 
 
@@ -67,6 +72,17 @@ async def join_by_id_or_alias(request: web.Request, requester: Requester) -> web
 @routes.post("/rooms/{room_id}/join", ratelimit=True)
 async def join_room(request: web.Request, requester: Requester) -> web.Response:
     return await _join(request, requester, _room_id(request))
+
+
+@routes.post("/knock/{target}", ratelimit=True)
+async def knock(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    body = await json_body(request, allow_empty=True)
+    reason = field(body, "reason", str, None)
+    target = request.match_info["target"]
+    room_id, servers = await membership.resolve_room(hs, target, _via(request))
+    await membership.knock(hs, requester.user_id, room_id, reason, servers)
+    return json_response({"room_id": room_id})
 
 
 def _membership_route(path: str, membership_value: str, *, self_target: bool = False):

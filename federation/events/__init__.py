@@ -1,0 +1,1 @@
+"""Room events over federation: validation of received PDUs, fetching, visibility."""

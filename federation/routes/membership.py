@@ -1,0 +1,102 @@
+"""make_join / send_join v2, make_leave / send_leave v2, make_knock / send_knock, invite v2
+(joins-v2.yaml, leaving-v2.yaml, knocks.yaml, invites-v2.yaml). The logic lives in
+federation/membership/; these only read the request."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from federation.membership import MembershipFederation
+from federation.request_auth import signed_request
+from homeserver.http.context import get_hs
+from homeserver.http.errors import missing_param
+from homeserver.http.request import json_response
+from homeserver.http.routes import RouteTable
+
+routes = RouteTable()
+
+V1 = "/_matrix/federation/v1"
+V2 = "/_matrix/federation/v2"
+
+
+def _membership(request: web.Request) -> MembershipFederation:
+    return get_hs(request).federation.membership
+
+
+async def _make(request: web.Request, origin: str, membership: str) -> web.Response:
+    versions = None
+    if membership != "leave":
+        versions = request.query.getall("ver", [])
+        if not versions:
+            if membership == "knock":
+                raise missing_param("make_knock needs 'ver'")
+            versions = ["1"]  # the spec's default for make_join
+    answer = await _membership(request).resident.make(
+        origin,
+        request.match_info["room_id"],
+        request.match_info["user_id"],
+        membership,
+        versions,
+    )
+    return json_response(answer)
+
+
+async def _send(request: web.Request, origin: str, content, membership: str):
+    room_id = request.match_info["room_id"]
+    return await _membership(request).resident.send(
+        origin, room_id, request.match_info["event_id"], content, membership
+    )
+
+
+@routes.get(f"{V1}/make_join/{{room_id}}/{{user_id}}", auth=False, raw_path=True)
+@signed_request
+async def make_join(request: web.Request, origin: str, _content) -> web.Response:
+    return await _make(request, origin, "join")
+
+
+@routes.put(f"{V2}/send_join/{{room_id}}/{{event_id}}", auth=False, raw_path=True)
+@signed_request
+async def send_join(request: web.Request, origin: str, content) -> web.Response:
+    event, state_before = await _send(request, origin, content, "join")
+    resident = _membership(request).resident
+    return json_response(
+        await resident.join_answer(request.match_info["room_id"], event, state_before)
+    )
+
+
+@routes.get(f"{V1}/make_leave/{{room_id}}/{{user_id}}", auth=False, raw_path=True)
+@signed_request
+async def make_leave(request: web.Request, origin: str, _content) -> web.Response:
+    return await _make(request, origin, "leave")
+
+
+@routes.put(f"{V2}/send_leave/{{room_id}}/{{event_id}}", auth=False, raw_path=True)
+@signed_request
+async def send_leave(request: web.Request, origin: str, content) -> web.Response:
+    await _send(request, origin, content, "leave")
+    return json_response({})
+
+
+@routes.get(f"{V1}/make_knock/{{room_id}}/{{user_id}}", auth=False, raw_path=True)
+@signed_request
+async def make_knock(request: web.Request, origin: str, _content) -> web.Response:
+    return await _make(request, origin, "knock")
+
+
+@routes.put(f"{V1}/send_knock/{{room_id}}/{{event_id}}", auth=False, raw_path=True)
+@signed_request
+async def send_knock(request: web.Request, origin: str, content) -> web.Response:
+    event, _state = await _send(request, origin, content, "knock")
+    resident = _membership(request).resident
+    return json_response(
+        await resident.knock_answer(request.match_info["room_id"], event["sender"])
+    )
+
+
+@routes.put(f"{V2}/invite/{{room_id}}/{{event_id}}", auth=False, raw_path=True)
+@signed_request
+async def invite(request: web.Request, origin: str, content) -> web.Response:
+    answer = await _membership(request).invites.receive(
+        origin, request.match_info["room_id"], request.match_info["event_id"], content
+    )
+    return json_response(answer)
