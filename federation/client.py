@@ -50,6 +50,19 @@ class FederationError(Exception):
         return self.body.get("errcode") if isinstance(self.body, dict) else None
 
 
+async def read_capped(stream: aiohttp.StreamReader, max_bytes: int, status: int) -> bytes:
+    """The whole body, up to `max_bytes`. One `read(n)` returns as soon as some bytes are
+    buffered, so a body that arrives in several TCP segments needs a loop to EOF."""
+    parts: list[bytes] = []
+    total = 0
+    while chunk := await stream.read(64 * 1024):
+        total += len(chunk)
+        if total > max_bytes:
+            raise FederationError("response too large", status)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 class FederationClient:
     def __init__(
         self, server_name: str, signing_key, policy: ServerPolicy, config: FederationConfig
@@ -158,9 +171,7 @@ class FederationClient:
                         timeout=self.timeout,
                         allow_redirects=False,
                     ) as resp:
-                        payload = await resp.content.read(max_bytes + 1)
-                        if len(payload) > max_bytes:
-                            raise FederationError("response too large", resp.status)
+                        payload = await read_capped(resp.content, max_bytes, resp.status)
                         return resp.status, payload, dict(resp.headers)
                 except (aiohttp.ClientError, TimeoutError) as e:
                     last_error = f"{type(e).__name__} connecting to {host}:{port}"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from federation.events.checks import EventChecks, prev_event_ids, state_key_of
 from federation.events.remote import RemoteEvents, Room
 from federation.events.validation import InvalidPdu, parse_pdu, validate_pdu, verify_pdu
-from federation.state import resolve
+from federation.state import UnsupportedStateResolution, resolve
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import RoomVersion
 from homeserver.http.errors import MatrixError
@@ -129,6 +129,8 @@ class InboundPdus:
             for event_id, event in parsed:
                 try:
                     error = await self._receive(origin, room, event_id, event)
+                except UnsupportedStateResolution as e:
+                    error = str(e)
                 except Exception:
                     logger.exception("processing PDU %s failed", event_id)
                     error = "internal error"
@@ -202,7 +204,9 @@ class InboundPdus:
             after = dict(state_before)
             if event.get("state_key") is not None:
                 after[state_key_of(event)] = event_id
-            return await resolve(self.hs, room.room_id, room.version, [head.state, after])
+            return await resolve(
+                self.hs, room.room_id, room.version, [head.state, after], {event_id: event}
+            )
 
         await events.persist_federated(
             room.room_id, event, event_id, state_before=state_before, current_state=current_state

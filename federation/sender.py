@@ -72,7 +72,12 @@ class FederationSender:
         # down costs no query; the poller looks in the database.
         self._backoff_until: dict[str, int] = {}
         self._ephemeral: dict[str, OrderedDict[Hashable, dict]] = {}
-        self._local_events: asyncio.Queue[list[tuple[str, str, dict]]] = asyncio.Queue()
+        # Batches of (events to send, rooms whose membership changed); None ends the task.
+        self._local_events: asyncio.Queue = asyncio.Queue()
+        # Called with the rooms whose membership changed in a batch of persisted events
+        # (local or from other servers): the device-list cache forgets users we no longer
+        # share a room with.
+        self.membership_listeners: list = []
         self._background: list[asyncio.Task] = []
         self._poke = asyncio.Event()
         self.running = False
@@ -91,6 +96,13 @@ class FederationSender:
 
     async def stop(self) -> None:
         self.running = False
+        if self._background:
+            # Events already committed must reach the queue: let that task finish them.
+            self._local_events.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._background[1]), 30)
+            except (TimeoutError, asyncio.CancelledError):
+                logger.warning("federation: stopped before queueing every local event")
         tasks = self._background + list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -166,16 +178,31 @@ class FederationSender:
             if not getattr(it, "federated", False)
             and server_of(it.event.get("sender", "")) == self.server_name
         ]
-        if batch:
-            self._local_events.put_nowait(batch)
+        rooms = {it.room_id for it in items if it.event.get("type") == "m.room.member"}
+        if batch or rooms:
+            self._local_events.put_nowait((batch, rooms))
 
     async def _local_events_loop(self) -> None:
-        while True:
-            batch = await self._local_events.get()
-            while not self._local_events.empty():
-                batch.extend(self._local_events.get_nowait())
+        done = False
+        while not done:
+            batch: list[tuple[str, str, dict]] = []
+            rooms: set[str] = set()
+            entry = await self._local_events.get()
+            while True:
+                if entry is None:
+                    done = True
+                else:
+                    batch += entry[0]
+                    rooms |= entry[1]
+                if self._local_events.empty():
+                    break
+                entry = self._local_events.get_nowait()
             try:
-                await self._queue_local_events(batch)
+                if batch:
+                    await self._queue_local_events(batch)
+                for listener in self.membership_listeners:
+                    if rooms:
+                        await listener(rooms)
             except Exception:
                 logger.exception("queueing %d local events for federation failed", len(batch))
 
@@ -329,8 +356,7 @@ class FederationSender:
                 return True
             await self._back_off(dest, state.failures + 1, ephemeral, e)
             return False
-        await self.store.delete_rows([r.id for r in rows])
-        await self.store.record_success(dest, _now_ms())
+        await self.store.record_success(dest, [r.id for r in rows], _now_ms())
         self._backoff_until.pop(dest, None)
         failed = _failed_pdus(answer)
         if failed:
@@ -372,9 +398,10 @@ class FederationSender:
         rounds = 0
         while True:
             try:
-                for dest in await self.store.destinations_due(_now_ms()):
-                    if dest not in self._tasks:
-                        self.wake([dest])
+                due = set(await self.store.destinations_due(_now_ms()))
+                # Ephemeral EDUs that arrived during a backoff wait in memory only.
+                due |= set(self._ephemeral)
+                self.wake(d for d in sorted(due) if d not in self._tasks)
                 if rounds % 360 == 0:
                     now = _now_ms()
                     await self.store.prune_inbound(now - 86_400_000, now - 7 * 86_400_000)

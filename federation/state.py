@@ -54,22 +54,36 @@ async def auth_chain_ids(hs: Homeserver, event_ids: Iterable[str]) -> set[str]:
     return set(await load_auth_closure(hs, roots))
 
 
+class UnsupportedStateResolution(ValueError):
+    """Room version 1 (state resolution v1) forks cannot be merged here."""
+
+
 def conflicts(state_sets: list[StateMap]) -> bool:
     first = state_sets[0]
     return any(s != first for s in state_sets[1:])
 
 
 async def resolve(
-    hs: Homeserver, room_id: str, room_version: RoomVersion, state_sets: list[StateMap]
+    hs: Homeserver,
+    room_id: str,
+    room_version: RoomVersion,
+    state_sets: list[StateMap],
+    pending: dict[str, dict] | None = None,
 ) -> StateMap:
-    """The resolved state of `state_sets` (room_id is for logging only)."""
+    """The resolved state of `state_sets` (room_id is for logging only). `pending` holds
+    events not stored yet that the sets may name: the event being received."""
     if not state_sets:
         return {}
     if not conflicts(state_sets):
         return dict(state_sets[0])
+    if room_version.state_res < 2:
+        raise UnsupportedStateResolution("state resolution v1 (room version 1) is not supported")
+    pending = pending or {}
     ids = {event_id for s in state_sets for event_id in s.values()}
-    stored = await load_auth_closure(hs, ids)
+    roots = (ids - pending.keys()) | {a for ev in pending.values() for a in auth_event_ids(ev)}
+    stored = await load_auth_closure(hs, roots)
     event_map = {event_id: ev.event for event_id, ev in stored.items()}
+    event_map.update(pending)
     rejected = {event_id for event_id, ev in stored.items() if ev.status == "rejected"}
     missing = ids - event_map.keys()
     if missing:

@@ -63,6 +63,9 @@ class Homeserver:
         self._background: set[asyncio.Task] = set()
         # Functions that add sections to every /sync response (e2ee, presence, ...).
         self.sync_extensions: list = []
+        from homeserver.sync.caches import SyncCaches
+
+        self.sync_caches = SyncCaches(self)
         self._build_services()
 
     def _build_services(self) -> None:

@@ -125,7 +125,12 @@ class MediaConfig:
     url_preview_enabled: bool = False
     # Networks previews may reach despite being private (e.g. an intranet wiki).
     url_preview_allowed_networks: tuple[str, ...] = ()
-    # Spec v1.11 froze /_matrix/media/v3/download|thumbnail; frozen servers answer 404.
+    # A URL's preview is answered from the database for this long before it is fetched again.
+    url_preview_cache_s: int = 3600
+    # og:image files larger than this (or than max_upload_size) are left out of previews.
+    url_preview_max_image_size: int = 10 * 1024 * 1024
+    # Spec v1.11 froze /_matrix/media/v3/download|thumbnail; frozen servers answer 404
+    # for media created (or remote media cached) while frozen.
     legacy_endpoints_frozen: bool = True
     thumbnail_sizes: tuple[tuple[int, int, str], ...] = DEFAULT_THUMBNAIL_SIZES
     max_thumbnail_pixels: int = 32_000_000
@@ -331,6 +336,10 @@ def _media(section: _Section, base_dir: Path, data_dir: Path) -> MediaConfig:
         s3=s3,
         url_preview_enabled=section.get("url_preview_enabled", bool, False),
         url_preview_allowed_networks=_networks(section, "url_preview_allowed_networks"),
+        url_preview_cache_s=section.positive_int("url_preview_cache_s", 3600),
+        url_preview_max_image_size=section.positive_int(
+            "url_preview_max_image_size", MediaConfig.url_preview_max_image_size
+        ),
         legacy_endpoints_frozen=section.get("legacy_endpoints_frozen", bool, True),
         thumbnail_sizes=tuple(sizes) or DEFAULT_THUMBNAIL_SIZES,
         max_thumbnail_pixels=section.positive_int("max_thumbnail_pixels", 32_000_000),

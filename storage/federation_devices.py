@@ -132,6 +132,16 @@ class FederationDeviceStore:
             for r in rows
         }
 
+    async def cached_members(self, room_ids: Iterable[str]) -> set[str]:
+        """Members (in any membership) of these rooms whose device list we cache."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT cs.state_key FROM current_state cs"
+            " JOIN federation_remote_device_lists d ON d.user_id = cs.state_key"
+            " WHERE cs.room_id = ANY($1::text[]) AND cs.type = 'm.room.member'",
+            list(room_ids),
+        )
+        return {r["state_key"] for r in rows}
+
     async def cached_devices(
         self, user_ids: Iterable[str]
     ) -> dict[str, dict[str, tuple[str | None, dict | None]]]:

@@ -187,14 +187,20 @@ class FederationQueueStore:
             retry_at_ts,
         )
 
-    async def record_success(self, destination: str, now_ms: int) -> None:
-        await self.db.execute(
-            "INSERT INTO federation_destinations (destination, last_success_ts)"
-            " VALUES ($1, $2) ON CONFLICT (destination) DO UPDATE"
-            " SET failures = 0, retry_at_ts = 0, last_success_ts = $2",
-            destination,
-            now_ms,
-        )
+    async def record_success(self, destination: str, ids: list[int], now_ms: int) -> None:
+        """The destination took a transaction: its rows go, and any backoff ends."""
+        async with self.db.acquire() as conn, conn.transaction():
+            if ids:
+                await conn.execute(
+                    "DELETE FROM federation_outbound_queue WHERE id = ANY($1::bigint[])", ids
+                )
+            await conn.execute(
+                "INSERT INTO federation_destinations (destination, last_success_ts)"
+                " VALUES ($1, $2) ON CONFLICT (destination) DO UPDATE"
+                " SET failures = 0, retry_at_ts = 0, last_success_ts = $2",
+                destination,
+                now_ms,
+            )
 
     async def reset_backoff(self, destination: str) -> bool:
         """Ends a backoff early (the destination just talked to us); True if there was one."""

@@ -4,6 +4,9 @@ thumbnails. The bytes live in a storage backend; this store only knows their key
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,18 @@ class MediaInfo:
     uploaded: bool
     quarantined: bool
     created_ts: int
+    # A pending async upload stops being one at this time (None: not pending).
+    expires_ts: int | None = None
+    # Created while the legacy unauthenticated download endpoints were open.
+    legacy_access: bool = False
+
+
+class Completion(Enum):
+    """Outcome of completing an async upload."""
+
+    DONE = "done"
+    TAKEN = "taken"  # another upload to the same ID was stored first
+    GONE = "gone"  # unknown, or the reservation expired
 
 
 @dataclass(frozen=True)
@@ -32,9 +47,12 @@ class ThumbnailInfo:
     storage_key: str
 
 
+# Event types whose content can name media (see homeserver.media.room_media).
+MEDIA_EVENT_TYPES = ("m.room.message", "m.sticker", "m.room.avatar", "m.room.member")
+
 _LOCAL_COLUMNS = (
     "media_id, user_id, media_type, media_length, upload_name, created_ts, uploaded_ts,"
-    " expires_ts, quarantined_by"
+    " expires_ts, quarantined_by, legacy_access"
 )
 
 
@@ -49,13 +67,17 @@ def _local(origin: str, row) -> MediaInfo:
         uploaded=row["uploaded_ts"] is not None,
         quarantined=row["quarantined_by"] is not None,
         created_ts=row["created_ts"],
+        expires_ts=row["expires_ts"] if row["uploaded_ts"] is None else None,
+        legacy_access=row["legacy_access"],
     )
 
 
 class MediaStore:
-    def __init__(self, db, server_name: str):
+    def __init__(self, db, server_name: str, legacy_open: bool = False):
         self.db = db
         self.server_name = server_name
+        # Whether media created now may later be served by the legacy endpoints.
+        self.legacy_open = legacy_open
 
     # --- local media -------------------------------------------------------------------
 
@@ -71,7 +93,8 @@ class MediaStore:
     ) -> None:
         await self.db.execute(
             "INSERT INTO local_media (media_id, user_id, media_type, media_length, upload_name,"
-            " sha256, created_ts, uploaded_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            " sha256, created_ts, uploaded_ts, legacy_access)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
             media_id,
             user_id,
             media_type,
@@ -79,6 +102,7 @@ class MediaStore:
             upload_name,
             sha256,
             now_ms,
+            self.legacy_open,
         )
 
     async def reserve(
@@ -100,12 +124,13 @@ class MediaStore:
             if pending >= max_pending:
                 return False
             await conn.execute(
-                "INSERT INTO local_media (media_id, user_id, created_ts, expires_ts)"
-                " VALUES ($1, $2, $3, $4)",
+                "INSERT INTO local_media (media_id, user_id, created_ts, expires_ts, legacy_access)"
+                " VALUES ($1, $2, $3, $4, $5)",
                 media_id,
                 user_id,
                 now_ms,
                 expires_ms,
+                self.legacy_open,
             )
         return True
 
@@ -130,20 +155,37 @@ class MediaStore:
         upload_name: str | None,
         sha256: str,
         now_ms: int,
-    ) -> bool:
-        """Fills in a reservation; False if someone else completed it first."""
-        result = await self.db.execute(
-            "UPDATE local_media SET media_type = $2, media_length = $3, upload_name = $4,"
-            " sha256 = $5, uploaded_ts = $6, expires_ts = NULL"
-            " WHERE media_id = $1 AND uploaded_ts IS NULL",
-            media_id,
-            media_type,
-            length,
-            upload_name,
-            sha256,
-            now_ms,
-        )
-        return result == "UPDATE 1"
+        put_bytes,
+    ) -> Completion:
+        """Fills in a reservation, calling `put_bytes()` to store the file first.
+
+        The row stays locked while the bytes are put in place, so of two concurrent uploads
+        to one ID exactly one stores its file; the other sees TAKEN and stores nothing.
+        If `put_bytes` fails, the reservation is left as it was.
+        """
+        async with self.db.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT uploaded_ts, expires_ts FROM local_media WHERE media_id = $1 FOR UPDATE",
+                media_id,
+            )
+            if row is None:
+                return Completion.GONE
+            if row["uploaded_ts"] is not None:
+                return Completion.TAKEN
+            if row["expires_ts"] is not None and row["expires_ts"] <= now_ms:
+                return Completion.GONE
+            await put_bytes()
+            await conn.execute(
+                "UPDATE local_media SET media_type = $2, media_length = $3, upload_name = $4,"
+                " sha256 = $5, uploaded_ts = $6, expires_ts = NULL WHERE media_id = $1",
+                media_id,
+                media_type,
+                length,
+                upload_name,
+                sha256,
+                now_ms,
+            )
+        return Completion.DONE
 
     async def get_local(self, media_id: str) -> MediaInfo | None:
         row = await self.db.fetchrow(
@@ -177,25 +219,103 @@ class MediaStore:
     # --- quarantine --------------------------------------------------------------------
 
     async def set_quarantine(self, origin: str, media_id: str, by: str | None) -> bool:
-        """Quarantines (by = admin) or releases (by = None); False if the media is unknown.
+        """Quarantines (by = admin) or releases (by = None) one item; False if nothing
+        changed (unknown local media, or local media marked safe from quarantine)."""
+        if by is None:
+            return await self.release_quarantine(origin, media_id)
+        if origin == self.server_name:
+            return await self.quarantine_many([media_id], [], by) > 0
+        return await self.quarantine_many([], [(origin, media_id)], by) > 0
 
-        Media marked safe_from_quarantine is left alone, as Synapse does.
+    async def quarantine_many(
+        self, local_ids: list[str], remote: list[tuple[str, str]], by: str
+    ) -> int:
+        """Quarantines local media and remote media (cached or not); how many items.
+
+        Local media marked safe_from_quarantine is left alone, as Synapse does. Remote media
+        not cached yet is recorded so that it is never fetched while quarantined.
         """
+        origins = [o for o, _ in remote]
+        media_ids = [m for _, m in remote]
+        count = 0
+        async with self.db.acquire() as conn, conn.transaction():
+            if local_ids:
+                result = await conn.execute(
+                    "UPDATE local_media SET quarantined_by = $2"
+                    " WHERE media_id = ANY($1::text[]) AND NOT safe_from_quarantine",
+                    local_ids,
+                    by,
+                )
+                count += int(result.split()[-1])
+            if remote:
+                result = await conn.execute(
+                    "UPDATE remote_media r SET quarantined_by = $3"
+                    " FROM unnest($1::text[], $2::text[]) AS t(origin, media_id)"
+                    " WHERE r.origin = t.origin AND r.media_id = t.media_id",
+                    origins,
+                    media_ids,
+                    by,
+                )
+                count += int(result.split()[-1])
+                result = await conn.execute(
+                    "INSERT INTO remote_media_quarantine (origin, media_id, quarantined_by)"
+                    " SELECT DISTINCT t.origin, t.media_id, $3::text"
+                    " FROM unnest($1::text[], $2::text[]) AS t(origin, media_id)"
+                    " WHERE NOT EXISTS (SELECT 1 FROM remote_media r"
+                    "   WHERE r.origin = t.origin AND r.media_id = t.media_id)"
+                    " ON CONFLICT (origin, media_id) DO UPDATE"
+                    " SET quarantined_by = EXCLUDED.quarantined_by",
+                    origins,
+                    media_ids,
+                    by,
+                )
+                count += int(result.split()[-1])
+        return count
+
+    async def release_quarantine(self, origin: str, media_id: str) -> bool:
         if origin == self.server_name:
             result = await self.db.execute(
-                "UPDATE local_media SET quarantined_by = $2"
-                " WHERE media_id = $1 AND ($2::text IS NULL OR NOT safe_from_quarantine)",
-                media_id,
-                by,
+                "UPDATE local_media SET quarantined_by = NULL WHERE media_id = $1", media_id
             )
-        else:
-            result = await self.db.execute(
-                "UPDATE remote_media SET quarantined_by = $3 WHERE origin = $1 AND media_id = $2",
+            return result.endswith(" 1")
+        async with self.db.acquire() as conn, conn.transaction():
+            cached = await conn.execute(
+                "UPDATE remote_media SET quarantined_by = NULL WHERE origin = $1 AND media_id = $2",
                 origin,
                 media_id,
-                by,
             )
-        return result.endswith(" 1")
+            pending = await conn.execute(
+                "DELETE FROM remote_media_quarantine WHERE origin = $1 AND media_id = $2",
+                origin,
+                media_id,
+            )
+        return cached.endswith(" 1") or pending.endswith(" 1")
+
+    async def remote_quarantined(self, origin: str, media_id: str) -> bool:
+        """Whether remote media not cached yet was quarantined (so is not to be fetched)."""
+        found = await self.db.fetchval(
+            "SELECT 1 FROM remote_media_quarantine WHERE origin = $1 AND media_id = $2",
+            origin,
+            media_id,
+        )
+        return found is not None
+
+    async def room_events_with_media(self, room_id: str, after: int, limit: int) -> list:
+        """(stream_ordering, json) of the room's events that may reference media, in
+        order after `after`; for the admin's room media listing and quarantine."""
+        return await self.db.fetch(
+            "SELECT stream_ordering, json FROM events WHERE room_id = $1"
+            " AND stream_ordering > $2 AND type = ANY($3::text[]) AND json LIKE '%mxc://%'"
+            " ORDER BY stream_ordering LIMIT $4",
+            room_id,
+            after,
+            list(MEDIA_EVENT_TYPES),
+            limit,
+        )
+
+    async def room_exists(self, room_id: str) -> bool:
+        found = await self.db.fetchval("SELECT 1 FROM rooms WHERE room_id = $1", room_id)
+        return found is not None
 
     # --- per-user usage ----------------------------------------------------------------
 
@@ -225,13 +345,16 @@ class MediaStore:
             "SELECT m.user_id, p.displayname, count(*) AS media_count,"
             " coalesce(sum(m.media_length), 0)::bigint AS media_length"
             " FROM local_media m LEFT JOIN profiles p ON p.user_id = m.user_id"
-            " WHERE m.uploaded_ts IS NOT NULL GROUP BY m.user_id, p.displayname"
+            " WHERE m.uploaded_ts IS NOT NULL AND m.user_id LIKE '@%'"
+            " GROUP BY m.user_id, p.displayname"
             f" ORDER BY {column} {direction}, m.user_id OFFSET $1 LIMIT $2",
             offset,
             limit,
         )
+        # Media the server owns itself (URL preview images) is nobody's usage.
         total = await self.db.fetchval(
-            "SELECT count(DISTINCT user_id) FROM local_media WHERE uploaded_ts IS NOT NULL"
+            "SELECT count(DISTINCT user_id) FROM local_media"
+            " WHERE uploaded_ts IS NOT NULL AND user_id LIKE '@%'"
         )
         return [dict(r) for r in rows], total
 
@@ -239,8 +362,8 @@ class MediaStore:
 
     async def get_remote(self, origin: str, media_id: str) -> MediaInfo | None:
         row = await self.db.fetchrow(
-            "SELECT media_id, media_type, media_length, upload_name, created_ts, quarantined_by"
-            " FROM remote_media WHERE origin = $1 AND media_id = $2",
+            "SELECT media_id, media_type, media_length, upload_name, created_ts, quarantined_by,"
+            " legacy_access FROM remote_media WHERE origin = $1 AND media_id = $2",
             origin,
             media_id,
         )
@@ -256,6 +379,7 @@ class MediaStore:
             uploaded=True,
             quarantined=row["quarantined_by"] is not None,
             created_ts=row["created_ts"],
+            legacy_access=row["legacy_access"],
         )
 
     async def insert_remote(
@@ -267,9 +391,12 @@ class MediaStore:
         upload_name: str | None,
         now_ms: int,
     ) -> None:
+        # A quarantine recorded while the fetch was under way still applies.
         await self.db.execute(
             "INSERT INTO remote_media (origin, media_id, media_type, media_length,"
-            " upload_name, created_ts) VALUES ($1, $2, $3, $4, $5, $6)"
+            " upload_name, created_ts, legacy_access, quarantined_by)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT quarantined_by"
+            "   FROM remote_media_quarantine WHERE origin = $1 AND media_id = $2))"
             " ON CONFLICT (origin, media_id) DO NOTHING",
             origin,
             media_id,
@@ -277,7 +404,45 @@ class MediaStore:
             length,
             upload_name,
             now_ms,
+            self.legacy_open,
         )
+
+    async def delete_remote_cached_before(
+        self, before_ms: int, limit: int
+    ) -> list[tuple[str, str, list[str]]]:
+        """Forgets up to `limit` remote files cached before `before_ms`; for each,
+        (origin, media ID, its thumbnails' storage keys). A quarantine outlives the cache
+        entry, so that the file is not fetched again."""
+        async with self.db.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "DELETE FROM remote_media WHERE (origin, media_id) IN (SELECT origin, media_id"
+                "   FROM remote_media WHERE created_ts < $1 ORDER BY created_ts LIMIT $2)"
+                " RETURNING origin, media_id, quarantined_by",
+                before_ms,
+                limit,
+            )
+            origins = [r["origin"] for r in rows]
+            media_ids = [r["media_id"] for r in rows]
+            await conn.execute(
+                "INSERT INTO remote_media_quarantine (origin, media_id, quarantined_by)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+                " AS t(origin, media_id, quarantined_by) WHERE t.quarantined_by IS NOT NULL"
+                " ON CONFLICT (origin, media_id) DO NOTHING",
+                origins,
+                media_ids,
+                [r["quarantined_by"] for r in rows],
+            )
+            thumbs = await conn.fetch(
+                "DELETE FROM media_thumbnails m USING unnest($1::text[], $2::text[])"
+                " AS t(origin, media_id) WHERE m.origin = t.origin AND m.media_id = t.media_id"
+                " RETURNING m.origin, m.media_id, m.storage_key",
+                origins,
+                media_ids,
+            )
+        keys: dict[tuple[str, str], list[str]] = {}
+        for t in thumbs:
+            keys.setdefault((t["origin"], t["media_id"]), []).append(t["storage_key"])
+        return [(o, m, keys.get((o, m), [])) for o, m in zip(origins, media_ids, strict=True)]
 
     # --- thumbnails --------------------------------------------------------------------
 
@@ -323,3 +488,64 @@ class MediaStore:
             thumb.storage_key,
         )
         return result == "INSERT 0 1"
+
+    # --- URL preview cache -------------------------------------------------------------
+
+    async def get_preview(self, url: str, now_ms: int, want_bucket: int | None) -> dict | None:
+        """A fresh cached preview of `url`: the one of `want_bucket` if kept, else the newest."""
+        row = await self.db.fetchval(
+            "SELECT og_json FROM media_url_previews WHERE url = $1 AND expires_ts > $2"
+            " ORDER BY (bucket = $3) DESC, fetched_ts DESC LIMIT 1",
+            url,
+            now_ms,
+            -1 if want_bucket is None else want_bucket,
+        )
+        return orjson.loads(row) if row is not None else None
+
+    async def put_preview(
+        self,
+        url: str,
+        bucket: int,
+        og: dict,
+        image_media_id: str | None,
+        now_ms: int,
+        expires_ms: int,
+    ) -> tuple[dict, list[str]]:
+        """Caches a preview; (the preview to answer, image media IDs no longer referenced).
+
+        If another worker cached a fresh preview of the same URL meanwhile, that one is
+        kept and answered, and our image is the one to delete; an expired entry of the same
+        period is replaced and its image is to be deleted.
+        """
+        async with self.db.acquire() as conn, conn.transaction():
+            old = await conn.fetchrow(
+                "SELECT og_json, image_media_id, expires_ts FROM media_url_previews"
+                " WHERE url = $1 AND bucket = $2 FOR UPDATE",
+                url,
+                bucket,
+            )
+            if old is not None and old["expires_ts"] > now_ms:
+                return orjson.loads(old["og_json"]), [image_media_id] if image_media_id else []
+            await conn.execute(
+                "INSERT INTO media_url_previews (url, bucket, og_json, image_media_id,"
+                " fetched_ts, expires_ts) VALUES ($1, $2, $3, $4, $5, $6)"
+                " ON CONFLICT (url, bucket) DO UPDATE SET og_json = EXCLUDED.og_json,"
+                " image_media_id = EXCLUDED.image_media_id, fetched_ts = EXCLUDED.fetched_ts,"
+                " expires_ts = EXCLUDED.expires_ts",
+                url,
+                bucket,
+                orjson.dumps(og).decode(),
+                image_media_id,
+                now_ms,
+                expires_ms,
+            )
+        replaced = old["image_media_id"] if old is not None else None
+        return og, [replaced] if replaced else []
+
+    async def delete_previews_expired_before(self, before_ms: int) -> list[str]:
+        """Drops previews that expired before `before_ms`; their images' media IDs."""
+        rows = await self.db.fetch(
+            "DELETE FROM media_url_previews WHERE expires_ts <= $1 RETURNING image_media_id",
+            before_ms,
+        )
+        return [r["image_media_id"] for r in rows if r["image_media_id"]]

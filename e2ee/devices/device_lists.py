@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from homeserver.sync.notifier import state_key_of
 from storage.e2ee_device_lists import DeviceListStore
 
 
@@ -67,7 +68,11 @@ class DeviceLists:
         if ctx.newly_joined_room_ids:
             changed |= await self.store.members_of(ctx.newly_joined_room_ids)
         left: set[str] = set()
-        moved = [r for r in ctx.joined_room_ids if notifier.changed_since(r, "events", since_ev)]
+        moved = [
+            r
+            for r in ctx.joined_room_ids
+            if notifier.changed_since(state_key_of(r), "events", since_ev)
+        ]
         if now_ev > since_ev and moved:
             for user_id, membership in await self.store.membership_changes(moved, since_ev, now_ev):
                 if membership in ("join", "invite"):

@@ -28,9 +28,19 @@ logger = logging.getLogger(__name__)
 EduHandler = Callable[[str, dict], Awaitable[None]]
 UsersOf = Callable[[dict], Iterable[str]]
 
-# Failures that say nothing about the EDU: the transaction fails (500) and the origin
-# retries it; every handler is idempotent. Anything else is the EDU's fault: dropped.
-_TRANSIENT = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# Failures that say nothing about the EDU (the database is unreachable or busy): the
+# transaction fails (500) and the origin retries it; every handler is idempotent.
+# Anything else is taken to be the EDU's fault and it is dropped: an EDU that always
+# fails must not make its origin retry the transaction for ever.
+_TRANSIENT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.TooManyConnectionsError,
+    OSError,
+    TimeoutError,
+)
 
 
 class Edus:

@@ -26,7 +26,12 @@ from urllib.parse import quote
 
 from federation.client import FederationError
 from federation.locks import KeyedLocks
-from federation.rooms import server_of, servers_sharing_room_with, shares_room_with_local_user
+from federation.rooms import (
+    server_of,
+    servers_sharing_room_with,
+    shares_room_with_local_user,
+    users_sharing_room_with_local,
+)
 from homeserver.jsonutil import canonical
 from storage.federation_devices import FederationDeviceStore
 
@@ -92,6 +97,7 @@ class DeviceListEdus:
 
     def install(self) -> None:
         self.hs.e2ee.device_lists.on_local_change.append(self.on_local_change)
+        self.sender.membership_listeners.append(self.on_membership_change)
 
     def _lock(self, user_id: str):
         return self._user_locks.hold(user_id)
@@ -245,6 +251,19 @@ class DeviceListEdus:
 
         async with self._lock(user_id):
             await self.hs.e2ee.device_lists.mark_changed([user_id], work=apply)
+
+    async def on_membership_change(self, room_ids: set[str]) -> None:
+        """Forgets the cached lists of remote members of these rooms who no longer share
+        a room with any of our users: no update would reach us while they do not, so the
+        cache could not be trusted if they shared one again."""
+        cached = await self.store.cached_members(room_ids)
+        if not cached:
+            return
+        sharing = await users_sharing_room_with_local(self.hs.db, cached, self.hs.server_name)
+        for user_id in sorted(cached - sharing):
+            async with self._lock(user_id):
+                async with self.hs.db.acquire() as conn, conn.transaction():
+                    await self.store.forget(conn, user_id)
 
     # --- resync -----------------------------------------------------------------------------
 

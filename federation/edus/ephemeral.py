@@ -1,8 +1,9 @@
 """m.typing, m.receipt and m.presence: sent when a local user's state changes, applied
 to the local streams when a remote server's user's state does.
 
-Inbound, a user must be joined to the room (typing, receipts) or share a room with one
-of our users (presence); otherwise the EDU is of no interest and is dropped. Only public
+Inbound, a user must be joined to the room (typing, receipts; and the room's server ACL
+must admit the origin) or share a room with one of our users (presence); otherwise the
+EDU is of no interest and is dropped. Only public
 read receipts (m.read) cross servers; private ones never leave.
 """
 
@@ -48,7 +49,14 @@ def _presence_users(content: dict):
 class EphemeralEdus:
     def __init__(self, hs: Homeserver, federation):
         self.hs = hs
+        self.federation = federation
         self.sender = federation.sender
+
+    async def _acl_allows(self, room_id: str, origin: str) -> bool:
+        """The room's m.room.server_acl (spec: it applies to EDUs about the room too), when
+        the inbound events part that evaluates it is present."""
+        acl_allows = getattr(self.federation, "acl_allows", None)
+        return acl_allows is None or await acl_allows(room_id, origin)
 
     def handlers(self) -> dict:
         return {
@@ -118,6 +126,8 @@ class EphemeralEdus:
             return
         if not await is_joined(self.hs.db, room_id, user_id):
             return
+        if not await self._acl_allows(room_id, origin):
+            return
         await set_typing(self.hs, room_id, user_id, typing, REMOTE_TYPING_TIMEOUT_MS)
 
     async def on_receipt(self, origin: str, content: dict) -> None:
@@ -129,6 +139,8 @@ class EphemeralEdus:
             receipts = by_type.get("m.read")
             if not isinstance(receipts, dict):
                 continue  # other receipt types (private ones above all) do not cross servers
+            if not await self._acl_allows(room_id, origin):
+                continue
             for user_id, receipt in receipts.items():
                 event_id, thread_id = _parse_receipt(receipt)
                 if event_id is None or not await is_joined(self.hs.db, room_id, user_id):

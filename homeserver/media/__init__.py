@@ -1,9 +1,12 @@
 """The media repository (content repository).
 
 What it owns: uploads (`POST /_matrix/media/v3/upload`, async `v1/create` + `PUT`),
-authenticated downloads and thumbnails under `/_matrix/client/v1/media/`, URL previews,
-the frozen legacy `/_matrix/media/v3` download paths, and the Synapse-shaped admin API
-for quarantine, deletion and per-user usage.
+authenticated downloads and thumbnails under `/_matrix/client/v1/media/`, URL previews
+(`preview.py`: guarded fetches, og:image kept as server-owned media, a PostgreSQL cache),
+the legacy `/_matrix/media/v3` download paths (frozen by default), the federation media
+endpoints and remote fetches (`federation_routes.py`, `federation_fetcher.py`), and the
+Synapse-shaped admin API (`admin_routes.py`: quarantine of one item or of a room's media
+(`room_media.py`), deletion, remote cache purge, per-user usage).
 
 How data flows: an upload is streamed in chunks to a scratch file under the store path
 (never held whole in memory; the size limit is checked while streaming), then handed to
@@ -13,5 +16,6 @@ Thumbnails are made with Pillow in a thread pool (`thumbnailer.py`), stored thro
 same backend and recorded in the database, so every worker process can serve them.
 
 Federation seam: `MediaRepository.remote_fetcher` (see `remote.py`) is the one place
-where remote media enters; it is None until the federation client provides one.
+where remote media enters; it is set at start when federation is configured. Concurrent
+requests for one remote file or one preview URL share one fetch (`singleflight.py`).
 """

@@ -1,15 +1,23 @@
 """Media administration for server admins, in Synapse's admin API shapes so that existing
-tools (synadm, Synapse-Admin) work: quarantine, delete, per-user usage."""
+tools (synadm, Synapse-Admin) work: quarantine (one item, or everything a room refers to),
+delete, per-user usage, a room's media."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from homeserver.http.context import get_hs
-from homeserver.http.errors import MatrixError, forbidden, invalid_param, not_found
+from homeserver.http.errors import (
+    MatrixError,
+    forbidden,
+    invalid_param,
+    missing_param,
+    not_found,
+)
 from homeserver.http.request import json_response, query_int
 from homeserver.http.routes import RouteTable
 from homeserver.media import ids
+from homeserver.media.room_media import media_in_room
 
 routes = RouteTable()
 
@@ -17,7 +25,7 @@ ADMIN = "/_synapse/admin/v1"
 
 
 def _require_admin(request: web.Request, requester) -> None:
-    if not (requester.is_admin or requester.user_id in get_hs(request).config.admins):
+    if not get_hs(request).accounts.is_server_admin(requester.user_id, requester.is_admin):
         raise forbidden("You are not a server admin")
 
 
@@ -67,6 +75,17 @@ async def delete_media(request: web.Request, requester) -> web.Response:
     return json_response({"deleted_media": [media_id], "total": 1})
 
 
+@routes.post(ADMIN + "/purge_media_cache", raw_path=True)
+async def purge_media_cache(request: web.Request, requester) -> web.Response:
+    """Synapse's purge of cached remote media. Here `before_ts` is compared with when the
+    file was cached (access times are not tracked)."""
+    _require_admin(request, requester)
+    if not request.query.get("before_ts"):
+        raise missing_param("Missing 'before_ts'")
+    before_ts = query_int(request, "before_ts")
+    return json_response({"deleted": await get_hs(request).media.purge_remote_cache(before_ts)})
+
+
 @routes.get(ADMIN + "/users/{user_id}/media", raw_path=True)
 async def user_media(request: web.Request, requester) -> web.Response:
     _require_admin(request, requester)
@@ -91,3 +110,35 @@ async def usage_by_user(request: web.Request, requester) -> web.Response:
         start, limit, order_by, direction == "b"
     )
     return _paged("users", users, total, start)
+
+
+async def _room_media(request: web.Request, requester):
+    _require_admin(request, requester)
+    hs = get_hs(request)
+    room_id = request.match_info["room_id"]
+    if not await hs.media.store.room_exists(room_id):
+        raise not_found("Room not found")
+    return await media_in_room(hs.media.store, room_id)
+
+
+@routes.get(ADMIN + "/room/{room_id}/media", raw_path=True)
+async def list_room_media(request: web.Request, requester) -> web.Response:
+    local, remote = await _room_media(request, requester)
+    server_name = get_hs(request).server_name
+    return json_response(
+        {
+            "local": [f"mxc://{server_name}/{m}" for m in local],
+            "remote": [f"mxc://{origin}/{m}" for origin, m in remote],
+        }
+    )
+
+
+async def quarantine_room_media(request: web.Request, requester) -> web.Response:
+    local, remote = await _room_media(request, requester)
+    count = await get_hs(request).media.store.quarantine_many(local, remote, requester.user_id)
+    return json_response({"num_quarantined": count})
+
+
+routes.post(ADMIN + "/room/{room_id}/media/quarantine", raw_path=True)(quarantine_room_media)
+# The older Synapse path for the same operation, still used by some tools.
+routes.post(ADMIN + "/quarantine_media/{room_id}", raw_path=True)(quarantine_room_media)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -34,6 +35,44 @@ class MediaBackend(Protocol):
 
     async def delete(self, key: str) -> None:
         """Removes `key`; absent keys are not an error."""
+
+
+class StreamTooLarge(Exception):
+    """More bytes arrived than the limit allows; nothing was kept."""
+
+
+async def stream_to_file(
+    dest: Path, read: Callable[[int], Awaitable[bytes]], max_size: int
+) -> tuple[int, str]:
+    """Writes what `read(n)` yields (b"" at the end) into a new file `dest`, in chunks;
+    (length, sha256 hex). Stops with StreamTooLarge past `max_size`. On any failure the
+    partial file is removed: nothing half-received is ever kept."""
+    digest = hashlib.sha256()
+    length = 0
+
+    def write(f, chunk: bytes) -> None:
+        f.write(chunk)
+        digest.update(chunk)
+
+    f = await _run(open, dest, "xb")
+    try:
+        try:
+            while chunk := await read(CHUNK_SIZE):
+                length += len(chunk)
+                if length > max_size:
+                    raise StreamTooLarge()
+                await _run(write, f, chunk)
+        finally:
+            await _run(f.close)
+    except BaseException:
+        await _run(_unlink_quietly, dest)
+        raise
+    return length, digest.hexdigest()
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _run(fn, *args):
@@ -75,11 +114,7 @@ class LocalBackend:
         await _run(shutil.copyfile, self._path(key), dest)
 
     async def delete(self, key: str) -> None:
-        def remove() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                self._path(key).unlink()
-
-        await _run(remove)
+        await _run(_unlink_quietly, self._path(key))
 
 
 def build_backend(config, store_path: Path) -> MediaBackend:

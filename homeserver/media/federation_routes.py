@@ -9,8 +9,11 @@ from aiohttp import web
 
 from federation.request_auth import signed_request
 from homeserver.http.context import get_hs
+from homeserver.http.request import query_int
 from homeserver.http.routes import RouteTable
+from homeserver.media.headers import content_disposition
 from homeserver.media.remote import serve_federation_media
+from homeserver.media.repository import MAX_TIMEOUT_MS
 from homeserver.media.routes import thumbnail_params
 
 routes = RouteTable()
@@ -18,14 +21,23 @@ routes = RouteTable()
 PREFIX = "/_matrix/federation/v1/media"
 
 
+def _timeout_ms(request: web.Request) -> int:
+    return query_int(request, "timeout_ms", 20_000, minimum=0, maximum=MAX_TIMEOUT_MS)
+
+
 @routes.get(PREFIX + "/download/{media_id}", auth=False, raw_path=True)
 @signed_request
 async def download(request: web.Request, _origin: str, _content) -> web.StreamResponse:
-    media_type, length, chunks = await get_hs(request).media.federation_file(
-        request.match_info["media_id"]
+    info, chunks = await get_hs(request).media.federation_file(
+        request.match_info["media_id"], _timeout_ms(request)
     )
+    media_type = info.media_type or "application/octet-stream"
     return await serve_federation_media(
-        request, media_type or "application/octet-stream", length, chunks
+        request,
+        media_type,
+        info.media_length,
+        chunks,
+        content_disposition(media_type, info.upload_name),
     )
 
 
@@ -35,6 +47,6 @@ async def thumbnail(request: web.Request, _origin: str, _content) -> web.StreamR
     width, height, method = thumbnail_params(request)
     repo = get_hs(request).media
     thumb, chunks = await repo.federation_thumbnail(
-        request.match_info["media_id"], width, height, method
+        request.match_info["media_id"], width, height, method, _timeout_ms(request)
     )
     return await serve_federation_media(request, thumb.media_type, thumb.length, chunks)

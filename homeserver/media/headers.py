@@ -58,6 +58,12 @@ _MEDIA_TYPE = re.compile(
 _PLAIN_FILENAME = re.compile(r"^[\x20-\x7e]+$")
 
 
+def valid_filename(name: str) -> bool:
+    """A file name we will store and echo in Content-Disposition: short, no control
+    characters (so no header injection)."""
+    return 0 < len(name) <= 255 and not any(ord(c) < 0x20 or c == "\x7f" for c in name)
+
+
 def clean_media_type(value: str | None) -> str:
     """The uploader's Content-Type if well-formed, else application/octet-stream."""
     if value and len(value) <= 255 and _MEDIA_TYPE.match(value.strip()):

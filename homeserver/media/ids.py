@@ -49,3 +49,16 @@ def thumbnail_key(
 ) -> str:
     suffix = "-animated" if animated else ""
     return f"thumbnails/{origin}/{media_id}/{width}-{height}-{method}{suffix}.{ext}"
+
+
+def parse_mxc(uri: object) -> tuple[str, str] | None:
+    """(server name, media ID) of a well-formed mxc:// URI, else None (never raises: used
+    on event content written by anyone)."""
+    if not isinstance(uri, str) or not uri.startswith("mxc://"):
+        return None
+    server_name, _, media_id = uri[len("mxc://") :].partition("/")
+    if not _MEDIA_ID.match(media_id) or not _SERVER_NAME.match(server_name):
+        return None
+    if ".." in server_name:
+        return None
+    return server_name, media_id

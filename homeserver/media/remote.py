@@ -1,11 +1,12 @@
 """The federation seam: how remote media gets in, and how ours goes out.
 
-Inbound: the federation client provides a `RemoteMediaFetcher` and assigns it to
-`hs.media.remote_fetcher`. Until then remote mxc:// URIs answer 404 M_NOT_FOUND.
-It should call `GET /_matrix/federation/v1/media/download/{mediaId}` on the origin
-(falling back to the legacy `/_matrix/media/v3/download` only if the operator allows it),
-parse the multipart/mixed answer, follow a Location part, and write the bytes to `dest`,
-stopping with RemoteTooLarge past `max_size`.
+Inbound: `hs.media.remote_fetcher` is a `RemoteMediaFetcher` (federation_fetcher.py) when
+federation is configured; until then remote mxc:// URIs answer 404 M_NOT_FOUND. It calls
+`GET /_matrix/federation/v1/media/download/{mediaId}` on the origin (the legacy
+`/_matrix/media/v3/download` only when the origin answers 404 M_UNRECOGNIZED, as the spec
+says), follows a Location part, and writes the bytes to `dest`, stopping with
+RemoteTooLarge past `max_size`. The repository makes concurrent requests for one remote
+file share a single fetch.
 
 Outbound: the federation server's routes for `/_matrix/federation/v1/media/download/{id}`
 and `/thumbnail/{id}` authenticate the X-Matrix request and then call
@@ -23,6 +24,8 @@ from typing import Protocol
 import orjson
 from aiohttp import web
 
+from homeserver.media.backends import StreamTooLarge
+
 
 @dataclass(frozen=True)
 class RemoteFile:
@@ -31,8 +34,8 @@ class RemoteFile:
     length: int
 
 
-class RemoteTooLarge(Exception):
-    pass
+# The remote file is larger than max_upload_size (answered 502 M_TOO_LARGE).
+RemoteTooLarge = StreamTooLarge
 
 
 class RemoteMediaFetcher(Protocol):
@@ -41,15 +44,23 @@ class RemoteMediaFetcher(Protocol):
 
 
 async def serve_federation_media(
-    request: web.Request, media_type: str, length: int, chunks: AsyncIterator[bytes]
+    request: web.Request,
+    media_type: str,
+    length: int,
+    chunks: AsyncIterator[bytes],
+    disposition: str | None = None,
 ) -> web.StreamResponse:
     """The multipart/mixed body of the federation media endpoints (spec v1.11):
-    a JSON metadata part (empty object), then the bytes with their Content-Type."""
+    a JSON metadata part (empty object), then the bytes with their Content-Type and
+    Content-Disposition (which carries the file name to the other server)."""
     boundary = secrets.token_hex(16)
+    file_headers = f"Content-Type: {media_type}\r\n"
+    if disposition:
+        file_headers += f"Content-Disposition: {disposition}\r\n"
     head = (
         f"--{boundary}\r\nContent-Type: application/json\r\n\r\n".encode()
         + orjson.dumps({})
-        + f"\r\n--{boundary}\r\nContent-Type: {media_type}\r\n\r\n".encode()
+        + f"\r\n--{boundary}\r\n{file_headers}\r\n".encode()
     )
     tail = f"\r\n--{boundary}--\r\n".encode()
     resp = web.StreamResponse(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
@@ -17,11 +16,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from homeserver.http.errors import MatrixError, not_found
+from homeserver.http.errors import MatrixError, limit_exceeded, not_found
 from homeserver.media import ids
-from homeserver.media.backends import CHUNK_SIZE, build_backend
+from homeserver.media.backends import StreamTooLarge, build_backend, stream_to_file
 from homeserver.media.headers import clean_media_type, content_disposition, media_headers
-from homeserver.media.remote import RemoteMediaFetcher, RemoteTooLarge
+from homeserver.media.remote import RemoteMediaFetcher
+from homeserver.media.singleflight import SingleFlight
 from homeserver.media.thumbnailer import (
     THUMBNAILABLE,
     CannotThumbnail,
@@ -29,13 +29,17 @@ from homeserver.media.thumbnailer import (
     TooLarge,
     make_thumbnails,
 )
-from storage.media import MediaInfo, MediaStore, ThumbnailInfo
+from storage.media import Completion, MediaInfo, MediaStore, ThumbnailInfo
 
 logger = logging.getLogger(__name__)
 
 MAX_TIMEOUT_MS = 60_000
 _PENDING_POLL_S = 0.2
 _REAPER_INTERVAL_S = 3600
+_PURGE_BATCH = 500
+# Preview images stay this long after their preview expires: clients that showed the
+# preview may still fetch the image.
+_PREVIEW_IMAGE_GRACE_MS = 24 * 3600 * 1000
 
 
 def now_ms() -> int:
@@ -56,11 +60,18 @@ class MediaRepository:
         # as the local store so finishing an upload is a rename.
         self.scratch = self.store_path / "tmp"
         self.backend = build_backend(self.config, self.store_path)
-        self.store = MediaStore(hs.db, hs.server_name)
+        self.store = MediaStore(
+            hs.db, hs.server_name, legacy_open=not self.config.legacy_endpoints_frozen
+        )
         # Pillow releases the GIL while resampling; two threads suit the 2-core target.
         self._thumbnail_pool = ThreadPoolExecutor(2, thread_name_prefix="thumbnail")
         self._inflight: dict[tuple, asyncio.Future] = {}
         self.remote_fetcher: RemoteMediaFetcher | None = None
+        # One fetch per remote file however many clients ask for it at once.
+        self.remote_fetches = SingleFlight(hs.run_in_background)
+        from homeserver.media.preview import UrlPreviewService
+
+        self.previews = UrlPreviewService(self)
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(
@@ -69,7 +80,7 @@ class MediaRepository:
         ensure_bucket = getattr(self.backend, "ensure_bucket", None)
         if ensure_bucket is not None:
             await ensure_bucket()
-        self.hs.run_in_background(self._reap_expired_reservations())
+        self.hs.run_in_background(self._reap_expired())
         federation = getattr(self.hs, "federation", None)
         if federation is not None and self.hs.config.federation.allowed_servers:
             from homeserver.media.federation_fetcher import FederationMediaFetcher
@@ -79,17 +90,26 @@ class MediaRepository:
     async def stop(self) -> None:
         self._thumbnail_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _reap_expired_reservations(self) -> None:
+    async def _reap_expired(self) -> None:
         while True:
             try:
-                await self.store.delete_expired_reservations(now_ms())
+                await self.reap_expired(now_ms())
             except Exception:
-                logger.exception("could not delete expired media reservations")
+                logger.exception("could not delete expired media reservations or previews")
             await asyncio.sleep(_REAPER_INTERVAL_S)
+
+    async def reap_expired(self, now: int) -> None:
+        """Deletes unused async-upload reservations past their unused_expires_at, and
+        cached URL previews (with their images) well past their expiry."""
+        await self.store.delete_expired_reservations(now)
+        for media_id in await self.store.delete_previews_expired_before(
+            now - _PREVIEW_IMAGE_GRACE_MS
+        ):
+            await self.delete_local(media_id)
 
     # --- receiving bytes ---------------------------------------------------------------
 
-    def _scratch_file(self, prefix: str) -> Path:
+    def scratch_file(self, prefix: str) -> Path:
         return self.scratch / f"{prefix}-{secrets.token_hex(12)}"
 
     async def _receive(self, request: web.Request) -> tuple[Path, int, str]:
@@ -101,41 +121,25 @@ class MediaRepository:
         limit = self.config.max_upload_size
         if request.content_length is not None and request.content_length > limit:
             raise too_large()
-        loop = asyncio.get_running_loop()
-        path = self._scratch_file("upload")
-        digest = hashlib.sha256()
-        length = 0
-
-        def write(f, chunk: bytes) -> None:
-            f.write(chunk)
-            digest.update(chunk)
-
-        f = await loop.run_in_executor(None, open, path, "xb")
+        path = self.scratch_file("upload")
         try:
-            async for chunk in request.content.iter_chunked(CHUNK_SIZE):
-                length += len(chunk)
-                if length > limit:
-                    raise too_large()
-                await loop.run_in_executor(None, write, f, chunk)
-            await loop.run_in_executor(None, f.close)
-        except BaseException:
-            await loop.run_in_executor(None, f.close)
-            await self._discard(path)
-            raise
-        return path, length, digest.hexdigest()
+            length, sha256 = await stream_to_file(path, request.content.read, limit)
+        except StreamTooLarge:
+            raise too_large() from None
+        return path, length, sha256
 
-    async def _discard(self, path: Path) -> None:
+    async def discard(self, path: Path) -> None:
         def unlink() -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
         await asyncio.get_running_loop().run_in_executor(None, unlink)
 
-    async def _store_local(self, media_id: str, path: Path) -> None:
+    async def _store_file(self, key: str, path: Path) -> None:
         try:
-            await self.backend.put_file(ids.local_key(media_id), path)
+            await self.backend.put_file(key, path)
         except BaseException:
-            await self._discard(path)
+            await self.discard(path)
             raise
 
     # --- uploads -----------------------------------------------------------------------
@@ -146,7 +150,7 @@ class MediaRepository:
         media_type = clean_media_type(media_type)
         path, length, sha256 = await self._receive(request)
         media_id = ids.new_media_id()
-        await self._store_local(media_id, path)
+        await self._store_file(ids.local_key(media_id), path)
         try:
             await self.store.insert_uploaded(
                 media_id, user_id, media_type, length, filename, sha256, now_ms()
@@ -165,12 +169,8 @@ class MediaRepository:
         if not await self.store.reserve(
             media_id, user_id, now, expires, self.config.max_pending_uploads
         ):
-            raise MatrixError(
-                429,
-                "M_LIMIT_EXCEEDED",
-                "Too many pending media uploads",
-                retry_after_ms=60_000,
-            )
+            # The spec's answer to too many pending uploads (POST /create): 429.
+            raise limit_exceeded(60_000)
         return f"mxc://{self.server_name}/{media_id}", expires
 
     async def upload_reserved(
@@ -197,15 +197,40 @@ class MediaRepository:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
         media_type = clean_media_type(media_type)
         path, length, sha256 = await self._receive(request)
-        await self._store_local(media_id, path)
-        completed = await self.store.complete_reservation(
-            media_id, media_type, length, filename, sha256, now_ms()
-        )
-        if not completed:
-            # A concurrent PUT by the same user won; its bytes may have been replaced by
-            # ours under the same key, which holds content the same user chose.
+        try:
+            # The bytes go in place only while the reservation row is locked and still
+            # empty: of two concurrent PUTs, exactly one stores its file.
+            outcome = await self.store.complete_reservation(
+                media_id,
+                media_type,
+                length,
+                filename,
+                sha256,
+                now_ms(),
+                lambda: self.backend.put_file(ids.local_key(media_id), path),
+            )
+        finally:
+            await self.discard(path)  # moved into the store already, unless we lost
+        if outcome is Completion.TAKEN:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media already uploaded")
+        if outcome is Completion.GONE:
+            raise not_found("Unknown or expired media ID")
         self._after_upload(media_id, media_type)
+
+    async def store_server_media(self, path: Path, media_type: str, length: int, sha256: str):
+        """Stores a file the server itself obtained (a URL preview's image) as local media
+        owned by the server; its media ID."""
+        media_id = ids.new_media_id()
+        await self._store_file(ids.local_key(media_id), path)
+        try:
+            await self.store.insert_uploaded(
+                media_id, self.server_name, media_type, length, None, sha256, now_ms()
+            )
+        except BaseException:
+            await self.backend.delete(ids.local_key(media_id))
+            raise
+        self._after_upload(media_id, media_type)
+        return media_id
 
     def _after_upload(self, media_id: str, media_type: str) -> None:
         if media_type.split(";")[0].strip().lower() in THUMBNAILABLE:
@@ -246,6 +271,8 @@ class MediaRepository:
                 raise not_found("Media not found")
             if info.uploaded:
                 return info
+            if info.expires_ts is not None and info.expires_ts <= now_ms():
+                raise not_found("Media not found")  # an async upload that never came
             # Polling the database (not an in-process event) so that an upload finished
             # on another worker process is seen too.
             if time.monotonic() >= deadline:
@@ -258,21 +285,29 @@ class MediaRepository:
             return info
         if self.remote_fetcher is None:
             raise not_found("Remote media is not available on this server")
-        path = self._scratch_file("remote")
+        if await self.store.remote_quarantined(origin, media_id):
+            raise not_found("Media not found")
+        return await self.remote_fetches.run(
+            (origin, media_id), lambda: self._fetch_remote(origin, media_id)
+        )
+
+    async def _fetch_remote(self, origin: str, media_id: str) -> MediaInfo:
+        info = await self.store.get_remote(origin, media_id)
+        if info is not None:
+            return info  # cached by a fetch that finished just before ours started
+        path = self.scratch_file("remote")
         try:
             remote = await self.remote_fetcher.fetch(
                 origin, media_id, path, self.config.max_upload_size
             )
-        except RemoteTooLarge:
-            await self._discard(path)
-            raise MatrixError(502, "M_TOO_LARGE", "Remote content is too large") from None
-        except LookupError:
-            await self._discard(path)
-            raise not_found("Media not found") from None
-        except BaseException:
-            await self._discard(path)
+        except BaseException as e:
+            await self.discard(path)
+            if isinstance(e, StreamTooLarge):
+                raise MatrixError(502, "M_TOO_LARGE", "Remote content is too large") from None
+            if isinstance(e, LookupError):
+                raise not_found("Media not found") from None
             raise
-        await self.backend.put_file(ids.remote_key(origin, media_id), path)
+        await self._store_file(ids.remote_key(origin, media_id), path)
         await self.store.insert_remote(
             origin,
             media_id,
@@ -324,10 +359,20 @@ class MediaRepository:
         await resp.write_eof()
         return resp
 
-    async def federation_file(self, media_id: str):
-        """(media_type, length, chunk iterator) of local media, for the federation server."""
-        info = await self.resolve(self.server_name, media_id, 0)
-        return info.media_type, info.media_length, self.backend.read_chunks(self._key(info))
+    async def federation_file(self, media_id: str, timeout_ms: int = 0):
+        """(MediaInfo, chunk iterator) of local media, for the federation server."""
+        info = await self.resolve(self.server_name, media_id, timeout_ms)
+        return info, self.backend.read_chunks(self._key(info))
+
+    async def cached(self, server_name: str, media_id: str) -> MediaInfo | None:
+        """What is stored here under an mxc:// URI, without fetching or waiting."""
+        ids.check_server_name(server_name)
+        ids.check_media_id(media_id)
+        if server_name == self.server_name:
+            info = await self.store.get_local(media_id)
+        else:
+            info = await self.store.get_remote(server_name, media_id)
+        return info if info is not None and info.uploaded and not info.quarantined else None
 
     # --- thumbnails --------------------------------------------------------------------
 
@@ -372,9 +417,11 @@ class MediaRepository:
         )
         return await self._send(request, thumb.storage_key, thumb.media_type, disposition, None)
 
-    async def federation_thumbnail(self, media_id: str, width: int, height: int, method: str):
+    async def federation_thumbnail(
+        self, media_id: str, width: int, height: int, method: str, timeout_ms: int = 0
+    ):
         """(ThumbnailInfo, chunk iterator) of local media, for the federation server."""
-        info = await self.resolve(self.server_name, media_id, 0)
+        info = await self.resolve(self.server_name, media_id, timeout_ms)
         thumb = await self._thumbnail_for(info, width, height, method, False)
         return thumb, self.backend.read_chunks(thumb.storage_key)
 
@@ -410,9 +457,9 @@ class MediaRepository:
         source = self.backend.local_path(self._key(info))
         fetched = None
         if source is None:
-            fetched = source = self._scratch_file("source")
+            fetched = source = self.scratch_file("source")
             await self.backend.fetch_to(self._key(info), source)
-        specs = [Spec(w, h, m, a, self._scratch_file("thumb")) for w, h, m, a in sizes]
+        specs = [Spec(w, h, m, a, self.scratch_file("thumb")) for w, h, m, a in sizes]
         try:
             made = await loop.run_in_executor(
                 self._thumbnail_pool,
@@ -429,7 +476,7 @@ class MediaRepository:
             ) from None
         finally:
             if fetched is not None:
-                await self._discard(fetched)
+                await self.discard(fetched)
         results = []
         try:
             for (w, h, method, animated), spec, m in zip(sizes, specs, made, strict=True):
@@ -442,7 +489,7 @@ class MediaRepository:
                 results.append(thumb)
         finally:
             for spec in specs:
-                await self._discard(spec.dest)
+                await self.discard(spec.dest)
         return results
 
     # --- admin -------------------------------------------------------------------------
@@ -455,3 +502,16 @@ class MediaRepository:
         for key in [ids.local_key(media_id), *thumbnail_keys]:
             await self.backend.delete(key)
         return True
+
+    async def purge_remote_cache(self, before_ms: int) -> int:
+        """Deletes remote files cached before `before_ms` (fetched again when asked for);
+        how many. In batches, so no transaction grows with the size of the cache."""
+        deleted = 0
+        while True:
+            batch = await self.store.delete_remote_cached_before(before_ms, _PURGE_BATCH)
+            for origin, media_id, thumbnail_keys in batch:
+                for key in [ids.remote_key(origin, media_id), *thumbnail_keys]:
+                    await self.backend.delete(key)
+            deleted += len(batch)
+            if len(batch) < _PURGE_BATCH:
+                return deleted

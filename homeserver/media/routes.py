@@ -11,7 +11,7 @@ from homeserver.http.errors import MatrixError, invalid_param, missing_param, no
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.http.routes import RouteTable
 from homeserver.media import admin_routes
-from homeserver.media.preview import UrlPreviewer
+from homeserver.media.headers import valid_filename
 from homeserver.media.repository import MAX_TIMEOUT_MS
 
 routes = RouteTable()
@@ -29,7 +29,7 @@ def _filename(request: web.Request) -> str | None:
     name = request.query.get("filename")
     if name is None or name == "":
         return None
-    if len(name) > 255 or any(ord(c) < 0x20 or c == "\x7f" for c in name):
+    if not valid_filename(name):
         raise invalid_param("Invalid filename")
     return name
 
@@ -122,12 +122,17 @@ async def thumbnail(request: web.Request, _requester) -> web.StreamResponse:
 
 
 def _legacy(serve):
-    """Serves a legacy endpoint unless the operator froze them (the default): then it
-    answers 404 M_NOT_FOUND as spec v1.11 says frozen servers may."""
+    """A legacy unauthenticated endpoint. Once the operator froze them (the default), only
+    media created or cached while they were open is served; anything newer answers
+    404 M_NOT_FOUND and is never fetched from another server (spec v1.11 "freeze")."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         if get_hs(request).config.media.legacy_endpoints_frozen:
-            raise not_found("Unauthenticated media is frozen; use /_matrix/client/v1/media")
+            info = await _repo(request).cached(
+                request.match_info["server_name"], request.match_info["media_id"]
+            )
+            if info is None or not info.legacy_access:
+                raise not_found("Unauthenticated media is frozen; use /_matrix/client/v1/media")
         return await serve(request)
 
     return handler
@@ -162,8 +167,8 @@ async def _preview(request: web.Request, _requester) -> web.Response:
     url = request.query.get("url")
     if not url:
         raise missing_param("Missing 'url'")
-    og = await UrlPreviewer(config.url_preview_allowed_networks).preview(url)
-    return json_response(og)
+    ts = query_int(request, "ts", None)
+    return json_response(await _repo(request).previews.preview(url, ts))
 
 
 routes.get("/media/config", versions=AUTHED)(_config)

@@ -119,3 +119,17 @@ def _make_one(image: Image.Image, spec: Spec, source_is_animated: bool) -> Made:
     frame = _resize(image.convert("RGBA"), size, spec.method)
     frame.save(spec.dest, "PNG", optimize=True)
     return Made(*size, "image/png", "png", spec.dest.stat().st_size, False)
+
+
+def identify_image(src: Path, max_pixels: int) -> tuple[str, int, int] | None:
+    """(media type, width, height) of an image we would serve inline and thumbnail, read
+    from its header only; None for anything else (or more pixels than allowed)."""
+    try:
+        with Image.open(src) as image:
+            media_type = Image.MIME.get(image.format or "")
+            width, height = image.size
+    except (OSError, Image.DecompressionBombError, ValueError):
+        return None
+    if media_type not in THUMBNAILABLE or width * height > max_pixels:
+        return None
+    return media_type, width, height

@@ -31,6 +31,7 @@ from homeserver.events.signing import sign_event
 from homeserver.http.errors import MatrixError, forbidden, not_found
 from homeserver.jsonutil import canonical, canonical_str
 from homeserver.metrics import events_persisted, persist_batch_size
+from homeserver.sync.notifier import state_key_of
 from storage.events import (
     MAX_STATE_CHAIN,
     PersistItem,
@@ -623,13 +624,33 @@ class EventService:
         async with self.hs.streams.write("events", len(items)) as w:
             await self.store.persist_batch(w.conn, items, w.first)
             w.wake(rooms={it.room_id for it in items})
+            # A redaction can change a state event's content (power levels, say).
+            w.wake(
+                rooms={
+                    state_key_of(it.room_id)
+                    for it in items
+                    if "state_key" in it.event or it.redacts is not None
+                }
+            )
             w.wake(
                 users={it.event["state_key"] for it in items if it.event["type"] == "m.room.member"}
+            )
+            # State resolution may change anyone's membership, not only the event's target.
+            w.wake(
+                users={
+                    sk
+                    for it in items
+                    for etype, sk, _, _ in it.current_state_delta or ()
+                    if etype == "m.room.member"
+                }
             )
         self.hs.federation.sender.on_local_events(items)
         for it in items:
             if it.redacts is not None:
                 self.store.cache.invalidate(it.redacts[0])
+            if it.federated:
+                # It may be cached as an outlier (status, no ordering) from before.
+                self.store.cache.invalidate(it.event_id)
         events_persisted.inc(len(items))
         persist_batch_size.observe(len(items))
 

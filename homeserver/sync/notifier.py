@@ -18,6 +18,13 @@ from homeserver.metrics import sync_longpolls
 from storage.streams import STREAMS, StreamChange
 
 
+def state_key_of(room_id: str) -> str:
+    """The notifier key that moves when a room's state changes (not on every message):
+    caches of things derived from room state (member counts, heroes, power levels) are
+    valid until it moves."""
+    return "state|" + room_id
+
+
 class Notifier:
     def __init__(self):
         self.positions: dict[str, int] = dict.fromkeys(STREAMS, 0)
@@ -26,6 +33,8 @@ class Notifier:
         self._last_change: dict[str, dict[str, int]] = {}
         self._waiters: dict[str, set[asyncio.Future]] = {}
         self._all_waiters: set[asyncio.Future] = set()
+        # Per stream, the last position whose change named no keys (see on_change).
+        self._everyone: dict[str, int] = {}
 
     def start(self, positions: dict[str, int]) -> None:
         self.positions.update(positions)
@@ -44,6 +53,8 @@ class Notifier:
         if change.position > self.positions.get(stream, 0):
             self.positions[stream] = change.position
         if change.everyone:
+            # Too many keys to list: every key counts as changed at this position.
+            self._everyone[stream] = max(self._everyone.get(stream, 0), change.position)
             self._wake(self._all_waiters)
             return
         for key in (*change.rooms, *change.users):
@@ -64,9 +75,13 @@ class Notifier:
         """False only when we know that `key` had no change on `stream` after `position`."""
         if position < self.start_positions.get(stream, 0):
             return True
+        if self._everyone.get(stream, 0) > position:
+            return True
         return self._last_change.get(key, {}).get(stream, 0) > position
 
     def _any_change(self, keys: Iterable[str], token: dict[str, int]) -> bool:
+        if any(pos > token.get(stream, 0) for stream, pos in self._everyone.items()):
+            return True
         for key in keys:
             for stream, pos in self._last_change.get(key, {}).items():
                 if pos > token.get(stream, 0):

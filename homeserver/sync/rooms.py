@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.jsonutil import loads
 from homeserver.rooms.serialize import client_event
 from homeserver.rooms.visibility import filter_visible
 from homeserver.sync.context import SyncContext
@@ -21,27 +20,9 @@ if TYPE_CHECKING:
 DEFAULT_TIMELINE_LIMIT = 10
 
 
-async def user_memberships(
-    hs: Homeserver, user_id: str
-) -> tuple[dict[str, tuple[str, str, int]], set[str]]:
-    """(room_id -> (membership, event_id, stream_ordering) from current state, or from an
-    out-of-band membership (a remote invite or knock, in a room we are not in) if newer;
-    the rooms the user forgot)."""
-    rows = await hs.db.fetch(
-        "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering,"
-        " f.room_id IS NOT NULL AS forgotten FROM current_state c"
-        " JOIN events e ON e.event_id = c.event_id"
-        " LEFT JOIN forgotten_rooms f ON f.user_id = c.state_key AND f.room_id = c.room_id"
-        " WHERE c.type = 'm.room.member' AND c.state_key = $1",
-        user_id,
-    )
-    memberships = {
-        r["room_id"]: (r["membership"], r["event_id"], r["stream_ordering"]) for r in rows
-    }
-    for room_id, oob in (await hs.out_of_band.for_user(user_id)).items():
-        if room_id not in memberships or memberships[room_id][2] < oob.stream_ordering:
-            memberships[room_id] = (oob.membership, oob.event_id, oob.stream_ordering)
-    return memberships, {r["room_id"] for r in rows if r["forgotten"]}
+async def user_memberships(hs: Homeserver, user_id: str) -> dict[str, tuple[str, str, int]]:
+    """room_id -> (membership, event_id, stream_ordering) from current state."""
+    return await hs.sync_caches.memberships(user_id)
 
 
 async def membership_changes(hs: Homeserver, ctx: SyncContext) -> list[StoredEvent]:
@@ -60,10 +41,13 @@ async def membership_changes(hs: Homeserver, ctx: SyncContext) -> list[StoredEve
 
 
 async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]) -> None:
-    memberships, forgotten = await user_memberships(hs, ctx.user_id)
+    memberships = await user_memberships(hs, ctx.user_id)
     ctx.joined_room_ids = {r for r, (m, _, _) in memberships.items() if m == "join"}
     changes: list[StoredEvent] = []
-    if ctx.since is not None:
+    # The user's own member events wake them: without one, there is nothing to look up.
+    if ctx.since is not None and hs.notifier.changed_since(
+        ctx.user_id, "events", ctx.since["events"]
+    ):
         changes = await membership_changes(hs, ctx)
         for ev in changes:
             if ev.content.get("membership") == "join":
@@ -128,10 +112,15 @@ async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]
     left = {
         r
         for r in left
-        if r not in forgotten
-        and rooms_filter.allows_room(r)
-        and memberships.get(r, ("",))[0] in ("leave", "ban")
+        if rooms_filter.allows_room(r) and memberships.get(r, ("",))[0] in ("leave", "ban")
     }
+    if left:
+        left -= {
+            r["room_id"]
+            for r in await hs.db.fetch(
+                "SELECT room_id FROM forgotten_rooms WHERE user_id = $1", ctx.user_id
+            )
+        }
     if left:
         await _left_rooms(hs, ctx, sorted(left), memberships, leave_section)
 
@@ -288,33 +277,17 @@ async def _left_rooms(
 
 
 async def _summaries(hs: Homeserver, ctx: SyncContext, room_ids: list[str]) -> dict[str, dict]:
-    rows = await hs.db.fetch(
-        "SELECT room_id, membership, count(*) AS n FROM current_state"
-        " WHERE room_id = ANY($1) AND type = 'm.room.member' GROUP BY room_id, membership",
-        room_ids,
-    )
-    out: dict[str, dict] = {
-        r: {"m.joined_member_count": 0, "m.invited_member_count": 0} for r in room_ids
-    }
-    for r in rows:
-        if r["membership"] == "join":
-            out[r["room_id"]]["m.joined_member_count"] = r["n"]
-        elif r["membership"] == "invite":
-            out[r["room_id"]]["m.invited_member_count"] = r["n"]
-    # Heroes only matter for rooms that have neither a name nor a canonical alias.
-    # At most five heroes per room, taken by the index: a 1,000-member room costs five rows.
-    hero_rows = await hs.db.fetch(
-        "SELECT r.room_id, h.state_key FROM unnest($1::text[]) AS r(room_id)"
-        " CROSS JOIN LATERAL (SELECT m.state_key FROM current_state m"
-        "   WHERE m.room_id = r.room_id AND m.type = 'm.room.member' AND m.state_key <> $2"
-        "   AND m.membership IN ('join', 'invite') ORDER BY m.state_key LIMIT 5) h"
-        " WHERE NOT EXISTS (SELECT 1 FROM current_state n WHERE n.room_id = r.room_id"
-        "   AND n.type IN ('m.room.name', 'm.room.canonical_alias') AND n.state_key = '')",
-        room_ids,
-        ctx.user_id,
-    )
-    for r in hero_rows:
-        out[r["room_id"]].setdefault("m.heroes", []).append(r["state_key"])
+    out: dict[str, dict] = {}
+    for room_id, summary in (await hs.sync_caches.room_summaries(room_ids)).items():
+        entry = {
+            "m.joined_member_count": summary["joined"],
+            "m.invited_member_count": summary["invited"],
+        }
+        # Heroes only matter for rooms that have neither a name nor a canonical alias.
+        heroes = [u for u in summary["candidates"] if u != ctx.user_id][:5]
+        if heroes:
+            entry["m.heroes"] = heroes
+        out[room_id] = entry
     return out
 
 
@@ -346,15 +319,8 @@ async def _unread_counts(
     rules = await push_rules.ranked_rules(user_id)
     events = await hs.event_store.get_events(r["event_id"] for r in rows)
     unread_rooms = sorted({r["room_id"] for r in rows})
-    pl_rows = await hs.db.fetch(
-        "SELECT c.room_id, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id"
-        " WHERE c.room_id = ANY($1) AND c.type = 'm.room.power_levels' AND c.state_key = ''",
-        unread_rooms,
-    )
-    power_levels = {r["room_id"]: loads(r["json"]).get("content", {}) for r in pl_rows}
-    display_name = await hs.db.fetchval(
-        "SELECT displayname FROM profiles WHERE user_id = $1", user_id
-    )
+    power_levels = await hs.sync_caches.power_levels(unread_rooms)
+    display_name = await hs.sync_caches.display_name(user_id)
     contexts = {
         room_id: PushContext(
             user_id=user_id,

@@ -241,3 +241,22 @@ async def test_user_devices_and_keys_endpoints(pair, tmp_path):
             await client.request(method, hs2.server_name, path, content=body)
         assert err.value.status == 400, (path, err.value.body)
         assert err.value.errcode in ("M_INVALID_PARAM", "M_BAD_JSON", "M_NOT_JSON")
+
+
+async def test_the_cache_is_dropped_when_no_room_is_shared_any_more(pair, tmp_path):
+    hs1, hs2 = pair
+    bob = await e2e_client(hs2, tmp_path, "bob")
+    alice = await e2e_client(hs1, tmp_path, "alice")
+    room = await alice.room_create()
+    await remote_member(hs1, room.room_id, bob.user_id)
+    await query_keys(alice, bob.user_id)
+    await eventually(lambda: cached_list(hs1, bob.user_id))
+    # Alice leaves the only room she shared with bob: updates about him would stop
+    # coming, so what we hold of his devices can no longer be trusted.
+    assert (await alice.room_leave(room.room_id)).__class__.__name__ == "RoomLeaveResponse"
+
+    async def forgotten():
+        return await cached_list(hs1, bob.user_id) is None
+
+    await eventually(forgotten)
+    assert await cached_devices(hs1, bob.user_id) == set()

@@ -236,3 +236,26 @@ async def test_a_non_admitted_server_is_refused_every_endpoint(trio, ca):
     # And nothing is ever queued for it.
     await hs1.hs.federation.sender.send_edu([hs3.server_name], "m.direct_to_device", {"x": 1})
     assert await hs1.db.fetchval("SELECT count(*) FROM federation_outbound_queue") == 0
+
+
+async def test_room_edus_respect_the_rooms_server_acl(trio, ca):
+    hs1, hs2, _ = trio
+    bob = await hs1.client("bob")
+    room = await bob.room_create()
+    alice = f"@alice:{hs2.server_name}"
+    await remote_member(hs1, room.room_id, alice)
+    denied: list[tuple[str, str]] = []
+
+    async def acl_allows(room_id: str, server_name: str) -> bool:
+        denied.append((room_id, server_name))
+        return False  # as if the room's m.room.server_acl denied hs2
+
+    hs1.hs.federation.acl_allows = acl_allows
+    typing = {"room_id": room.room_id, "user_id": alice, "typing": True}
+    edus = [{"edu_type": "m.typing", "content": typing}]
+    status, _ = await signed_request(
+        hs2, hs1, ca, "PUT", SEND + new_txn_id(), transaction(hs2.server_name, edus=edus)
+    )
+    assert status == 200
+    assert denied == [(room.room_id, hs2.server_name)]
+    assert not await hs1.db.fetchval("SELECT 1 FROM typing WHERE user_id = $1", alice)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import time
 
 import orjson
 from nio import DownloadError, MemoryDownloadResponse, UploadResponse
 from nio.crypto.attachments import decrypt_attachment
 
-from tests.integration.media_helpers import raw, split_mxc, stored_files
+from tests.integration.media_helpers import png_bytes, raw, split_mxc, stored_files, wait_for
 
 
 async def test_multi_megabyte_round_trip_is_byte_identical(server):
@@ -197,6 +199,105 @@ async def test_async_upload(server):
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
 
 
+async def _create(server, token: str) -> str:
+    status, body = await server.request("POST", "/_matrix/media/v1/create", token=token)
+    assert status == 200, body
+    return split_mxc(body["content_uri"])[1]
+
+
+async def test_concurrent_puts_to_one_id_store_exactly_one_file(server):
+    client = await server.client()
+    token = client.access_token
+    sn = server.server_name
+    media_id = await _create(server, token)
+    path = f"/_matrix/media/v3/upload/{sn}/{media_id}"
+    first, second = os.urandom(50_000), os.urandom(30_000)
+    gate = asyncio.Event()
+
+    async def held_body():
+        yield first[:10_000]
+        await gate.wait()
+        yield first[10_000:]
+
+    put_first = asyncio.ensure_future(server.request("PUT", path, token=token, data=held_body()))
+    try:
+        # The first PUT is receiving (its scratch file exists): it passed every check made
+        # before the body, and is still in flight when the second one completes.
+        async def first_receiving():
+            return len(stored_files(server)) == 1
+
+        await wait_for(first_receiving)
+        status, body = await server.request("PUT", path, token=token, data=second)
+        assert (status, body) == (200, {})
+    finally:
+        gate.set()
+    status, body = await put_first
+    assert (status, body["errcode"]) == (409, "M_CANNOT_OVERWRITE_MEDIA")
+
+    down = await client.download(f"mxc://{sn}/{media_id}")
+    assert down.body == second
+    files = stored_files(server)
+    assert len(files) == 1 and files[0].read_bytes() == second
+    assert (
+        await server.db.fetchval("SELECT sha256 FROM local_media WHERE media_id = $1", media_id)
+        == hashlib.sha256(second).hexdigest()
+    )
+
+    # Both at once, whole bodies: one wins, the other is refused, one file either way.
+    media_id = await _create(server, token)
+    path = f"/_matrix/media/v3/upload/{sn}/{media_id}"
+    bodies = [os.urandom(20_000), os.urandom(25_000)]
+    answers = await asyncio.gather(
+        *(server.request("PUT", path, token=token, data=b) for b in bodies)
+    )
+    assert sorted(status for status, _ in answers) == [200, 409]
+    winner = bodies[[status for status, _ in answers].index(200)]
+    assert (await client.download(f"mxc://{sn}/{media_id}")).body == winner
+    sizes = sorted(f.stat().st_size for f in stored_files(server))
+    assert sizes == sorted([len(second), len(winner)])
+
+
+async def test_unused_media_ids_expire(make_server):
+    server = await make_server(media={"max_pending_uploads": 1})
+    client = await server.client()
+    token = client.access_token
+    sn = server.server_name
+
+    status, body = await server.request("POST", "/_matrix/media/v1/create", token=token)
+    media_id = split_mxc(body["content_uri"])[1]
+    expires = await server.db.fetchval(
+        "SELECT expires_ts FROM local_media WHERE media_id = $1", media_id
+    )
+    created = await server.db.fetchval(
+        "SELECT created_ts FROM local_media WHERE media_id = $1", media_id
+    )
+    # The spec's recommended lifetime, 24 hours, is the default.
+    assert body["unused_expires_at"] == expires == created + 86_400_000
+
+    status, body = await server.request("POST", "/_matrix/media/v1/create", token=token)
+    assert (status, body["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+
+    # As if its unused_expires_at had passed.
+    await server.db.execute("UPDATE local_media SET expires_ts = 1 WHERE media_id = $1", media_id)
+    status, body = await server.request(
+        "PUT", f"/_matrix/media/v3/upload/{sn}/{media_id}", token=token, data=b"late"
+    )
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    status, body = await server.request(
+        "GET", f"/_matrix/client/v1/media/download/{sn}/{media_id}", token=token
+    )
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    assert stored_files(server) == []
+
+    # An expired ID is no longer pending: the user may create another.
+    await _create(server, token)
+    await server.hs.media.reap_expired(int(time.time() * 1000))
+    assert (
+        await server.db.fetchval("SELECT count(*) FROM local_media WHERE media_id = $1", media_id)
+        == 0
+    )
+
+
 async def test_pending_upload_limit(make_server):
     server = await make_server(media={"max_pending_uploads": 2})
     client = await server.client()
@@ -291,3 +392,41 @@ async def test_legacy_endpoints_when_unfrozen(make_server):
     )
     assert status == 200 and body == b"legacy"
     assert headers["Content-Disposition"] == 'inline; filename="x.txt"'
+
+
+def mxc_id(upload: UploadResponse) -> str:
+    return split_mxc(upload.content_uri)[1]
+
+
+async def test_a_freeze_keeps_older_media_on_the_legacy_endpoints(make_server, fresh_dsn):
+    """Spec v1.11: media from before the freeze stays downloadable unauthenticated; media
+    uploaded once frozen is served only by the authenticated endpoints."""
+    before = await make_server(media={"legacy_endpoints_frozen": False})
+    client = await before.client()
+    old, _ = await client.upload(lambda *_: b"from before", content_type="text/plain")
+    old_image, _ = await client.upload(lambda *_: png_bytes(64, 64), content_type="image/png")
+
+    # The operator freezes: a server on the same database and media store.
+    after = await make_server(
+        dsn=fresh_dsn,
+        media={
+            "legacy_endpoints_frozen": True,
+            "store_path": str(before.hs.media.store_path),
+        },
+    )
+    client = await after.login(client.user_id.split(":")[0][1:])
+    new, _ = await client.upload(lambda *_: b"after the freeze", content_type="text/plain")
+
+    sn = after.server_name
+    status, _, body = await raw(after, "GET", f"/_matrix/media/v3/download/{sn}/{mxc_id(old)}")
+    assert (status, body) == (200, b"from before")
+    status, headers, _ = await raw(
+        after,
+        "GET",
+        f"/_matrix/media/v3/thumbnail/{sn}/{mxc_id(old_image)}?width=32&height=32&method=crop",
+    )
+    assert status == 200 and headers["Content-Type"].startswith("image/")
+    status, body = await after.request("GET", f"/_matrix/media/v3/download/{sn}/{mxc_id(new)}")
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+    down = await client.download(new.content_uri)
+    assert isinstance(down, MemoryDownloadResponse) and down.body == b"after the freeze"

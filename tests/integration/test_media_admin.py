@@ -1,8 +1,15 @@
-"""Media admin API (Synapse shapes): quarantine, delete, per-user usage; admins only."""
+"""Media admin API (Synapse shapes): quarantine, delete, per-user usage, a room's media;
+admins only."""
 
 from __future__ import annotations
 
-from nio import DownloadError, MemoryDownloadResponse, UploadResponse
+from nio import (
+    DownloadError,
+    MemoryDownloadResponse,
+    RoomPutStateResponse,
+    RoomSendResponse,
+    UploadResponse,
+)
 
 from tests.integration.media_helpers import split_mxc, stored_files
 
@@ -71,3 +78,85 @@ async def test_admin_media_api(make_server):
     assert isinstance(down, DownloadError) and down.status_code == "M_NOT_FOUND"
     status, body = await server.request("DELETE", f"{ADMIN}/media/{sn}/{first_id}", token=token)
     assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+
+async def test_room_media_listing_and_quarantine(make_server):
+    server = await make_server(admins=["@boss:test.local"])
+    admin = await server.client("boss")
+    alice = await server.client("alice")
+    sn = server.server_name
+
+    photo, thumb, secret, avatar, me, edited, kept, unrelated = [
+        await _upload(alice, f"file {i}".encode()) for i in range(8)
+    ]
+    remote = "mxc://elsewhere.example/remoteAbc"
+    room = await alice.room_create(name="files")
+    room_id = room.room_id
+
+    async def send(content, event_type="m.room.message"):
+        resp = await alice.room_send(room_id, event_type, content)
+        assert isinstance(resp, RoomSendResponse), resp
+        return resp.event_id
+
+    await send({"msgtype": "m.image", "body": "p", "url": photo, "info": {"thumbnail_url": thumb}})
+    await send({"msgtype": "m.file", "body": "s", "file": {"url": secret, "v": "v2"}})
+    original = await send({"msgtype": "m.file", "body": "r", "url": remote})
+    await send(
+        {
+            "msgtype": "m.image",
+            "body": "* new",
+            "m.new_content": {"msgtype": "m.image", "body": "new", "url": edited},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+        }
+    )
+    await send({"msgtype": "m.file", "body": "k", "url": kept})
+    await send({"msgtype": "m.text", "body": "not a link: mxc://x/../../etc"})
+    resp = await alice.room_put_state(room_id, "m.room.avatar", {"url": avatar})
+    assert isinstance(resp, RoomPutStateResponse), resp
+    resp = await alice.room_put_state(
+        room_id,
+        "m.room.member",
+        {"membership": "join", "avatar_url": me},
+        state_key=alice.user_id,
+    )
+    assert isinstance(resp, RoomPutStateResponse), resp
+
+    path = f"{ADMIN}/room/{room_id}/media"
+    status, body = await server.request("GET", path, token=alice.access_token)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await server.request("GET", path, token=admin.access_token)
+    assert status == 200, body
+    assert sorted(body["local"]) == sorted([photo, thumb, secret, avatar, me, edited, kept])
+    assert body["remote"] == [remote]
+
+    status, body = await server.request(
+        "GET", f"{ADMIN}/room/!nowhere:{sn}/media", token=admin.access_token
+    )
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND")
+
+    # Media an admin marked safe stays available (as in Synapse).
+    await server.db.execute(
+        "UPDATE local_media SET safe_from_quarantine = TRUE WHERE media_id = $1",
+        split_mxc(kept)[1],
+    )
+    status, body = await server.request(
+        "POST", f"{path}/quarantine", token=alice.access_token, json={}
+    )
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    status, body = await server.request(
+        "POST", f"{path}/quarantine", token=admin.access_token, json={}
+    )
+    assert (status, body) == (200, {"num_quarantined": 7})  # 6 local + the remote one
+    for uri in (photo, thumb, secret, avatar, me, edited):
+        down = await alice.download(uri)
+        assert isinstance(down, DownloadError) and down.status_code == "M_NOT_FOUND", uri
+    for uri in (kept, unrelated):
+        down = await alice.download(uri)
+        assert isinstance(down, MemoryDownloadResponse), uri
+    # The remote file was never fetched; it is recorded so that it never will be.
+    assert (
+        await server.db.fetchval(
+            "SELECT quarantined_by FROM remote_media_quarantine WHERE media_id = 'remoteAbc'"
+        )
+        == admin.user_id
+    )

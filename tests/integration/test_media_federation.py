@@ -36,7 +36,10 @@ async def test_remote_media_is_fetched_cached_and_served(make_server, ca, media_
     alice = await hs1.client()
     payload = os.urandom(200_000)
     resp, _ = await alice.upload(
-        lambda *_: payload, content_type="application/zip", filesize=len(payload)
+        lambda *_: payload,
+        content_type="application/zip",
+        filename="plans été.zip",
+        filesize=len(payload),
     )
     assert isinstance(resp, UploadResponse), resp
 
@@ -44,6 +47,8 @@ async def test_remote_media_is_fetched_cached_and_served(make_server, ca, media_
     down = await bob.download(resp.content_uri)
     assert isinstance(down, MemoryDownloadResponse), down
     assert down.body == payload and down.content_type == "application/zip"
+    # The file name travels in the federation answer's Content-Disposition.
+    assert down.filename == "plans été.zip"
     cached = await hs2.db.fetchval("SELECT media_length FROM remote_media")
     assert cached == len(payload)
 

@@ -34,3 +34,51 @@ async def test_sync_on_one_worker_wakes_for_event_persisted_by_another(make_serv
         e.body for e in sync.rooms.join[room_id].timeline.events if isinstance(e, RoomMessageText)
     ]
     assert bodies == ["back"]
+
+
+async def test_state_derived_caches_follow_changes_made_by_another_worker(make_server, fresh_dsn):
+    """Member counts, heroes, memberships and power levels are cached per process until
+    the room's state moves; a change committed by the other process must reach them."""
+    first = await make_server()
+    second = await make_server(dsn=fresh_dsn)
+    alice = await first.client("alice")
+    carol = await first.client("carol")
+    bob_on_second = await second.client("bob")
+    room_id = (await alice.room_create(invite=[bob_on_second.user_id])).room_id
+    await carol.sync(timeout=0)  # carol's (empty) memberships are now cached on `first`
+    await alice.sync(timeout=0)
+    summary = alice.rooms[room_id].summary
+    assert (summary.joined_member_count, summary.invited_member_count) == (1, 1)
+
+    await bob_on_second.join(room_id)
+    sync = await alice.sync(timeout=10_000, since=alice.next_batch)
+    assert sync.rooms.join[room_id].summary.joined_member_count == 2
+    assert sync.rooms.join[room_id].summary.invited_member_count == 0
+
+    # An invite written by the other worker reaches carol's cached memberships here.
+    await bob_on_second.room_invite(room_id, carol.user_id)
+    sync = await carol.sync(timeout=10_000, since=carol.next_batch)
+    assert room_id in sync.rooms.invite
+
+    # Power levels: bob may not notify the whole room (level 50) until alice, through the
+    # other worker, raises him; the highlight must follow on this worker.
+    async def at_room_highlights() -> int:
+        await bob_on_second.room_send(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": "@room listen"}
+        )
+        sync = await alice.sync(timeout=10_000, since=alice.next_batch)
+        await alice.room_read_markers(
+            room_id,
+            sync.rooms.join[room_id].timeline.events[-1].event_id,
+            sync.rooms.join[room_id].timeline.events[-1].event_id,
+        )
+        return sync.rooms.join[room_id].unread_notifications.highlight_count
+
+    assert await at_room_highlights() == 0
+    alice_on_second = await second.login("alice")
+    levels = await alice_on_second.room_get_state_event(room_id, "m.room.power_levels")
+    content = dict(levels.content)
+    content["users"] = {**content.get("users", {}), bob_on_second.user_id: 50}
+    await alice_on_second.room_put_state(room_id, "m.room.power_levels", content)
+    await alice.sync(timeout=10_000, since=alice.next_batch)
+    assert await at_room_highlights() == 1

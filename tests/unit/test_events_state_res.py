@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from homeserver.events.hashing import compute_event_id, room_id_from_create_event
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, STATE_RES_V2_1
 from homeserver.events.state_res import auth_chain_from_event_map, resolve_state
 
 ALICE, BOB, CAROL = "@alice:a.test", "@bob:b.test", "@carol:c.test"
@@ -161,3 +161,186 @@ def test_power_events_ordered_by_sender_power_before_time(version):
     # Alice outranks Bob, so her change is applied first and Bob's, still allowed, last:
     # a pure timestamp order would have let Alice's later event win instead.
     assert dag.resolve(fork_a, fork_b)[("m.room.join_rules", "")] == by_bob
+
+
+# ---- the published scenarios (Synapse's tests/state/test_v2.py, also run by Ruma and
+# Conduit), rebuilt on Dag with real event ids; each also runs as v10 and v12 --------------
+
+EVELYN = "@evelyn:e.test"
+PL, JR, TOPIC = ("m.room.power_levels", ""), ("m.room.join_rules", ""), ("m.room.topic", "")
+
+
+def _levels(dag: Dag, users: dict[str, int], **extra) -> dict[str, Any]:
+    """Power levels content; v12 creators have infinite power and may not be listed."""
+    if dag.rv.creators_have_infinite_power:
+        users = {u: level for u, level in users.items() if u != ALICE}
+    return {"users": users, **extra}
+
+
+def _member(user: str) -> tuple[str, str]:
+    return ("m.room.member", user)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_ban_vs_power_levels(version):
+    """Bob re-sends the power levels while Alice bans him: the ban (a power event by the
+    more powerful sender) is applied first and Bob's event then fails auth."""
+    dag = Dag(version)
+    dag.setup()
+    pa = dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 50}), "")
+    fork_b = dict(dag.state)
+    ma = dag.add("m.room.member", ALICE, {"membership": "join"}, ALICE)
+    mb = dag.add("m.room.member", ALICE, {"membership": "ban"}, BOB)
+    dag.add("m.room.power_levels", BOB, _levels(dag, {ALICE: 100, BOB: 50}), "", state=fork_b)
+    resolved = dag.resolve(dag.state, fork_b)
+    assert resolved[PL] == pa
+    assert resolved[_member(ALICE)] == ma
+    assert resolved[_member(BOB)] == mb
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_join_rule_evasion(version):
+    """Evelyn joins on a branch that does not have the room going invite-only: the
+    join_rules change is a power event, resolved first, and her join then fails."""
+    dag = Dag(version)
+    dag.setup()
+    fork_b = dict(dag.state)
+    jr = dag.add("m.room.join_rules", ALICE, {"join_rule": "invite"}, "")
+    dag.add("m.room.member", EVELYN, {"membership": "join"}, EVELYN, state=fork_b)
+    resolved = dag.resolve(dag.state, fork_b)
+    assert resolved[JR] == jr
+    assert _member(EVELYN) not in resolved
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_offtopic_power_levels(version):
+    """A chain of power level changes (Bob raises Carol, Carol lowers herself) against a
+    branch that only has the first: the auth DAG order wins over sender power, and each
+    step is checked against the one before it."""
+    dag = Dag(version)
+    dag.setup()
+    dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 50}), "")
+    fork_b = dict(dag.state)
+    dag.add("m.room.power_levels", BOB, _levels(dag, {ALICE: 100, BOB: 50, CAROL: 50}), "")
+    pc = dag.add("m.room.power_levels", CAROL, _levels(dag, {ALICE: 100, BOB: 50, CAROL: 0}), "")
+    assert dag.resolve(dag.state, fork_b)[PL] == pc
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_topic_basic(version):
+    """Alice demotes Bob while Bob re-asserts his level and sets a topic: the demotion
+    wins (power ordering), and Bob's topic then fails in the mainline phase."""
+    dag = Dag(version)
+    dag.setup()
+    dag.add("m.room.topic", ALICE, {"topic": "t1"}, "")
+    dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 50}), "")
+    fork_b = dict(dag.state)
+    t2 = dag.add("m.room.topic", ALICE, {"topic": "t2"}, "")
+    pa2 = dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 0}), "")
+    dag.add("m.room.power_levels", BOB, _levels(dag, {ALICE: 100, BOB: 50}), "", state=fork_b)
+    dag.add("m.room.topic", BOB, {"topic": "t3"}, "", state=fork_b)
+    resolved = dag.resolve(dag.state, fork_b)
+    assert (resolved[PL], resolved[TOPIC]) == (pa2, t2)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_topic_reset(version):
+    """Bob sets a topic and is then banned; a branch from before both merges in. The ban
+    holds, so Bob's topic fails and the topic goes back to the earlier one (T1) rather
+    than disappearing: mainline ordering puts T1 (older power levels) first."""
+    dag = Dag(version)
+    dag.setup()
+    t1 = dag.add("m.room.topic", ALICE, {"topic": "t1"}, "")
+    fork_b = dict(dag.state)
+    pa = dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 50}), "")
+    dag.add("m.room.topic", BOB, {"topic": "t2"}, "")
+    mb = dag.add("m.room.member", ALICE, {"membership": "ban"}, BOB)
+    resolved = dag.resolve(dag.state, fork_b)
+    assert (resolved[TOPIC], resolved[PL], resolved[_member(BOB)]) == (t1, pa, mb)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_topic_after_a_merge(version):
+    """test_topic_basic, then a message merging both branches and a new topic by Alice on
+    the merged state: resolving the merge point against the newer state keeps the new
+    topic and the demotion."""
+    dag = Dag(version)
+    dag.setup()
+    dag.add("m.room.topic", ALICE, {"topic": "t1"}, "")
+    dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 50}), "")
+    fork_b = dict(dag.state)
+    dag.add("m.room.topic", ALICE, {"topic": "t2"}, "")
+    pa2 = dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 0}), "")
+    dag.add("m.room.power_levels", BOB, _levels(dag, {ALICE: 100, BOB: 50}), "", state=fork_b)
+    dag.add("m.room.topic", BOB, {"topic": "t3"}, "", state=fork_b)
+    merged = dag.resolve(dag.state, fork_b)
+    dag.add("m.room.message", CAROL, {"body": "merge"}, None, state=dict(merged))
+    after_t4 = dict(merged)
+    t4 = dag.add("m.room.topic", ALICE, {"topic": "t4"}, "", state=after_t4)
+    resolved = dag.resolve(after_t4, merged)
+    assert (resolved[TOPIC], resolved[PL]) == (t4, pa2)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_mainline_sort(version):
+    """Bob's topic T3 is based on the newest power levels (PA2) and Alice's T4 on an older
+    one: the mainline position, not the (later) timestamp of T4, decides, so T3 wins.
+    Bob's own power levels event fails: PA2 raised the level needed for it to 100."""
+    dag = Dag(version)
+    dag.setup()
+    dag.add("m.room.topic", ALICE, {"topic": "t1"}, "")
+    dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 50}), "")
+    fork_b = dict(dag.state)
+    dag.add("m.room.topic", ALICE, {"topic": "t2"}, "")
+    pa2 = dag.add(
+        "m.room.power_levels",
+        ALICE,
+        _levels(dag, {ALICE: 100, BOB: 50}, events={"m.room.power_levels": 100}),
+        "",
+    )
+    dag.add("m.room.power_levels", BOB, _levels(dag, {ALICE: 100, BOB: 50}), "", state=fork_b)
+    t3 = dag.add("m.room.topic", BOB, {"topic": "t3"}, "")
+    dag.add("m.room.topic", ALICE, {"topic": "t4"}, "", state=fork_b)
+    resolved = dag.resolve(dag.state, fork_b)
+    assert (resolved[TOPIC], resolved[PL]) == (t3, pa2)
+
+
+# ---- where v12 (state resolution v2.1) differs from v2 ---------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_unconflicted_state_cannot_vouch_for_a_conflicted_power_event(version):
+    """A join_rules event by Bob that his own auth events do not allow (they give him 0)
+    sits in one state set; both sets agree on newer power levels giving him 100. v2
+    starts the power events' checks from the unconflicted state, so the newer levels let
+    it through; v2.1 starts from nothing and checks it on its own auth events."""
+    dag = Dag(version)
+    dag.setup()
+    jr_orig = dag.state[JR]
+    dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 0}), "")
+    unauthorised = dag.add(
+        "m.room.join_rules", BOB, {"join_rule": "invite"}, "", state=dict(dag.state)
+    )
+    dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 100}), "")
+    with_it = {**dag.state, JR: unauthorised}
+    expected = jr_orig if dag.rv.state_res == STATE_RES_V2_1 else unauthorised
+    assert dag.resolve(with_it, dict(dag.state))[JR] == expected
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_conflicted_state_subgraph_prevents_a_state_reset(version):
+    """One state set has the power levels "reset" to an old PL1 while agreeing on a topic
+    authorised by the later PL2; the other has PL3, sent by Bob with the power PL2 gave
+    him. PL2 is in both auth chains, so v2 leaves it out of the full conflicted set, and
+    PL3 is checked against PL1 and fails. v2.1 adds PL2, which lies on the auth path
+    between the conflicted PL3 and PL1 (the conflicted state subgraph), so PL3 holds."""
+    dag = Dag(version)
+    dag.setup()
+    pl1 = dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 50}), "")
+    dag.add("m.room.power_levels", ALICE, _levels(dag, {ALICE: 100, BOB: 100}), "")
+    dag.add("m.room.topic", ALICE, {"topic": "under PL2"}, "")
+    pl3 = dag.add("m.room.power_levels", BOB, _levels(dag, {ALICE: 100, BOB: 100, CAROL: 75}), "")
+    reset = {**dag.state, PL: pl1}
+    expected = pl3 if dag.rv.state_res == STATE_RES_V2_1 else pl1
+    assert dag.resolve(reset, dict(dag.state))[PL] == expected
+    assert dag.resolve(dict(dag.state), reset)[PL] == expected
