@@ -333,6 +333,25 @@ async def test_leaving_a_remote_room_reaches_its_other_server(pair):
     assert (await hs2.hs.event_store.get_event(join_id)).event["sender"] == bob.user_id
 
 
+async def test_the_resident_server_passes_a_join_on_to_the_rooms_other_servers(make_server, ca):
+    hs1, hs2, hs3 = [
+        await start_federating_server(make_server, ca, f"hs{i}.test.local", ["*.test.local"])
+        for i in (1, 2, 3)
+    ]
+    alice = await hs1.client("alice")
+    room_id = await _public_room(alice, alias="three")
+    bob = await hs2.client("bob")
+    assert isinstance(await bob.join(f"#three:{hs1.server_name}"), JoinResponse)
+    await bob.sync(timeout=0)
+
+    carol = await hs3.client("carol")
+    assert isinstance(await carol.join(f"#three:{hs1.server_name}"), JoinResponse)
+    # hs2 learns of Carol's join from hs1, which accepted it.
+    await _sync_until(bob, lambda: _joined(bob, room_id, carol.user_id))
+    assert await _state_ids(bob, room_id) == await _state_ids(alice, room_id)
+    assert await _state_ids(carol, room_id) == await _state_ids(alice, room_id)
+
+
 # ---- the wire: refusals and bad input ------------------------------------------------------
 
 
