@@ -524,6 +524,14 @@ async def test_make_join_checks_versions_user_and_room(pair):
             {"ver": ["12"]},
         )
     assert (unknown.value.status, unknown.value.errcode) == (404, "M_NOT_FOUND")
+    # make_knock has no default versions; this room does not allow knocking anyway.
+    knock = f"/_matrix/federation/v1/make_knock/{_q(room_id)}/{_q(bob)}"
+    with pytest.raises(FederationError) as no_ver:
+        await client.get_json(hs1.server_name, knock)
+    assert (no_ver.value.status, no_ver.value.errcode) == (400, "M_MISSING_PARAM")
+    with pytest.raises(FederationError) as public:
+        await client.get_json(hs1.server_name, knock, {"ver": ["12"]})
+    assert (public.value.status, public.value.errcode) == (403, "M_FORBIDDEN")
 
 
 async def test_invite_with_an_unsupported_version_or_bad_event_is_refused(pair):
