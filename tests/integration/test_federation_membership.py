@@ -206,6 +206,24 @@ async def test_rejecting_a_remote_invite_goes_through_the_inviting_server(pair):
     assert getattr(again, "status_code", None) == "M_NOT_FOUND", again
 
 
+async def test_an_invite_from_a_server_gone_away_is_rejected_locally(pair):
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    bob = await hs2.client("bob")
+    room_id = (await alice.room_create(name="Soon gone")).room_id
+    assert isinstance(await alice.room_invite(room_id, bob.user_id), RoomInviteResponse)
+    sync = await bob.sync(timeout=0)
+    assert room_id in sync.rooms.invite
+    await hs1.close()
+
+    left = await bob.room_leave(room_id)
+    assert isinstance(left, RoomLeaveResponse), left
+    sync = await bob.sync(timeout=0, since=sync.next_batch)
+    assert room_id in sync.rooms.leave
+    status, initial = await hs2.request("GET", "/_matrix/client/v3/sync", token=bob.access_token)
+    assert status == 200 and room_id not in initial["rooms"]["invite"]
+
+
 async def test_knock_then_accepted_by_invite(pair):
     hs1, hs2 = pair
     alice = await hs1.client("alice")
