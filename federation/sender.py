@@ -78,7 +78,8 @@ class FederationSender:
         # (local or from other servers): the device-list cache forgets users we no longer
         # share a room with.
         self.membership_listeners: list = []
-        self._background: list[asyncio.Task] = []
+        self._poller: asyncio.Task | None = None
+        self._events_task: asyncio.Task | None = None
         self._poke = asyncio.Event()
         self.running = False
 
@@ -89,25 +90,24 @@ class FederationSender:
             return
         self.running = True
         loop = asyncio.get_running_loop()
-        self._background = [
-            loop.create_task(self._poll_loop()),
-            loop.create_task(self._local_events_loop()),
-        ]
+        self._poller = loop.create_task(self._poll_loop())
+        self._events_task = loop.create_task(self._local_events_loop())
 
     async def stop(self) -> None:
         self.running = False
-        if self._background:
+        if self._events_task is not None:
             # Events already committed must reach the queue: let that task finish them.
             self._local_events.put_nowait(None)
             try:
-                await asyncio.wait_for(asyncio.shield(self._background[1]), 30)
+                await asyncio.wait_for(asyncio.shield(self._events_task), 30)
             except (TimeoutError, asyncio.CancelledError):
                 logger.warning("federation: stopped before queueing every local event")
-        tasks = self._background + list(self._tasks.values())
+        tasks = [t for t in (self._poller, self._events_task) if t is not None]
+        tasks += self._tasks.values()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._background = []
+        self._poller = self._events_task = None
         self._tasks.clear()
         if tasks:
             # Another process (or our successor) may send at once rather than after the

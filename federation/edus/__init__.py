@@ -71,7 +71,7 @@ class Edus:
             handler = self.handlers.get(edu_type)
             if handler is None:
                 continue  # unknown types are ignored, as the spec asks
-            if not self._speaks_only_for(origin, edu_type, content):
+            if not speaks_only_for(origin, self.users_of.get(edu_type), content):
                 logger.info(
                     "dropping a %s EDU from %s about another server's user", edu_type, origin
                 )
@@ -85,12 +85,13 @@ class Edus:
                     "dropping a %s EDU from %s that could not be handled", edu_type, origin
                 )
 
-    def _speaks_only_for(self, origin: str, edu_type: str, content: dict) -> bool:
-        users_of = self.users_of.get(edu_type)
-        if users_of is None:
-            return True
-        try:
-            users = list(users_of(content))
-        except (TypeError, AttributeError, KeyError, ValueError):
-            return False  # too malformed to tell whose it is
-        return all(isinstance(u, str) and server_of(u) == origin for u in users)
+
+def speaks_only_for(origin: str, users_of: UsersOf | None, content: dict) -> bool:
+    """Whether every user an EDU speaks for is a user of its origin server."""
+    if users_of is None:
+        return True
+    try:
+        users = list(users_of(content))
+    except (TypeError, AttributeError, KeyError, ValueError):
+        return False  # too malformed to tell whose it is
+    return all(isinstance(u, str) and server_of(u) == origin for u in users)

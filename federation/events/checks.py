@@ -132,7 +132,8 @@ class EventChecks:
     ) -> str | None:
         if any(a.status == "rejected" for a in auth.values()):
             return "an auth event was rejected"
-        auth_list = [a.event for a in auth.values()]
+        # In the order cited, repeats included: the list check refuses duplicates.
+        auth_list = [auth[a].event for a in auth_event_ids(event)]
         return self._check_own_auth(room, event, auth_list, await self._create_event(room))
 
     # ---- checks 5 and 6: a state map (before the event, or the room's current state) ----

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.directory.public_rooms import public_rooms
-from homeserver.http.auth import Requester
+from homeserver.http.auth import Requester, authenticate
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import field, json_body, json_response, query_int
@@ -154,14 +154,40 @@ async def put_visibility(request: web.Request, requester: Requester) -> web.Resp
 # -- public room list -------------------------------------------------------------------------
 
 
-def _check_server(request: web.Request, server: str | None) -> None:
-    if server is not None and server != get_hs(request).server_name:
-        raise not_found("Public room lists of other servers are not available")
+def _remote_server(request: web.Request) -> str | None:
+    server = request.query.get("server")
+    return server if server and server != get_hs(request).server_name else None
+
+
+async def _remote_public_rooms(request: web.Request, server: str, body: dict | None):
+    """Another server's room directory, fetched over federation for a signed-in user
+    (as Synapse does: an anonymous caller cannot make us contact other servers)."""
+    from federation.client import FederationError
+
+    hs = get_hs(request)
+    await authenticate(request, hs.db)
+    if not hs.federation.policy.is_allowed(server):
+        raise forbidden("Federation with this server is not allowed")
+    path = "/_matrix/federation/v1/publicRooms"
+    try:
+        if body is None:
+            query = {k: request.query[k] for k in ("limit", "since") if request.query.get(k)}
+            answer = await hs.federation.client.get_json(server, path, query=query)
+        else:
+            answer = await hs.federation.client.post_json(server, path, body)
+    except FederationError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("chunk"), list):
+        raise MatrixError(502, "M_UNKNOWN", "Could not fetch that server's room directory")
+    return json_response(answer)
 
 
 @routes.get("/publicRooms", auth=False)
 async def get_public_rooms(request: web.Request) -> web.Response:
-    _check_server(request, request.query.get("server"))
+    remote = _remote_server(request)
+    if remote is not None:
+        query_int(request, "limit", None)  # checked here, before asking anyone
+        return await _remote_public_rooms(request, remote, None)
     limit = query_int(request, "limit", None, maximum=MAX_PUBLIC_ROOMS_LIMIT)
     return json_response(
         await public_rooms(_store(request), limit=limit, since=request.query.get("since"))
@@ -170,7 +196,6 @@ async def get_public_rooms(request: web.Request) -> web.Response:
 
 @routes.post("/publicRooms")
 async def post_public_rooms(request: web.Request, _requester: Requester) -> web.Response:
-    _check_server(request, request.query.get("server"))
     body = await json_body(request, allow_empty=True)
     limit = field(body, "limit", int, None)
     if limit is not None and limit < 0:
@@ -181,6 +206,12 @@ async def post_public_rooms(request: web.Request, _requester: Requester) -> web.
     room_types = field(flt, "room_types", list, None)
     if room_types is not None and not all(t is None or isinstance(t, str) for t in room_types):
         raise invalid_param("'room_types' holds strings or null")
+    remote = _remote_server(request)
+    if remote is not None:
+        forwarded = {"limit": limit, "since": since, "filter": flt}
+        return await _remote_public_rooms(
+            request, remote, {k: v for k, v in forwarded.items() if v is not None}
+        )
     return json_response(
         await public_rooms(
             _store(request),

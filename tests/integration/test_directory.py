@@ -210,8 +210,14 @@ async def test_public_rooms_summary_filter_and_paging(server):
     ):
         status, body = await server.request(method, path, token=token, json=payload)
         assert (status, body["errcode"]) == (400, errcode), path
+    # Another server's directory is fetched over federation, for signed-in users only,
+    # and only from admitted servers (this one admits none).
     status, body = await server.request("GET", f"{V3}/publicRooms?server=other.example")
-    assert status == 404 and body["errcode"] == "M_NOT_FOUND"
+    assert status == 401 and body["errcode"] == "M_MISSING_TOKEN"
+    status, body = await server.request(
+        "GET", f"{V3}/publicRooms?server=other.example", token=token
+    )
+    assert status == 403 and body["errcode"] == "M_FORBIDDEN"
 
 
 async def test_user_directory_search(server):

@@ -51,6 +51,22 @@ async def test_public_rooms_for_an_admitted_server(pair):
         await client.post_json(hs1.server_name, path, {"limit": "ten"})
     assert (err.value.status, err.value.errcode) == (400, "M_BAD_JSON")
 
+    # A client of hs2 browses hs1's directory through its own server.
+    bob = await hs2.client("bob")
+    status, body = await hs2.request(
+        "GET", f"/_matrix/client/v3/publicRooms?server={hs1.server_name}", token=bob.access_token
+    )
+    assert status == 200, body
+    assert sorted(r["name"] for r in body["chunk"]) == ["Budget talks", "Ministry lobby"]
+    status, body = await hs2.request(
+        "POST",
+        f"/_matrix/client/v3/publicRooms?server={hs1.server_name}",
+        token=bob.access_token,
+        json={"filter": {"generic_search_term": "budget"}},
+    )
+    assert status == 200, body
+    assert [r["name"] for r in body["chunk"]] == ["Budget talks"]
+
 
 def _visibility(value: str):
     from nio import RoomVisibility
