@@ -29,6 +29,7 @@ import orjson
 
 from federation.client import FederationError
 from federation.rooms import server_of, servers_in_rooms
+from homeserver.metrics import federation_transactions, federation_units_sent
 from storage.federation_queue import DestinationState, FederationQueueStore, QueuedRow
 
 if TYPE_CHECKING:
@@ -345,6 +346,7 @@ class FederationSender:
             answer = await self.client.put_json(dest, path, body)
         except FederationError as e:
             if e.status in _PERMANENT_STATUSES:
+                federation_transactions.labels("sent", "dropped").inc()
                 logger.warning(
                     "federation: %s refused transaction %s (%s); dropping its %d items",
                     dest,
@@ -354,8 +356,12 @@ class FederationSender:
                 )
                 await self.store.delete_rows([r.id for r in rows])
                 return True
+            federation_transactions.labels("sent", "failed").inc()
             await self._back_off(dest, state.failures + 1, ephemeral, e)
             return False
+        federation_transactions.labels("sent", "ok").inc()
+        federation_units_sent.labels("pdu").inc(len(body["pdus"]))
+        federation_units_sent.labels("edu").inc(len(edus))
         await self.store.record_success(dest, [r.id for r in rows], _now_ms())
         self._backoff_until.pop(dest, None)
         failed = _failed_pdus(answer)
