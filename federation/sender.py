@@ -179,7 +179,13 @@ class FederationSender:
             if not getattr(it, "federated", False)
             and server_of(it.event.get("sender", "")) == self.server_name
         ]
-        rooms = {it.room_id for it in items if it.event.get("type") == "m.room.member"}
+        rooms = {
+            it.room_id
+            for it in items
+            if it.event.get("type") == "m.room.member"
+            # State resolution may change memberships through another event.
+            or any(d[0] == "m.room.member" for d in getattr(it, "current_state_delta", None) or ())
+        }
         if batch or rooms:
             self._local_events.put_nowait((batch, rooms))
 
