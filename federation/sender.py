@@ -47,6 +47,7 @@ MAX_EPHEMERAL_PER_DESTINATION = 500
 # Answers that retrying cannot change: the transaction is dropped instead of wedging
 # the queue behind it.
 _PERMANENT_STATUSES = frozenset({400, 404, 405, 413})
+_LOCAL_EVENT_ATTEMPTS = 4
 
 
 def _now_ms() -> int:
@@ -168,9 +169,10 @@ class FederationSender:
         await self.store.enqueue(conn, self.admitted(destinations), _now_ms(), edus=encoded)
 
     def on_local_events(self, items) -> None:
-        """Called by EventService after a batch of locally created events commits: each
-        event goes to the other servers in its room. Returns at once; a single task does
-        the work in commit order."""
+        """Called by EventService after every batch of events it persists commits: each
+        event created here goes to the other servers in its room (events from other
+        servers are not sent on), and membership changes reach `membership_listeners`.
+        Returns at once; a single task does the work in commit order."""
         if not self.running:
             return
         batch = [
@@ -204,14 +206,20 @@ class FederationSender:
                 if self._local_events.empty():
                     break
                 entry = self._local_events.get_nowait()
-            try:
-                if batch:
-                    await self._queue_local_events(batch)
-                for listener in self.membership_listeners:
-                    if rooms:
-                        await listener(rooms)
-            except Exception:
-                logger.exception("queueing %d local events for federation failed", len(batch))
+            for attempt in range(_LOCAL_EVENT_ATTEMPTS):
+                try:
+                    if batch:
+                        await self._queue_local_events(batch)
+                        batch = []
+                    for listener in self.membership_listeners:
+                        if rooms:
+                            await listener(rooms)
+                    break
+                except Exception:
+                    # A database hiccup must not lose the events for the other servers.
+                    logger.exception("queueing local events for federation failed")
+                    if attempt + 1 < _LOCAL_EVENT_ATTEMPTS and not done:
+                        await asyncio.sleep(2**attempt)
 
     async def _queue_local_events(self, batch: list[tuple[str, str, dict]]) -> None:
         servers = await servers_in_rooms(self.hs.db, {room_id for room_id, _, _ in batch})
