@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.run [--quick] [--only a,b] [--servers synapse,ours]
 
-Installs Synapse from PyPI into bench/.synapse-venv (first run only), creates
+Installs Synapse from PyPI into .synapse-venv (first run only), creates
 the databases bench_synapse and bench_ours fresh on the local PostgreSQL,
 starts both servers on loopback (Synapse :18108, ours :18008), runs every
 scenario on one then the other (alternating who goes first), records each

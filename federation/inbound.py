@@ -20,15 +20,13 @@ client-side backfill shares; events already stored are skipped.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from federation.events.checks import EventChecks, prev_event_ids, state_key_of
 from federation.events.remote import RemoteEvents, Room
 from federation.events.validation import InvalidPdu, parse_pdu, validate_pdu, verify_pdu
+from federation.locks import KeyedLocks
 from federation.state import UnsupportedStateResolution, resolve
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import RoomVersion
@@ -44,29 +42,6 @@ logger = logging.getLogger(__name__)
 GET_MISSING_EVENTS_LIMIT = 10
 # Prev events we may bridge with a remote state request, per received event.
 MAX_STATE_REQUESTS = 3
-
-
-class KeyedLocks:
-    """One asyncio.Lock per key, forgotten when nobody holds or waits for it."""
-
-    def __init__(self):
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 class InboundPdus:
@@ -209,7 +184,12 @@ class InboundPdus:
             )
 
         await events.persist_federated(
-            room.room_id, event, event_id, state_before=state_before, current_state=current_state
+            room.room_id,
+            event,
+            event_id,
+            state_before=state_before,
+            current_state=current_state,
+            redacts=await self.checks.allowed_redaction(room, event, state_before),
         )
         return None
 

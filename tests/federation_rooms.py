@@ -116,15 +116,21 @@ class SharedRoom:
 
 
 async def shared_room(
-    make_server, ca, *, initial_state: list | None = None, before_join=None
+    make_server, ca, *, initial_state: list | None = None, before_join=None, outbound=False
 ) -> SharedRoom:
-    """`before_join(room)` runs after the room is made and before Bob joins."""
+    """`before_join(room)` runs after the room is made and before Bob joins.
+
+    Without `outbound`, the servers' outbound queues are stopped, so that an event reaches
+    another server only when a test delivers it (and in the order it chooses)."""
     from tests.federation_ca import start_federating_server
 
     servers = [
         await start_federating_server(make_server, ca, f"hs{i}.test.local", ["*.test.local"])
         for i in (1, 2, 3)
     ]
+    if not outbound:
+        for server in servers:
+            await server.hs.federation.sender.stop()
     alice = await servers[0].client("alice")
     resp = await alice.room_create(name="Shared", initial_state=initial_state or [])
     room_id = resp.room_id

@@ -18,6 +18,8 @@ from homeserver.events.auth import (
     auth_types_for_event,
     check_auth,
     check_auth_events_list,
+    get_named_level,
+    get_power_level,
 )
 from homeserver.events.state_res import auth_event_ids
 from storage.events import StateMap, StoredEvent
@@ -130,7 +132,8 @@ class EventChecks:
     ) -> str | None:
         if any(a.status == "rejected" for a in auth.values()):
             return "an auth event was rejected"
-        auth_list = [a.event for a in auth.values()]
+        # In the order cited, repeats included: the list check refuses duplicates.
+        auth_list = [auth[a].event for a in auth_event_ids(event)]
         return self._check_own_auth(room, event, auth_list, await self._create_event(room))
 
     # ---- checks 5 and 6: a state map (before the event, or the room's current state) ----
@@ -143,6 +146,46 @@ class EventChecks:
         loaded = await self.hs.event_store.get_events(ids)
         auth_state = {k: loaded[state[k]].event for k in keys if state.get(k) in loaded}
         return self._check(room, event, auth_state, await self._create_event(room))
+
+    # ---- redactions ----------------------------------------------------------------------
+
+    async def allowed_redaction(
+        self, room: Room, event: Event, state_before: StateMap
+    ) -> str | None:
+        """The event a received redaction may redact: one we hold in the room, sent from
+        the same server as the redaction or by someone the redaction's sender outranks
+        (v3+ "Handling redactions"; v1/v2 check this in the auth rules)."""
+        if event["type"] != "m.room.redaction":
+            return None
+        rv = room.version
+        target_id = event["content"].get("redacts") if rv.v11_redactions_and_creator else None
+        target_id = target_id if target_id is not None else event.get("redacts")
+        target = (
+            await self.hs.event_store.get_event(target_id) if isinstance(target_id, str) else None
+        )
+        if target is None or target.room_id != room.room_id:
+            return None
+        if rv.redaction_checked_by_auth_rules:
+            return target_id
+        if target.sender.split(":", 1)[1] == event["sender"].split(":", 1)[1]:
+            return target_id
+        keys = [
+            ("m.room.power_levels", ""),
+            ("m.room.create", ""),
+            ("m.room.member", event["sender"]),
+        ]
+        loaded = await self.hs.event_store.get_events(
+            state_before[k] for k in keys if k in state_before
+        )
+        auth_state = {
+            k: loaded[state_before[k]].event for k in keys if state_before.get(k) in loaded
+        }
+        power_levels = auth_state.get(("m.room.power_levels", ""))
+        needed = get_named_level(rv, "redact", power_levels["content"] if power_levels else None)
+        create = auth_state.get(("m.room.create", ""))
+        if get_power_level(rv, event["sender"], auth_state, create) >= needed:
+            return target_id
+        return None
 
     # ---- events fetched to fill in auth chains and state ---------------------------------
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MAX_STRIPPED_STATE = 50
+
 
 def server_of(identifier: str) -> str:
     return identifier.split(":", 1)[1] if ":" in identifier else ""
@@ -96,6 +98,8 @@ async def valid_stripped_state(
         pdus = []
     if not isinstance(pdus, list):
         return None
+    # A handful of state types are meant: a longer list is not checked entry by entry.
+    pdus = pdus[:MAX_STRIPPED_STATE]
     result = []
     have_create = False
     for pdu in pdus:

@@ -223,9 +223,38 @@ class RemoteMembership:
         )
 
     async def leave(self, user_id: str, room_id: str, content: dict[str, Any]) -> None:
-        """Rejects an invite or retracts a knock in a room we are not in."""
+        """Rejects an invite or retracts a knock in a room we are not in. When no server
+        of the room takes the rejection, it is recorded here only: an invite from a
+        server that is gone for good must not stand forever."""
         servers = await self.candidates(user_id, room_id, [])
-        _server, version, event_id, event, _answer = await self._handshake(
-            user_id, room_id, "leave", servers, content
-        )
+        try:
+            _server, version, event_id, event, _answer = await self._handshake(
+                user_id, room_id, "leave", servers, content
+            )
+        except MatrixError as e:
+            logger.info("rejecting %s remotely failed (%s); rejecting locally", room_id, e.errcode)
+            version, event_id, event = await self._local_rejection(user_id, room_id, content)
         await record_out_of_band(self.hs, user_id, room_id, version, event_id, event, None)
+
+    async def _local_rejection(
+        self, user_id: str, room_id: str, content: dict[str, Any]
+    ) -> tuple[RoomVersion, str, dict[str, Any]]:
+        """A leave event on top of the invite (or knock), signed by us and sent nowhere."""
+        oob = await self.hs.out_of_band.get(user_id, room_id)
+        invite = await self.hs.event_store.get_event(oob.event_id) if oob else None
+        if oob is None or invite is None:
+            raise not_found("There is no invite to reject")
+        version = KNOWN_ROOM_VERSIONS[oob.room_version]
+        cited = [[oob.event_id, {}]] if version.event_ids_carry_domain else [oob.event_id]
+        template = {
+            "room_id": room_id,
+            "type": "m.room.member",
+            "sender": user_id,
+            "state_key": user_id,
+            "content": {},
+            "depth": invite.event.get("depth", 0) + 1,
+            "prev_events": cited,
+            "auth_events": cited,
+        }
+        event_id, event = self._sign(template, version, content)
+        return version, event_id, event

@@ -285,13 +285,14 @@ class Resident:
             raise forbidden(f"The event is not allowed: {e}") from None
 
     async def _forward(self, room_id: str, event_id: str, origin: str) -> None:
-        sender = getattr(self.hs.federation, "sender", None)
-        if sender is None:
-            return  # no outbound queue in this build
+        """The outbound queue sends only events built here; this one came from `origin`,
+        and the room's other servers learn of it from us."""
         servers = await self.hs.events.servers_in_room(room_id)
         servers -= {self.hs.server_name, origin}
         if servers:
-            await sender.send_pdu(room_id=room_id, event_id=event_id, destinations=servers)
+            await self.hs.federation.sender.send_pdu(
+                room_id=room_id, event_id=event_id, destinations=servers
+            )
 
     # ---- answers -------------------------------------------------------------------------
 

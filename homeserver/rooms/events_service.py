@@ -453,6 +453,7 @@ class EventService:
         *,
         state_before: StateMap,
         current_state: StateMap | None | Callable[[RoomHead], Awaitable[StateMap | None]] = None,
+        redacts: str | None = None,  # a redaction the caller found allowed: its target
         outcome: str = "accepted",
         reason: str | None = None,
         federated: bool = True,
@@ -515,6 +516,7 @@ class EventService:
                 event=event,
                 event_id=event_id,
                 room_id=room_id,
+                redacts=await self._redaction(room_id, head.version, redacts),
                 state_before=before,
                 state_after=after,
                 unsigned=await self._unsigned(head, state_before, event),
@@ -591,6 +593,15 @@ class EventService:
                 state[(ev.type, ev.state_key)] = event_id
             result[event_id] = state
         return result
+
+    async def _redaction(
+        self, room_id: str, version: RoomVersion, target_id: str | None
+    ) -> tuple[str, str] | None:
+        """PersistItem.redacts for a redaction of `target_id`, if we hold that event."""
+        target = await self.store.get_event(target_id) if target_id else None
+        if target is None or target.room_id != room_id:
+            return None
+        return target_id, canonical_str(prune_event(target.event, version))
 
     async def servers_in_room(self, room_id: str) -> set[str]:
         return await self.store.joined_servers(room_id)

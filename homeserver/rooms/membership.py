@@ -77,14 +77,21 @@ async def joins_locally(hs: Homeserver, room_id: str) -> bool:
 
 
 async def _through_other_server(
-    hs: Homeserver, user_id: str, room_id: str, membership: str, reason, servers
+    hs: Homeserver,
+    user_id: str,
+    room_id: str,
+    membership: str,
+    reason: str | None,
+    servers: list[str],
 ) -> None:
+    """A join or knock through a server that is in the room."""
     if not hs.federation.policy.federates:
         raise not_found("No known room with that ID")
     content = await member_content(hs, user_id, membership, reason)
     remote = hs.federation.membership.remote
     candidates = await remote.candidates(user_id, room_id, servers)
-    await getattr(remote, membership)(user_id, room_id, candidates, content)
+    handshake = remote.join if membership == "join" else remote.knock
+    await handshake(user_id, room_id, candidates, content)
 
 
 async def join(

@@ -46,6 +46,7 @@ def client_event(
     if device_id is not None and ev.txn_device_id == device_id and ev.txn_id is not None:
         unsigned["transaction_id"] = ev.txn_id
     if ev.redacted_by is not None:
+        redaction = redaction or ev.redaction  # loaded with the event (EventStore.get_events)
         unsigned["redacted_because"] = (
             client_event(redaction, with_room_id=with_room_id)
             if redaction is not None

@@ -14,9 +14,15 @@ from signedjson.key import generate_signing_key
 
 from homeserver.events.hashing import add_content_hash, compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.events.signing import sign_event
+from homeserver.events.signing import hash_and_sign_event, sign_event
 from tests.federation_ca import TestCA
 from tests.federation_rooms import deliver, pdus, shared_room
+from tests.integration.federation_helpers import (
+    eventually,
+    new_txn_id,
+    signed_request,
+    transaction,
+)
 
 
 @pytest.fixture
@@ -55,7 +61,6 @@ async def test_messages_cross_both_ways(room):
 
 
 async def test_missing_prev_events_come_from_get_missing_events(room):
-    await room.hs2.hs.federation.sender.stop()  # the gap: hs1 hears of the last one only
     ids = [await room.bob_says(f"m{i}") for i in range(4)]
     assert await deliver(room.hs2, room.hs1, [ids[-1]]) == {ids[-1]: {}}
     for event_id in ids:
@@ -66,7 +71,6 @@ async def test_missing_prev_events_come_from_get_missing_events(room):
 
 
 async def test_a_gap_wider_than_get_missing_events_is_bridged_with_state_ids(room):
-    await room.hs2.hs.federation.sender.stop()  # the gap: hs1 hears of the last one only
     await room.bob.set_displayname("Bob the Far")  # a state event lost in the gap
     ids = [await room.bob_says(f"m{i}") for i in range(13)]
     assert await deliver(room.hs2, room.hs1, [ids[-1]]) == {ids[-1]: {}}
@@ -196,6 +200,22 @@ async def test_event_citing_wrong_auth_events_is_rejected(room):
     assert await room.state(room.hs1) == before
 
 
+async def test_event_citing_an_auth_event_twice_is_rejected(room):
+    before = await room.state(room.hs1)
+    _, event = await room.bad_event(
+        room.bob.user_id, "m.room.message", {"msgtype": "m.text", "body": "x"}
+    )
+    unsigned = {k: v for k, v in event.items() if k not in ("hashes", "signatures")}
+    unsigned["auth_events"] = [*event["auth_events"], event["auth_events"][0]]
+    rv = KNOWN_ROOM_VERSIONS["12"]
+    event = hash_and_sign_event(unsigned, room.hs2.server_name, room.hs2.hs.signing_key, rv)
+    event_id = compute_event_id(event, rv)
+    result = await room.hs1.hs.federation.inbound.handle_pdus(room.hs2.server_name, [event])
+    assert "duplicate" in result[event_id]["error"]
+    assert await room.status(room.hs1, event_id) == "rejected"
+    assert await room.state(room.hs1) == before
+
+
 async def test_ban_evasion_is_soft_failed(room):
     """Alice bans Bob on hs1; hs2 has not heard and Bob writes on: the message passes auth
     at its place in the DAG but not against the current state, so it is soft-failed."""
@@ -268,3 +288,74 @@ async def test_server_acl_refuses_a_denied_origin(room):
     assert "ACL" in result[event_id]["error"]
     assert await room.status(room.hs1, event_id) == "missing"
     assert await room.state(room.hs1) == before
+
+
+async def test_redactions_apply_when_the_sender_may_redact(room):
+    mine = await room.bob_says("regret")
+    theirs = await room.say(room.alice, "alice's words")
+    assert await deliver(room.hs2, room.hs1, [mine]) == {mine: {}}
+    redaction = await room.bob.room_redact(room.room_id, mine, reason="oops")
+    assert await deliver(room.hs2, room.hs1, [redaction.event_id]) == {redaction.event_id: {}}
+    stored = await room.hs1.hs.event_store.get_event(mine)
+    assert stored.content == {} and stored.redacted_by == redaction.event_id
+    # Bob (power 0) may send a redaction of Alice's message, but it redacts nothing.
+    bad_id, bad = await room.bad_event(room.bob.user_id, "m.room.redaction", {"redacts": theirs})
+    assert await room.hs1.hs.federation.inbound.handle_pdus(room.hs2.server_name, [bad]) == {
+        bad_id: {}
+    }
+    stored = await room.hs1.hs.event_store.get_event(theirs)
+    assert stored.content["body"] == "alice's words" and stored.redacted_by is None
+
+
+# ---- the same over PUT /send, with the outbound queues running ---------------------------
+
+
+async def test_chat_both_ways_over_send(make_server, ca):
+    room = await shared_room(make_server, ca, outbound=True)
+    first = await room.alice.sync(timeout=0)
+    msg = await room.bob_says("over /send")
+
+    async def arrived(server, event_id):
+        return await room.status(server, event_id) == "timeline"
+
+    await eventually(lambda: arrived(room.hs1, msg))
+    assert await _timeline_bodies(room.alice, room.room_id, first.next_batch) == ["over /send"]
+    reply = await room.say(room.alice, "back over /send")
+    await eventually(lambda: arrived(room.hs2, reply))
+    assert await room.state(room.hs1) == await room.state(room.hs2)
+
+
+async def test_bad_pdus_over_send_change_nothing(room, ca):
+    before, extremities = await room.state(room.hs1), await room.extremities(room.hs1)
+    rv = KNOWN_ROOM_VERSIONS["12"]
+    _, forged = await room.bad_event(room.bob.user_id, "m.room.topic", {"topic": "forged"}, "")
+    forged["origin_server_ts"] += 1
+    forged = add_content_hash(forged)
+    _, rejected = await room.bad_event(
+        room.bob.user_id, "m.room.power_levels", {"users": {room.bob.user_id: 100}}, ""
+    )
+    _, tampered = await room.bad_event(room.bob.user_id, "m.room.name", {"name": "x"}, "")
+    tampered["content"]["name"] = "tampered"
+    _, malformed = await room.bad_event(room.bob.user_id, "m.room.topic", {"topic": "m"}, "")
+    malformed["depth"] = "deep"
+    pdus_sent = [forged, rejected, tampered, malformed]
+    ids = [compute_event_id(p, rv) for p in pdus_sent]
+    path = f"/_matrix/federation/v1/send/{new_txn_id()}"
+    status, body = await signed_request(
+        room.hs2, room.hs1, ca, "PUT", path, transaction(room.hs2.server_name, pdus_sent)
+    )
+    assert status == 200, body
+    results = body["pdus"]
+    assert "bad signature" in results[ids[0]]["error"]
+    assert results[ids[1]]["error"].startswith("rejected")
+    assert results[ids[3]]["error"].startswith("invalid PDU")
+    # The tampered name lost its content to the hash check: redacted, it is not allowed
+    # (Bob may not set the name) and changes nothing either.
+    assert [await room.status(room.hs1, i) for i in ids] == [
+        "missing",
+        "rejected",
+        "rejected",
+        "missing",
+    ]
+    assert await room.state(room.hs1) == before
+    assert await room.extremities(room.hs1) == extremities

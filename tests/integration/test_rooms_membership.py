@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nio import (
     JoinResponse,
+    RedactedEvent,
     RedactionEvent,
     RoomBanResponse,
     RoomContextResponse,
@@ -113,6 +114,9 @@ async def test_redaction_removes_content(server):
     assert isinstance(ctx, RoomContextResponse)
     assert ctx.event.source["content"] == {}
     assert ctx.event.source["unsigned"]["redacted_because"]["event_id"] == redacted.event_id
+    # The whole redaction event, as the spec has it: nio reads who redacted and why from it.
+    assert isinstance(ctx.event, RedactedEvent), ctx.event
+    assert (ctx.event.redacter, ctx.event.reason) == (alice.user_id, "leak")
     sync = await bob.sync(timeout=0)
     events = sync.rooms.join[room_id].timeline.events
     assert any(isinstance(e, RedactionEvent) and e.redacts == sent.event_id for e in events)

@@ -209,3 +209,28 @@ def test_room_and_sender_rules_and_historical_actions():
     rules = [("sender", {"rule_id": "@bob:example.org", "enabled": True, "actions": ["notify"]})]
     assert evaluate(rules, _msg("hi"), _ctx()) == ["notify"]
     assert evaluate(rules, _msg("hi", sender="@eve:example.org"), _ctx()) is None
+
+
+def test_word_match_without_wildcards_agrees_with_the_regex():
+    """glob_matches avoids a regex for plain words; it must match exactly where the
+    word-boundary regex does."""
+    from homeserver.push.evaluator import _glob_regex
+
+    cases = [
+        ("alice", "hi alice!"),
+        ("alice", "hi Alice"),
+        ("alice", "malice"),
+        ("alice", "alice_b"),
+        ("alice", "alice"),
+        ("Dr. Who", "ask dr. who."),
+        ("Dr. Who", "dr. whom"),
+        ("bob", "bob bob1 bob"),
+        ("bob", "bobbob"),
+        ("émile", "Salut ÉMILE"),
+        ("a.b", "axb a.b"),
+    ]
+    for word, text in cases:
+        expected = _glob_regex(word, True).search(text) is not None
+        assert glob_matches(word, text, word_boundary=True) is expected, (word, text)
+    # Patterns with wildcards still go through the regex.
+    assert glob_matches("al*e", "hi alice", word_boundary=True)

@@ -1,0 +1,1 @@
+"""Running other Matrix implementations next to ours (see interop/synapse.py)."""

@@ -1,0 +1,247 @@
+"""End-to-end encryption plumbing across our server and Synapse: a user on one side queries
+the device keys of a user on the other (client /keys/query -> federation user/keys/query),
+and to-device messages go both ways."""
+
+from __future__ import annotations
+
+import uuid
+
+from nio import AsyncClient, RoomMessageText, SyncResponse, ToDeviceMessage, ToDeviceResponse
+from signedjson.key import decode_verify_key_bytes
+from signedjson.sign import verify_signed_json
+from unpaddedbase64 import decode_base64
+
+from tests.interop.helpers import MAX_SYNCS
+
+
+async def _uploaded(client: AsyncClient) -> AsyncClient:
+    resp = await client.sync(timeout=0, full_state=True)
+    assert isinstance(resp, SyncResponse), resp
+    assert client.should_upload_keys
+    await client.keys_upload()
+    return client
+
+
+def _store(tmp_path, name: str) -> str:
+    path = tmp_path / f"store-{name}-{uuid.uuid4().hex[:6]}"
+    path.mkdir()
+    return str(path)
+
+
+def _check_device(answer: dict, client: AsyncClient) -> None:
+    """The queried device is the client's, with its own identity keys, self-signed."""
+    device = answer["device_keys"][client.user_id][client.device_id]
+    identity = client.olm.account.identity_keys
+    key_id = f"ed25519:{client.device_id}"
+    assert device["keys"][key_id] == identity["ed25519"]
+    assert device["keys"][f"curve25519:{client.device_id}"] == identity["curve25519"]
+    verify_key = decode_verify_key_bytes(key_id, decode_base64(identity["ed25519"]))
+    verify_signed_json(device, client.user_id, verify_key)
+
+
+async def test_synapse_user_queries_our_users_keys(ours, synapse_peer, tmp_path):
+    alice = await ours.client(
+        f"alice{uuid.uuid4().hex[:6]}", encryption=True, store_path=_store(tmp_path, "a")
+    )
+    await _uploaded(alice)
+    bob = await synapse_peer.client()
+    try:
+        http = await synapse_peer.http()
+        async with http.post(
+            f"{synapse_peer.client_url}/_matrix/client/v3/keys/query",
+            json={"device_keys": {alice.user_id: []}},
+            headers={"Authorization": f"Bearer {bob.access_token}"},
+        ) as resp:
+            answer = await resp.json()
+            assert resp.status == 200, answer
+    finally:
+        await bob.close()
+    assert answer["failures"] == {}, answer
+    _check_device(answer, alice)
+
+
+async def test_we_query_a_synapse_users_keys(ours, synapse_peer, tmp_path):
+    bob = await synapse_peer.client(store_path=_store(tmp_path, "b"))
+    try:
+        await _uploaded(bob)
+        alice = await ours.client(f"alice{uuid.uuid4().hex[:6]}")
+        status, answer = await ours.request(
+            "POST",
+            "/_matrix/client/v3/keys/query",
+            token=alice.access_token,
+            json={"device_keys": {bob.user_id: []}},
+        )
+        assert status == 200, answer
+        assert answer["failures"] == {}, answer
+        _check_device(answer, bob)
+    finally:
+        await bob.close()
+
+
+async def _wait_for_to_device(client: AsyncClient, event_type: str) -> list[dict]:
+    """Syncs until a to-device event of `event_type` arrives (bounded); their sources."""
+    for _ in range(MAX_SYNCS):
+        resp = await client.sync(timeout=3_000, since=client.next_batch)
+        assert isinstance(resp, SyncResponse), resp
+        got = [e.source for e in resp.to_device_events if e.source.get("type") == event_type]
+        if got:
+            return got
+    raise AssertionError(f"{client.user_id} never got a {event_type} to-device event")
+
+
+async def test_to_device_messages_both_ways(ours, synapse_peer):
+    """To-device messages travel as m.direct_to_device EDUs in transactions each way."""
+    alice = await ours.client(f"alice{uuid.uuid4().hex[:6]}")
+    bob = await synapse_peer.client()
+    try:
+        await alice.sync(timeout=0)
+        await bob.sync(timeout=0)
+        sent = await bob.to_device(
+            ToDeviceMessage("org.example.ping", alice.user_id, alice.device_id, {"n": 1})
+        )
+        assert isinstance(sent, ToDeviceResponse), sent
+        [got] = await _wait_for_to_device(alice, "org.example.ping")
+        assert (got["sender"], got["content"]) == (bob.user_id, {"n": 1})
+
+        sent = await alice.to_device(
+            ToDeviceMessage("org.example.pong", bob.user_id, bob.device_id, {"n": 2})
+        )
+        assert isinstance(sent, ToDeviceResponse), sent
+        [got] = await _wait_for_to_device(bob, "org.example.pong")
+        assert (got["sender"], got["content"]) == (alice.user_id, {"n": 2})
+    finally:
+        await bob.close()
+
+
+async def _claim(post, user: AsyncClient) -> dict:
+    status, answer = await post(
+        "/_matrix/client/v3/keys/claim",
+        {"one_time_keys": {user.user_id: {user.device_id: "signed_curve25519"}}},
+    )
+    assert status == 200, answer
+    assert answer["failures"] == {}, answer
+    [(key_id, key)] = answer["one_time_keys"][user.user_id][user.device_id].items()
+    assert key_id.startswith("signed_curve25519:")
+    # Signed by the device that uploaded it, and one of the keys it uploaded.
+    identity = user.olm.account.identity_keys
+    verify_key = decode_verify_key_bytes(
+        f"ed25519:{user.device_id}", decode_base64(identity["ed25519"])
+    )
+    verify_signed_json(key, user.user_id, verify_key)
+    return key
+
+
+async def test_one_time_keys_claimed_both_ways(ours, synapse_peer, tmp_path):
+    alice = await ours.client(
+        f"alice{uuid.uuid4().hex[:6]}", encryption=True, store_path=_store(tmp_path, "a")
+    )
+    await _uploaded(alice)
+    bob = await synapse_peer.client(store_path=_store(tmp_path, "b"))
+    http = await synapse_peer.http()
+
+    async def via_synapse(path: str, body: dict) -> tuple[int, dict]:
+        async with http.post(
+            synapse_peer.client_url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {bob.access_token}"},
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def via_ours(path: str, body: dict) -> tuple[int, dict]:
+        return await ours.request("POST", path, token=alice.access_token, json=body)
+
+    try:
+        await _uploaded(bob)
+        first = await _claim(via_synapse, alice)
+        second = await _claim(via_synapse, alice)
+        assert first["key"] != second["key"]  # a one-time key is handed out once
+        await _claim(via_ours, bob)
+    finally:
+        await bob.close()
+
+
+ENCRYPTION = {
+    "type": "m.room.encryption",
+    "state_key": "",
+    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+}
+
+
+async def _settle(client: AsyncClient, timeout_ms: int = 0) -> SyncResponse:
+    """One sync and the key traffic a real client does after it."""
+    resp = await client.sync(timeout=timeout_ms, full_state=client.next_batch is None)
+    assert isinstance(resp, SyncResponse), resp
+    if client.should_upload_keys:
+        await client.keys_upload()
+    if client.should_query_keys:
+        await client.keys_query()
+    if client.should_claim_keys:
+        await client.keys_claim(client.get_users_for_key_claiming())
+    return resp
+
+
+async def _until(client: AsyncClient, done) -> SyncResponse:
+    """Settles until `done(sync response)` holds; bounded."""
+    for _ in range(MAX_SYNCS):
+        resp = await _settle(client, 3_000)
+        if done(resp):
+            return resp
+    raise AssertionError(f"{client.user_id}: condition never met")
+
+
+async def _send_encrypted(client: AsyncClient, room_id: str, text: str) -> None:
+    await _settle(client)
+    resp = await client.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": text},
+        ignore_unverified_devices=True,
+    )
+    assert getattr(resp, "event_id", None), resp
+
+
+async def _wait_decrypted(client: AsyncClient, room_id: str, text: str) -> None:
+    """Syncs until `text` arrives decrypted in `room_id` (bounded); an event that stays
+    undecryptable fails the test with what was received instead."""
+    seen: list = []
+    for _ in range(MAX_SYNCS):
+        resp = await _settle(client, 3_000)
+        room = resp.rooms.join.get(room_id)
+        if room is not None:
+            seen += room.timeline.events
+        if any(isinstance(e, RoomMessageText) and e.body == text for e in seen):
+            return
+    raise AssertionError(f"{client.user_id} never decrypted {text!r}; got {seen}")
+
+
+async def test_encrypted_conversation_across_our_server_and_synapse(ours, synapse_peer, tmp_path):
+    """Olm and Megolm between a matrix-nio user on each side: device lists, key query and
+    claim, room keys by to-device, encrypted timeline events, all over federation."""
+    alice = await ours.client(
+        f"alice{uuid.uuid4().hex[:6]}", encryption=True, store_path=_store(tmp_path, "a")
+    )
+    bob = await synapse_peer.client(store_path=_store(tmp_path, "b"))
+    try:
+        await _settle(alice)
+        await _settle(bob)
+        created = await alice.room_create(invite=[bob.user_id], initial_state=[ENCRYPTION])
+        room_id = created.room_id
+        await _until(bob, lambda r: room_id in r.rooms.invite)
+        joined = await bob.join(room_id)
+        assert getattr(joined, "room_id", None) == room_id, joined
+        await _until(alice, lambda r: bob.user_id in alice.rooms[room_id].users)
+
+        secret = f"from ours {uuid.uuid4().hex}"
+        await _send_encrypted(alice, room_id, secret)
+        await _wait_decrypted(bob, room_id, secret)
+        stored = await ours.db.fetchval(
+            "SELECT count(*) FROM events WHERE room_id = $1 AND type = 'm.room.encrypted'",
+            room_id,
+        )
+        assert stored == 1
+
+        reply = f"from synapse {uuid.uuid4().hex}"
+        await _send_encrypted(bob, room_id, reply)
+        await _wait_decrypted(alice, room_id, reply)
+    finally:
+        await bob.close()

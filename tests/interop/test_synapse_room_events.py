@@ -1,0 +1,154 @@
+"""What happens in a room shared with Synapse, each test run twice: with the room created
+on our server and joined from Synapse, and the other way round (the `shared_room` fixture).
+State changes, power, redactions, kicks and bans, typing and receipts."""
+
+from __future__ import annotations
+
+from nio import (
+    JoinResponse,
+    ReceiptEvent,
+    RedactedEvent,
+    RoomGetStateEventResponse,
+    RoomMessagesResponse,
+    RoomMessageText,
+    TypingNoticeEvent,
+)
+
+from tests.interop.helpers import send_text, sync_until, wait_for_texts
+
+
+async def _state(client, room_id: str, event_type: str, state_key: str = "") -> dict:
+    resp = await client.room_get_state_event(room_id, event_type, state_key)
+    assert isinstance(resp, RoomGetStateEventResponse), resp
+    return resp.content
+
+
+async def _put_state(client, room_id: str, event_type: str, content: dict) -> str:
+    resp = await client.room_put_state(room_id, event_type, content)
+    assert getattr(resp, "event_id", None), resp
+    return resp.event_id
+
+
+async def test_state_changes_from_both_sides(shared_room):
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    await _put_state(host, room_id, "m.room.topic", {"topic": "set by the host"})
+    await sync_until(guest, lambda _: guest.rooms[room_id].topic == "set by the host", "topic")
+    assert (await _state(guest, room_id, "m.room.topic"))["topic"] == "set by the host"
+
+    # Without power, the guest's own server refuses its name change...
+    refused = await guest.room_put_state(room_id, "m.room.name", {"name": "too early"})
+    assert getattr(refused, "status_code", None) == "M_FORBIDDEN", refused
+    # ... and with it (granted by the host, carried over federation), both servers accept it.
+    levels = await _state(host, room_id, "m.room.power_levels")
+    levels.setdefault("users", {})[guest.user_id] = 50
+    await _put_state(host, room_id, "m.room.power_levels", levels)
+    await sync_until(
+        guest,
+        lambda _: guest.rooms[room_id].power_levels.get_user_level(guest.user_id) == 50,
+        "the power level",
+    )
+    await _put_state(guest, room_id, "m.room.name", {"name": "named by the guest"})
+    await sync_until(host, lambda _: host.rooms[room_id].name == "named by the guest", "name")
+    assert (await _state(host, room_id, "m.room.name"))["name"] == "named by the guest"
+
+
+async def test_redactions_both_ways(shared_room):
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    from_guest = await send_text(guest, room_id, "guest: regrettable")
+    from_host = await send_text(host, room_id, "host: regrettable")
+    await wait_for_texts(host, room_id, ["guest: regrettable"])
+    await wait_for_texts(guest, room_id, ["host: regrettable"])
+
+    for client, event_id, reader in ((guest, from_guest, host), (host, from_host, guest)):
+        assert getattr(await client.room_redact(room_id, event_id), "event_id", None)
+        await sync_until(
+            reader,
+            lambda resp, event_id=event_id: _redacted_in(resp, room_id, event_id),
+            f"the redaction of {event_id}",
+        )
+        page = await reader.room_messages(room_id, reader.next_batch, limit=20)
+        assert isinstance(page, RoomMessagesResponse), page
+        [redacted] = [e for e in page.chunk if e.event_id == event_id]
+        assert isinstance(redacted, RedactedEvent), (
+            reader.user_id,
+            redacted.source.get("unsigned"),
+            redacted.source.get("redacts"),
+        )
+        assert redacted.source["content"] == {}
+
+
+def _redacted_in(resp, room_id: str, event_id: str) -> bool:
+    room = resp.rooms.join.get(room_id)
+    if room is None:
+        return False
+    return any(getattr(e, "redacts", None) == event_id for e in room.timeline.events)
+
+
+async def test_kick_then_ban_across(shared_room):
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    await host.room_kick(room_id, guest.user_id, reason="cool off")
+    await sync_until(guest, lambda resp: room_id in resp.rooms.leave, "the kick")
+    # A kick is not a ban: the guest comes back through its own server.
+    assert isinstance(await guest.join(shared_room.alias), JoinResponse)
+    await sync_until(host, lambda _: guest.user_id in host.rooms[room_id].users, "the rejoin")
+
+    await host.room_ban(room_id, guest.user_id, reason="enough")
+    await sync_until(guest, lambda resp: room_id in resp.rooms.leave, "the ban")
+    again = await guest.join(shared_room.alias)
+    assert not isinstance(again, JoinResponse)
+    assert again.status_code == "M_FORBIDDEN", again
+    await send_text(host, room_id, "after the ban")
+    await host.sync(timeout=0)
+    assert guest.user_id not in host.rooms[room_id].users
+
+
+async def test_typing_and_read_receipts_both_ways(shared_room):
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    for typist, watcher in ((host, guest), (guest, host)):
+        await typist.room_typing(room_id, True, timeout=30_000)
+        await sync_until(
+            watcher,
+            lambda resp, typist=typist: _typing(resp, room_id) == [typist.user_id],
+            f"{typist.user_id} typing",
+        )
+        await typist.room_typing(room_id, False)
+        await sync_until(watcher, lambda resp: _typing(resp, room_id) == [], "typing stopped")
+
+    for sender, reader in ((host, guest), (guest, host)):
+        event_id = await send_text(sender, room_id, f"read me, {reader.user_id}")
+        await wait_for_texts(reader, room_id, [f"read me, {reader.user_id}"])
+        await reader.update_receipt_marker(room_id, event_id)
+        await sync_until(
+            sender,
+            lambda resp, event_id=event_id, reader=reader: (
+                (reader.user_id, event_id) in _receipts(resp, room_id)
+            ),
+            "the read receipt",
+        )
+
+
+def _typing(resp, room_id: str) -> list[str] | None:
+    room = resp.rooms.join.get(room_id)
+    events = [e for e in room.ephemeral if isinstance(e, TypingNoticeEvent)] if room else []
+    return events[-1].users if events else None
+
+
+def _receipts(resp, room_id: str) -> set[tuple[str, str]]:
+    room = resp.rooms.join.get(room_id)
+    found = set()
+    for e in room.ephemeral if room else []:
+        if isinstance(e, ReceiptEvent):
+            found |= {(r.user_id, r.event_id) for r in e.receipts if r.receipt_type == "m.read"}
+    return found
+
+
+async def test_messages_cross_in_order(shared_room):
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    sent = [f"burst {i}" for i in range(20)]
+    for body in sent:
+        await send_text(guest, room_id, body)
+    seen = await wait_for_texts(host, room_id, sent)
+    assert [b for b in seen if b.startswith("burst")] == sent
+    page = await host.room_messages(room_id, host.next_batch, limit=30)
+    texts = [e.body for e in reversed(page.chunk) if isinstance(e, RoomMessageText)]
+    assert texts[-20:] == sent

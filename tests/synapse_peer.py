@@ -1,0 +1,221 @@
+"""Synapse as a federation peer for the interop tests (one per test session).
+
+Synapse is installed from PyPI into .synapse-venv (interop/synapse.py, shared with the
+benchmark), gets a fresh PostgreSQL database on the tests' cluster, and listens on loopback:
+plain HTTP for its client API, TLS for federation with a certificate from a test CA that it
+also trusts (`federation_custom_ca_list`; verification stays on).
+
+Names: Synapse is `127.0.0.1:PORT` (an IP literal: its certificate carries an IP SAN) and
+our servers are `localhost:PORT` (a DNS name: the certificate's DNS SAN), names that
+resolve on any machine without DNS set-up. Synapse's `federation_domain_whitelist` compares
+whole server names, ports included, and is fixed at start, so the session reserves a pool
+of loopback ports up front (bound sockets) and admits `localhost:PORT` for each; every
+test's server of ours takes a fresh one, so Synapse never mixes up two test servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from nio import AsyncClient, AsyncClientConfig
+
+from interop import synapse
+from tests.federation_ca import TestCA, bound_loopback_socket, start_federating_server
+from tests.harness import PASSWORD, TestServer
+
+OUR_HOST = "localhost"
+SYNAPSE_HOST = "127.0.0.1"
+PORT_POOL_SIZE = 32
+START_TIMEOUT_S = 180
+
+
+@dataclass
+class SynapsePeer:
+    server_name: str
+    client_url: str
+    federation_url: str
+    ca: TestCA
+    shared_secret: str
+    process: synapse.ServerProcess
+    version: str
+    timings: dict[str, float]
+    admin_dsn: str
+    db_name: str
+    # Reserved loopback sockets, one per server of ours, each admitted by Synapse's whitelist.
+    free_sockets: list[socket.socket] = field(default_factory=list)
+    _http: aiohttp.ClientSession | None = None
+
+    def take_port(self) -> int:
+        """A loopback port whose `localhost:PORT` name Synapse admits, for one server of
+        ours (released here just before that server binds it again)."""
+        if not self.free_sockets:
+            raise RuntimeError(
+                f"all {PORT_POOL_SIZE} server names admitted by Synapse are used; "
+                "raise PORT_POOL_SIZE in tests/synapse_peer.py"
+            )
+        sock = self.free_sockets.pop(0)
+        port = sock.getsockname()[1]
+        sock.close()
+        return port
+
+    async def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    async def register(self, localpart: str | None = None) -> dict:
+        """A new Synapse user through the shared-secret admin API: {user_id, access_token,
+        device_id}."""
+        localpart = localpart or f"syn{secrets.token_hex(4)}"
+        http = await self.http()
+        url = self.client_url + "/_synapse/admin/v1/register"
+        async with http.get(url) as resp:
+            assert resp.status == 200, await resp.text()
+            nonce = (await resp.json())["nonce"]
+        mac = hmac.new(self.shared_secret.encode(), digestmod=hashlib.sha1)
+        for part in (nonce, localpart, PASSWORD, "notadmin"):
+            mac.update(part.encode())
+            if part != "notadmin":
+                mac.update(b"\x00")
+        body = {
+            "nonce": nonce,
+            "username": localpart,
+            "password": PASSWORD,
+            "admin": False,
+            "mac": mac.hexdigest(),
+        }
+        async with http.post(url, json=body) as resp:
+            answer = await resp.json()
+            assert resp.status == 200, answer
+        return answer
+
+    async def client(self, localpart: str | None = None, *, store_path: str = "") -> AsyncClient:
+        """A matrix-nio client for a new Synapse user, already logged in; with `store_path`
+        it does end-to-end encryption."""
+        account = await self.register(localpart)
+        config = AsyncClientConfig(store_sync_tokens=False, encryption_enabled=bool(store_path))
+        client = AsyncClient(
+            self.client_url, account["user_id"], config=config, store_path=store_path
+        )
+        client.restore_login(account["user_id"], account["device_id"], account["access_token"])
+        return client
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of Synapse's log, for a failing test's report."""
+        try:
+            text = (self.process.data_dir / "homeserver.log").read_text(errors="replace")
+        except OSError as e:
+            return f"(no log: {e})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        for sock in self.free_sockets:
+            sock.close()
+        self.process.stop()
+        await synapse.drop_database(self.admin_dsn, self.db_name)
+
+
+async def start_synapse(admin_dsn: str, work_dir: Path) -> SynapsePeer:
+    """Installs (first time on this machine), configures and starts Synapse; bounded waits.
+
+    Raises synapse.SynapseUnavailable when it is not installed and PyPI is out of reach."""
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    version = await asyncio.to_thread(synapse.install)
+    timings["install_s"] = time.monotonic() - t0
+
+    ca = TestCA(work_dir / "ca", "Synapse interop test CA")
+    client_sock = bound_loopback_socket()
+    fed_sock = bound_loopback_socket()
+    client_port = client_sock.getsockname()[1]
+    fed_port = fed_sock.getsockname()[1]
+    # Synapse binds the ports itself: free them just before it starts.
+    client_sock.close()
+    fed_sock.close()
+    free_sockets = [bound_loopback_socket() for _ in range(PORT_POOL_SIZE)]
+    our_names = [f"{OUR_HOST}:{s.getsockname()[1]}" for s in free_sockets]
+
+    server_name = f"{SYNAPSE_HOST}:{fed_port}"
+    cert, key = ca.issue(SYNAPSE_HOST)
+    db_name = f"synapse_interop_{secrets.token_hex(4)}"
+    dsn = await synapse.recreate_database(admin_dsn, db_name)
+    data_dir = work_dir / "synapse"
+    shared_secret = secrets.token_urlsafe(32)
+    config_path = synapse.write_config(
+        data_dir,
+        server_name=server_name,
+        listeners=[
+            {
+                "port": client_port,
+                "bind_addresses": ["127.0.0.1"],
+                "type": "http",
+                "tls": False,
+                "x_forwarded": False,
+                "resources": [{"names": ["client"], "compress": False}],
+            },
+            {
+                "port": fed_port,
+                "bind_addresses": ["127.0.0.1"],
+                "type": "http",
+                "tls": True,
+                "resources": [{"names": ["federation", "keys"], "compress": False}],
+            },
+        ],
+        database_dsn=dsn,
+        log_level="INFO",
+        tls_certificate_path=str(cert),
+        tls_private_key_path=str(key),
+        federation_verify_certificates=True,
+        federation_custom_ca_list=[str(ca.ca_path)],
+        federation_domain_whitelist=our_names,
+        # Synapse refuses loopback destinations by default; ours live there.
+        ip_range_whitelist=["127.0.0.1/32", "::1/128"],
+        registration_shared_secret=shared_secret,
+        enable_registration=False,
+        presence={"enabled": True},
+        allow_public_rooms_over_federation=True,
+    )
+    process = synapse.ServerProcess(
+        "synapse", data_dir, f"http://127.0.0.1:{client_port}/_matrix/client/versions"
+    )
+    t0 = time.monotonic()
+    try:
+        await asyncio.to_thread(synapse.start_synapse, process, config_path)
+        await process.wait_ready(START_TIMEOUT_S)
+    except BaseException:
+        process.stop()
+        for sock in free_sockets:
+            sock.close()
+        await synapse.drop_database(admin_dsn, db_name)
+        raise
+    timings["start_s"] = time.monotonic() - t0
+    return SynapsePeer(
+        server_name=server_name,
+        client_url=f"http://127.0.0.1:{client_port}",
+        federation_url=f"https://127.0.0.1:{fed_port}",
+        ca=ca,
+        shared_secret=shared_secret,
+        process=process,
+        version=version,
+        timings=timings,
+        admin_dsn=admin_dsn,
+        db_name=db_name,
+        free_sockets=free_sockets,
+    )
+
+
+async def start_our_server(make_server, peer: SynapsePeer, **extra) -> TestServer:
+    """A federating server of ours named localhost:PORT that admits Synapse (and only it)."""
+    return await start_federating_server(
+        make_server, peer.ca, OUR_HOST, [peer.server_name], port=peer.take_port(), **extra
+    )
