@@ -38,7 +38,9 @@ async def get_status(request: web.Request, requester: Requester) -> web.Response
     user_id = request.match_info["user_id"]
     store = get_hs(request).presence.store
     if user_id != requester.user_id:
-        if not await store.user_exists(user_id):
+        # Users of other servers have no account here; what their servers told us is kept.
+        local = user_id.partition(":")[2] == get_hs(request).server_name
+        if local and not await store.user_exists(user_id):
             raise not_found("Unknown user")
         if not await store.share_a_room(requester.user_id, user_id):
             raise forbidden("You do not share a room with this user")

@@ -96,3 +96,20 @@ async def test_sync_set_presence_marks_online(server):
     assert resp.presence == "online"
     await alice.sync(timeout=0, set_presence="unavailable")
     assert (await alice.get_presence(alice.user_id)).presence == "unavailable"
+
+
+async def test_presence_of_a_remote_user_who_shares_a_room(server):
+    """What another server told us of its user is readable by those who share a room with
+    that user (found with Synapse: a remote user was "Unknown user")."""
+    from tests.integration.federation_helpers import remote_member
+
+    alice = await server.client()
+    room = await alice.room_create()
+    remote, stranger = "@bob:elsewhere.example", "@carol:elsewhere.example"
+    await remote_member(server, room.room_id, remote)
+    await server.hs.presence.store.set(remote, "unavailable", "abroad", 0)
+    resp = await alice.get_presence(remote)
+    assert isinstance(resp, PresenceGetResponse), resp
+    assert (resp.presence, resp.status_msg) == ("unavailable", "abroad")
+    resp = await alice.get_presence(stranger)
+    assert isinstance(resp, PresenceGetError) and resp.status_code == "M_FORBIDDEN", resp
