@@ -152,3 +152,20 @@ async def test_messages_cross_in_order(shared_room):
     page = await host.room_messages(room_id, host.next_batch, limit=30)
     texts = [e.body for e in reversed(page.chunk) if isinstance(e, RoomMessageText)]
     assert texts[-20:] == sent
+
+
+async def test_presence_both_ways(shared_room):
+    """Presence of users who share a room crosses as m.presence EDUs."""
+    host, guest = shared_room.host, shared_room.guest
+    for user, watcher, status in ((host, guest, "at the host"), (guest, host, "a guest")):
+        await user.set_presence("online", status_msg=status)
+        await sync_until(
+            watcher,
+            lambda resp, user=user, status=status: any(
+                p.user_id == user.user_id and p.presence == "online" and p.status_msg == status
+                for p in resp.presence_events
+            ),
+            f"{user.user_id}'s presence",
+        )
+        got = await watcher.get_presence(user.user_id)
+        assert (got.presence, got.status_msg) == ("online", status), got
