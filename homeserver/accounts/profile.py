@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from homeserver.accounts.membership import propagate_profile
-from homeserver.http.auth import Requester
+from homeserver.http.auth import Requester, authenticate
 from homeserver.http.context import get_hs
-from homeserver.http.errors import bad_json, forbidden, invalid_param, not_found
+from homeserver.http.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.http.request import json_body, json_response
 from homeserver.http.routes import RouteTable
 
@@ -19,10 +19,35 @@ MAX_LENGTH = {"displayname": 256, "avatar_url": 1000}
 
 async def _profile(request: web.Request) -> dict:
     user_id = request.match_info["user_id"]
+    server = user_id.partition(":")[2]
+    if server and server != get_hs(request).server_name:
+        return await _remote_profile(request, user_id, server)
     row = await get_hs(request).accounts.profiles.get(user_id)
     if row is None:
         raise not_found("Profile not found")
     return {k: row[k] for k in FIELDS if row[k] is not None}
+
+
+async def _remote_profile(request: web.Request, user_id: str, server: str) -> dict:
+    """Another server's user, asked of that server (federation query/profile); only for
+    a signed-in user, so that an anonymous caller cannot make us contact other servers."""
+    from federation.client import FederationError
+
+    hs = get_hs(request)
+    await authenticate(request, hs.db)
+    if not hs.federation.policy.is_allowed(server):
+        raise forbidden("Federation with this server is not allowed")
+    try:
+        answer = await hs.federation.client.get_json(
+            server, "/_matrix/federation/v1/query/profile", query={"user_id": user_id}
+        )
+    except FederationError as e:
+        if e.status == 404:
+            raise not_found("Profile not found") from None
+        raise MatrixError(502, "M_UNKNOWN", "Could not fetch the profile from its server") from None
+    if not isinstance(answer, dict):
+        raise MatrixError(502, "M_UNKNOWN", "Could not fetch the profile from its server")
+    return {k: answer[k] for k in FIELDS if isinstance(answer.get(k), str)}
 
 
 @routes.get("/profile/{user_id}", auth=False)
