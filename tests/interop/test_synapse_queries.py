@@ -105,6 +105,22 @@ async def test_synapse_user_reads_our_users_profile(ours, synapse_peer):
         await bob.close()
 
 
+async def test_our_user_reads_a_synapse_users_profile(ours, synapse_peer):
+    """Our client API asks Synapse's /query/profile on behalf of our signed-in user."""
+    bob = await synapse_peer.client()
+    try:
+        await bob.set_displayname("Bob via the client API")
+    finally:
+        await bob.close()
+    alice = await ours.client("alice")
+    got = await alice.get_profile(bob.user_id)
+    assert isinstance(got, ProfileGetResponse), got
+    assert got.displayname == "Bob via the client API"
+    got = await alice.get_profile(f"@nobody:{synapse_peer.server_name}")
+    assert not isinstance(got, ProfileGetResponse)
+    assert got.status_code == "M_NOT_FOUND"
+
+
 async def test_we_read_a_synapse_users_profile(ours, synapse_peer):
     """Synapse verifies our X-Matrix signature (fetching our key) and answers."""
     bob = await synapse_peer.client()
