@@ -13,6 +13,7 @@ from nio import (
     RoomInviteResponse,
     RoomKnockResponse,
     RoomMemberEvent,
+    RoomVisibility,
 )
 
 from tests.interop.helpers import (
@@ -199,3 +200,44 @@ def _knocked(resp, room_id: str) -> list[str]:
     return [
         e.state_key for e in events if isinstance(e, RoomMemberEvent) and e.membership == "knock"
     ]
+
+
+@pytest.mark.parametrize("created_on", ["ours", "synapse"])
+@pytest.mark.parametrize("version", ["9", "10", "11"])
+async def test_older_room_versions(ours, synapse_peer, created_on, version):
+    """Rooms of versions before 12 (room IDs naming a server, other redaction and auth
+    rules) shared the same way: history, messages both ways, a redaction."""
+    alice = await ours.client("alice")
+    bob = await synapse_peer.client()
+    host, guest = (alice, bob) if created_on == "ours" else (bob, alice)
+    try:
+        localpart = f"v{version}x{uuid.uuid4().hex[:6]}"
+        created = await host.room_create(
+            visibility=RoomVisibility.public, alias=localpart, room_version=version
+        )
+        assert isinstance(created, RoomCreateResponse), created
+        room_id = created.room_id
+        await send_text(host, room_id, "before the join")
+        joined = await guest.join(f"#{localpart}:{host.user_id.split(':', 1)[1]}")
+        assert isinstance(joined, JoinResponse), joined
+        create = await guest.room_get_state_event(room_id, "m.room.create")
+        assert create.content.get("room_version") == version, create
+        assert await history(guest, room_id) == ["before the join"]
+        await host.sync(timeout=0)
+        await send_text(guest, room_id, "guest here")
+        await wait_for_texts(host, room_id, ["guest here"])
+        regret = await send_text(host, room_id, "host regrets")
+        await wait_for_texts(guest, room_id, ["host regrets"])
+        assert getattr(await host.room_redact(room_id, regret), "event_id", None)
+        await sync_until(
+            guest,
+            lambda resp: any(
+                getattr(e, "redacts", None) == regret
+                for e in (
+                    resp.rooms.join[room_id].timeline.events if room_id in resp.rooms.join else []
+                )
+            ),
+            "the redaction",
+        )
+    finally:
+        await bob.close()
