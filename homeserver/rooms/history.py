@@ -83,19 +83,25 @@ async def paginate(
     chunk: list[StoredEvent] = []
     cursor = from_pos
     exhausted = False
-    backfilled = False
+    # Backfill until a server has nothing older: a server may hold only part of the history
+    # (it joined late), so a short backfill does not mean the room's start is reached.
+    may_backfill = True
     for _ in range(_MAX_SCAN_ROUNDS):
         want = max(limit - len(chunk), 0)
         if want == 0:
             break
+        backfilled = False
         if backwards:
             batch = await hs.event_store.room_events(
                 room_id, after=to_pos, upto=cursor, limit=want, backwards=True
             )
-            if len(batch) < want and to_pos is None and not backfilled:
+            if len(batch) < want and to_pos is None and may_backfill:
                 # Past the oldest event we hold: ask a server in the room for more.
-                backfilled = True
-                if await hs.federation.backfiller.backfill(room_id, want - len(batch)):
+                backfilled = bool(
+                    await hs.federation.backfiller.backfill(room_id, want - len(batch))
+                )
+                may_backfill = backfilled
+                if backfilled:
                     batch = await hs.event_store.room_events(
                         room_id, after=to_pos, upto=cursor, limit=want, backwards=True
                     )
@@ -110,7 +116,7 @@ async def paginate(
         cursor = batch[-1].stream_ordering - 1 if backwards else batch[-1].stream_ordering
         batch = event_filter.apply(batch)
         chunk.extend(await _visible(hs, requester.user_id, batch, membership, member_ev))
-        if len(batch) < want and not event_filter.spec:
+        if len(batch) < want and not event_filter.spec and not backfilled:
             exhausted = True
             break
     result: dict[str, Any] = {
