@@ -12,10 +12,12 @@ from nio import (
     RoomCreateResponse,
     RoomInviteResponse,
     RoomKnockResponse,
+    RoomLeaveResponse,
     RoomMemberEvent,
     RoomVisibility,
 )
 
+from tests.federation_ca import start_federating_server
 from tests.interop.helpers import (
     history,
     public_room,
@@ -24,6 +26,7 @@ from tests.interop.helpers import (
     wait_for_invite,
     wait_for_texts,
 )
+from tests.synapse_peer import OUR_HOST
 
 
 async def test_room_on_synapse_joined_from_ours(ours, synapse_peer):
@@ -239,5 +242,72 @@ async def test_older_room_versions(ours, synapse_peer, created_on, version):
             ),
             "the redaction",
         )
+    finally:
+        await bob.close()
+
+
+async def test_invites_declined_both_ways(ours, synapse_peer):
+    alice = await ours.client("alice")
+    bob = await synapse_peer.client()
+    try:
+        await alice.sync(timeout=0)
+        await bob.sync(timeout=0)
+        for host, guest in ((alice, bob), (bob, alice)):
+            created = await host.room_create(invite=[guest.user_id])
+            assert isinstance(created, RoomCreateResponse), created
+            await wait_for_invite(guest, created.room_id)
+            declined = await guest.room_leave(created.room_id)
+            assert isinstance(declined, RoomLeaveResponse), declined
+            await sync_until(
+                host,
+                lambda resp, room_id=created.room_id, guest=guest: (
+                    any(
+                        isinstance(e, RoomMemberEvent)
+                        and e.state_key == guest.user_id
+                        and e.membership == "leave"
+                        for e in resp.rooms.join[room_id].timeline.events
+                    )
+                    if room_id in resp.rooms.join
+                    else False
+                ),
+                "the declined invite",
+            )
+    finally:
+        await bob.close()
+
+
+async def test_a_second_server_of_ours_joins_through_synapse(make_server, synapse_peer):
+    """Three servers: ours (A) hosts a room, Synapse joins it, and another server of ours
+    (B) joins through Synapse alone; then everyone hears everyone."""
+    port_a, port_b = synapse_peer.take_port(), synapse_peer.take_port()
+    name_a, name_b = f"{OUR_HOST}:{port_a}", f"{OUR_HOST}:{port_b}"
+    server_a = await start_federating_server(
+        make_server, synapse_peer.ca, OUR_HOST, [synapse_peer.server_name, name_b], port=port_a
+    )
+    server_b = await start_federating_server(
+        make_server, synapse_peer.ca, OUR_HOST, [synapse_peer.server_name, name_a], port=port_b
+    )
+    alice = await server_a.client("alice")
+    carol = await server_b.client("carol")
+    bob = await synapse_peer.client()
+    try:
+        room_id, alias = await public_room(alice, "three")
+        await send_text(alice, room_id, "before anyone")
+        assert isinstance(await bob.join(alias), JoinResponse)
+        status, body = await server_b.request(
+            "POST",
+            f"/_matrix/client/v3/join/{quote(room_id)}?via={quote(synapse_peer.server_name)}",
+            token=carol.access_token,
+            json={},
+        )
+        assert (status, body.get("room_id")) == (200, room_id), body
+        assert await history(carol, room_id) == ["before anyone"]
+        for client in (alice, bob):
+            await client.sync(timeout=0)
+        await send_text(carol, room_id, "carol via synapse")
+        await wait_for_texts(alice, room_id, ["carol via synapse"])
+        await wait_for_texts(bob, room_id, ["carol via synapse"])
+        await send_text(alice, room_id, "alice to all")
+        await wait_for_texts(carol, room_id, ["alice to all"])
     finally:
         await bob.close()
