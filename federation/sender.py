@@ -29,6 +29,7 @@ import orjson
 
 from federation.client import FederationError
 from federation.rooms import server_of, servers_in_rooms
+from homeserver.metrics import federation_transactions, federation_units_sent
 from storage.federation_queue import DestinationState, FederationQueueStore, QueuedRow
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ MAX_EPHEMERAL_PER_DESTINATION = 500
 # Answers that retrying cannot change: the transaction is dropped instead of wedging
 # the queue behind it.
 _PERMANENT_STATUSES = frozenset({400, 404, 405, 413})
+_LOCAL_EVENT_ATTEMPTS = 4
 
 
 def _now_ms() -> int:
@@ -167,9 +169,10 @@ class FederationSender:
         await self.store.enqueue(conn, self.admitted(destinations), _now_ms(), edus=encoded)
 
     def on_local_events(self, items) -> None:
-        """Called by EventService after a batch of locally created events commits: each
-        event goes to the other servers in its room. Returns at once; a single task does
-        the work in commit order."""
+        """Called by EventService after every batch of events it persists commits: each
+        event created here goes to the other servers in its room (events from other
+        servers are not sent on), and membership changes reach `membership_listeners`.
+        Returns at once; a single task does the work in commit order."""
         if not self.running:
             return
         batch = [
@@ -178,7 +181,13 @@ class FederationSender:
             if not getattr(it, "federated", False)
             and server_of(it.event.get("sender", "")) == self.server_name
         ]
-        rooms = {it.room_id for it in items if it.event.get("type") == "m.room.member"}
+        rooms = {
+            it.room_id
+            for it in items
+            if it.event.get("type") == "m.room.member"
+            # State resolution may change memberships through another event.
+            or any(d[0] == "m.room.member" for d in getattr(it, "current_state_delta", None) or ())
+        }
         if batch or rooms:
             self._local_events.put_nowait((batch, rooms))
 
@@ -197,14 +206,20 @@ class FederationSender:
                 if self._local_events.empty():
                     break
                 entry = self._local_events.get_nowait()
-            try:
-                if batch:
-                    await self._queue_local_events(batch)
-                for listener in self.membership_listeners:
-                    if rooms:
-                        await listener(rooms)
-            except Exception:
-                logger.exception("queueing %d local events for federation failed", len(batch))
+            for attempt in range(_LOCAL_EVENT_ATTEMPTS):
+                try:
+                    if batch:
+                        await self._queue_local_events(batch)
+                        batch = []
+                    for listener in self.membership_listeners:
+                        if rooms:
+                            await listener(rooms)
+                    break
+                except Exception:
+                    # A database hiccup must not lose the events for the other servers.
+                    logger.exception("queueing local events for federation failed")
+                    if attempt + 1 < _LOCAL_EVENT_ATTEMPTS and not done:
+                        await asyncio.sleep(2**attempt)
 
     async def _queue_local_events(self, batch: list[tuple[str, str, dict]]) -> None:
         servers = await servers_in_rooms(self.hs.db, {room_id for room_id, _, _ in batch})
@@ -345,6 +360,7 @@ class FederationSender:
             answer = await self.client.put_json(dest, path, body)
         except FederationError as e:
             if e.status in _PERMANENT_STATUSES:
+                federation_transactions.labels("sent", "dropped").inc()
                 logger.warning(
                     "federation: %s refused transaction %s (%s); dropping its %d items",
                     dest,
@@ -354,8 +370,12 @@ class FederationSender:
                 )
                 await self.store.delete_rows([r.id for r in rows])
                 return True
+            federation_transactions.labels("sent", "failed").inc()
             await self._back_off(dest, state.failures + 1, ephemeral, e)
             return False
+        federation_transactions.labels("sent", "ok").inc()
+        federation_units_sent.labels("pdu").inc(len(body["pdus"]))
+        federation_units_sent.labels("edu").inc(len(edus))
         await self.store.record_success(dest, [r.id for r in rows], _now_ms())
         self._backoff_until.pop(dest, None)
         failed = _failed_pdus(answer)

@@ -20,6 +20,7 @@ from federation.locks import KeyedLocks
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.errors import MatrixError, bad_json, forbidden
+from homeserver.metrics import federation_transactions
 
 if TYPE_CHECKING:
     from homeserver.app import Homeserver
@@ -78,12 +79,14 @@ class TransactionReceiver:
         async with self._origin_locks.hold(origin):
             stored = await store.txn_response(origin, txn_id)
             if stored is not None:
+                federation_transactions.labels("received", "repeat").inc()
                 return orjson.loads(stored)
             response = {"pdus": await self._handle_pdus(origin, pdus)}
             await self.federation.edus.dispatch(origin, edus)
             await store.store_txn_response(
                 origin, txn_id, orjson.dumps(response).decode(), int(time.time() * 1000)
             )
+            federation_transactions.labels("received", "ok").inc()
             return response
 
     async def _handle_pdus(self, origin: str, pdus: list[dict]) -> dict[str, dict]:

@@ -48,3 +48,15 @@ federation_refused = Counter(
     ["direction"],  # inbound | outbound; no server names: they are attacker-chosen labels
     registry=REGISTRY,
 )
+federation_transactions = Counter(
+    "matrix_federation_transactions",
+    "Federation transactions by direction (sent | received) and result",
+    ["direction", "result"],  # sent: ok | failed | dropped; received: ok | repeat
+    registry=REGISTRY,
+)
+federation_units_sent = Counter(
+    "matrix_federation_units_sent",
+    "PDUs and EDUs delivered to other servers",
+    ["kind"],  # pdu | edu
+    registry=REGISTRY,
+)

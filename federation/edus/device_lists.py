@@ -93,6 +93,8 @@ class DeviceListEdus:
         return {
             "m.device_list_update": (self.on_device_list_update, _user_of),
             "m.signing_key_update": (self.on_signing_key_update, _user_of),
+            # The unstable name, which older Synapse versions still send.
+            "org.matrix.signing_key_update": (self.on_signing_key_update, _user_of),
         }
 
     def install(self) -> None:

@@ -1,10 +1,11 @@
 """Helpers for the transaction and EDU federation tests: raw signed requests, stopping
 and restarting a server's federation listener, and room membership stand-ins.
 
-Until room federation (joins over federation) is merged, two servers cannot really share
-a room; `remote_member` writes a remote user's membership into a real room's current
-state, which is all that the EDU and queue code reads (servers in a room, who shares a
-room with whom). It stands in for a join that another part of the federation work does.
+`remote_member` writes a remote user's membership into a room's current state, which is
+all that the EDU and queue code reads (servers in a room, who shares a room with whom):
+a quick stand-in for a join over federation in tests of the queue and the EDU handlers
+themselves. test_federation_room_edus.py covers the same paths in a room really joined
+through make_join/send_join.
 """
 
 from __future__ import annotations

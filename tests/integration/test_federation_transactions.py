@@ -3,6 +3,7 @@ the origin check on EDUs; and the endpoints a non-admitted server must be refuse
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from nio import RoomCreateResponse, SyncResponse
 
@@ -50,6 +51,16 @@ async def to_device_bodies(client) -> list[str]:
     return [e.source["content"]["body"] for e in resp.to_device_events]
 
 
+async def metric(server, name: str) -> float:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.metrics_url) as resp:
+            text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 async def inbound_txn_count(server) -> int:
     return await server.db.fetchval("SELECT count(*) FROM federation_inbound_txns")
 
@@ -95,6 +106,9 @@ async def test_a_repeated_transaction_gets_the_same_answer_and_is_not_reapplied(
     bob = await hs1.client("bob")
     await bob.sync(timeout=0)
     alice = f"@alice:{hs2.server_name}"
+    repeats = await metric(
+        hs1, 'matrix_federation_transactions_total{direction="received",result="repeat"}'
+    )
     txn_id = new_txn_id()
     first = transaction(hs2.server_name, edus=[to_device_edu(alice, bob.user_id, "a", "one")])
     status, answer = await signed_request(hs2, hs1, ca, "PUT", SEND + txn_id, first)
@@ -107,6 +121,12 @@ async def test_a_repeated_transaction_gets_the_same_answer_and_is_not_reapplied(
     assert status == 200
     assert await to_device_bodies(bob) == ["one"]
     assert await inbound_txn_count(hs1) == 2
+    assert (
+        await metric(
+            hs1, 'matrix_federation_transactions_total{direction="received",result="repeat"}'
+        )
+        == repeats + 1
+    )
 
 
 async def test_pdus_go_to_the_inbound_pipeline(trio, ca):
