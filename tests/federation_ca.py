@@ -103,12 +103,22 @@ TEST_HOSTS = {f"hs{i}.test.local": "127.0.0.1" for i in range(1, 5)}
 
 
 async def start_federating_server(
-    make_server, ca: TestCA, host: str, allowed: list[str], *, port: int = 0, dsn=None, **extra
+    make_server,
+    ca: TestCA,
+    host: str,
+    allowed: list[str],
+    *,
+    port: int = 0,
+    sock: socket.socket | None = None,
+    dsn=None,
+    **extra,
 ):
     """A test server named `host:PORT` with a TLS federation listener on 127.0.0.1:PORT,
     admitting the server names or wildcards in `allowed`. `port` and `dsn` restart a
-    stopped server under its old name, on its old database."""
-    sock = bound_loopback_socket(port)
+    stopped server under its old name, on its old database; `sock` is a socket already
+    bound to the port to serve on (no window in which another process can take it)."""
+    if sock is None:
+        sock = bound_loopback_socket(port)
     port = sock.getsockname()[1]
     cert, key = ca.issue(host)
     federation = {

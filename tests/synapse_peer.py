@@ -53,18 +53,16 @@ class SynapsePeer:
     free_sockets: list[socket.socket] = field(default_factory=list)
     _http: aiohttp.ClientSession | None = None
 
-    def take_port(self) -> int:
-        """A loopback port whose `localhost:PORT` name Synapse admits, for one server of
-        ours (released here just before that server binds it again)."""
+    def take_socket(self) -> socket.socket:
+        """A socket bound to a loopback port whose `localhost:PORT` name Synapse admits, for
+        one server of ours to serve on. Handing over the bound socket (rather than closing
+        it for the server to bind again) leaves no window for another process to take it."""
         if not self.free_sockets:
             raise RuntimeError(
                 f"all {PORT_POOL_SIZE} server names admitted by Synapse are used; "
                 "raise PORT_POOL_SIZE in tests/synapse_peer.py"
             )
-        sock = self.free_sockets.pop(0)
-        port = sock.getsockname()[1]
-        sock.close()
-        return port
+        return self.free_sockets.pop(0)
 
     async def http(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -225,5 +223,5 @@ async def start_synapse(admin_dsn: str, work_dir: Path) -> SynapsePeer:
 async def start_our_server(make_server, peer: SynapsePeer, **extra) -> TestServer:
     """A federating server of ours named localhost:PORT that admits Synapse (and only it)."""
     return await start_federating_server(
-        make_server, peer.ca, OUR_HOST, [peer.server_name], port=peer.take_port(), **extra
+        make_server, peer.ca, OUR_HOST, [peer.server_name], sock=peer.take_socket(), **extra
     )

@@ -170,7 +170,7 @@ async def test_room_alias_lookups_both_ways(ours, synapse_peer):
 async def test_synapse_refused_when_we_do_not_admit_it(make_server, synapse_peer):
     """A server of ours whose allow-list lacks Synapse refuses Synapse's signed request."""
     closed = await start_federating_server(
-        make_server, synapse_peer.ca, OUR_HOST, [], port=synapse_peer.take_port()
+        make_server, synapse_peer.ca, OUR_HOST, [], sock=synapse_peer.take_socket()
     )
     alice = await closed.client("alice")
     await alice.set_displayname("Alice Closed")
@@ -213,7 +213,7 @@ async def test_synapse_verifies_our_certificate(make_server, synapse_peer, tmp_p
     from a CA Synapse does not trust gets no keys fetched."""
     other_ca = TestCA(tmp_path / "other-ca", "A CA Synapse does not trust")
     untrusted = await start_federating_server(
-        make_server, other_ca, OUR_HOST, [synapse_peer.server_name], port=synapse_peer.take_port()
+        make_server, other_ca, OUR_HOST, [synapse_peer.server_name], sock=synapse_peer.take_socket()
     )
     key_id = untrusted.hs.federation.server_keys.key_id
     url = f"{synapse_peer.federation_url}/_matrix/key/v2/query"
