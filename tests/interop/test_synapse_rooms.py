@@ -279,13 +279,13 @@ async def test_invites_declined_both_ways(ours, synapse_peer):
 async def test_a_second_server_of_ours_joins_through_synapse(make_server, synapse_peer):
     """Three servers: ours (A) hosts a room, Synapse joins it, and another server of ours
     (B) joins through Synapse alone; then everyone hears everyone."""
-    port_a, port_b = synapse_peer.take_port(), synapse_peer.take_port()
-    name_a, name_b = f"{OUR_HOST}:{port_a}", f"{OUR_HOST}:{port_b}"
+    sock_a, sock_b = synapse_peer.take_socket(), synapse_peer.take_socket()
+    name_a, name_b = (f"{OUR_HOST}:{s.getsockname()[1]}" for s in (sock_a, sock_b))
     server_a = await start_federating_server(
-        make_server, synapse_peer.ca, OUR_HOST, [synapse_peer.server_name, name_b], port=port_a
+        make_server, synapse_peer.ca, OUR_HOST, [synapse_peer.server_name, name_b], sock=sock_a
     )
     server_b = await start_federating_server(
-        make_server, synapse_peer.ca, OUR_HOST, [synapse_peer.server_name, name_a], port=port_b
+        make_server, synapse_peer.ca, OUR_HOST, [synapse_peer.server_name, name_a], sock=sock_b
     )
     alice = await server_a.client("alice")
     carol = await server_b.client("carol")
