@@ -52,6 +52,7 @@ class SynapsePeer:
     # Reserved loopback sockets, one per server of ours, each admitted by Synapse's whitelist.
     free_sockets: list[socket.socket] = field(default_factory=list)
     _http: aiohttp.ClientSession | None = None
+    _admin_token: str | None = None
 
     def take_socket(self) -> socket.socket:
         """A socket bound to a loopback port whose `localhost:PORT` name Synapse admits, for
@@ -69,7 +70,7 @@ class SynapsePeer:
             self._http = aiohttp.ClientSession()
         return self._http
 
-    async def register(self, localpart: str | None = None) -> dict:
+    async def register(self, localpart: str | None = None, *, admin: bool = False) -> dict:
         """A new Synapse user through the shared-secret admin API: {user_id, access_token,
         device_id}."""
         localpart = localpart or f"syn{secrets.token_hex(4)}"
@@ -78,16 +79,14 @@ class SynapsePeer:
         async with http.get(url) as resp:
             assert resp.status == 200, await resp.text()
             nonce = (await resp.json())["nonce"]
-        mac = hmac.new(self.shared_secret.encode(), digestmod=hashlib.sha1)
-        for part in (nonce, localpart, PASSWORD, "notadmin"):
-            mac.update(part.encode())
-            if part != "notadmin":
-                mac.update(b"\x00")
+        # HMAC-SHA1 over nonce, user, password and admin flag, NUL-separated (admin API).
+        message = "\x00".join((nonce, localpart, PASSWORD, "admin" if admin else "notadmin"))
+        mac = hmac.new(self.shared_secret.encode(), message.encode(), hashlib.sha1)
         body = {
             "nonce": nonce,
             "username": localpart,
             "password": PASSWORD,
-            "admin": False,
+            "admin": admin,
             "mac": mac.hexdigest(),
         }
         async with http.post(url, json=body) as resp:
@@ -113,6 +112,15 @@ class SynapsePeer:
         resp = await client.login(PASSWORD)
         assert isinstance(resp, LoginResponse), resp
         return client
+
+    async def admin_get(self, path: str) -> tuple[int, dict]:
+        """GET on Synapse's admin API (/_synapse/admin/...) as an admin user made once."""
+        if self._admin_token is None:
+            self._admin_token = (await self.register(admin=True))["access_token"]
+        http = await self.http()
+        headers = {"Authorization": f"Bearer {self._admin_token}"}
+        async with http.get(self.client_url + path, headers=headers) as resp:
+            return resp.status, await resp.json()
 
     def log_tail(self, lines: int = 60) -> str:
         """The end of Synapse's log, for a failing test's report."""
@@ -190,6 +198,9 @@ async def start_synapse(admin_dsn: str, work_dir: Path) -> SynapsePeer:
         enable_registration=False,
         presence={"enabled": True},
         allow_public_rooms_over_federation=True,
+        # Servers of ours come and go within a session: give up on one that does not answer
+        # after a couple of quick retries, rather than retrying for minutes.
+        federation={"max_long_retries": 2, "max_long_retry_delay": "1s", "max_short_retries": 1},
     )
     process = synapse.ServerProcess(
         "synapse", data_dir, f"http://127.0.0.1:{client_port}/_matrix/client/versions"

@@ -4,6 +4,9 @@ State changes, power, redactions, kicks and bans, typing and receipts."""
 
 from __future__ import annotations
 
+import asyncio
+from urllib.parse import quote
+
 from nio import (
     JoinResponse,
     ReceiptEvent,
@@ -14,6 +17,10 @@ from nio import (
     TypingNoticeEvent,
 )
 
+from tests.integration.federation_helpers import (
+    start_federation_listener,
+    stop_federation_listener,
+)
 from tests.interop.helpers import send_text, sync_until, wait_for_texts
 
 
@@ -169,3 +176,32 @@ async def test_presence_both_ways(shared_room):
         )
         got = await watcher.get_presence(user.user_id)
         assert (got.presence, got.status_msg) == ("online", status), got
+
+
+async def _synapse_marked_down(synapse_peer, destination: str) -> None:
+    """Waits (bounded) until Synapse has recorded a failed send to `destination`."""
+    path = f"/_synapse/admin/v1/federation/destinations/{quote(destination)}"
+    for _ in range(150):
+        status, body = await synapse_peer.admin_get(path)
+        if status == 200 and body.get("failure_ts"):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"Synapse never failed to reach {destination}: {status} {body}")
+
+
+async def test_catch_up_after_our_server_was_unreachable(shared_room, ours, synapse_peer):
+    """While our federation listener is down Synapse's sends fail and it backs off; once we
+    talk to it again it catches up, and we fill the gap (get_missing_events)."""
+    room_id, alice, bob = shared_room.room_id, shared_room.alice, shared_room.bob
+    await stop_federation_listener(ours)
+    try:
+        missed = [f"while you were away {i}" for i in range(3)]
+        for body in missed:
+            await send_text(bob, room_id, body)
+        await _synapse_marked_down(synapse_peer, ours.server_name)
+    finally:
+        await start_federation_listener(ours)
+    await send_text(alice, room_id, "back again")
+    seen = await wait_for_texts(alice, room_id, missed)
+    assert [b for b in seen if b in missed] == missed
+    await wait_for_texts(bob, room_id, ["back again"])
