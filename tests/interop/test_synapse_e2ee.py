@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from nio import AsyncClient, RoomMessageText, SyncResponse, ToDeviceMessage, ToDeviceResponse
 from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
@@ -214,35 +215,47 @@ async def _wait_decrypted(client: AsyncClient, room_id: str, text: str) -> None:
     raise AssertionError(f"{client.user_id} never decrypted {text!r}; got {seen}")
 
 
-async def test_encrypted_conversation_across_our_server_and_synapse(ours, synapse_peer, tmp_path):
+@pytest.mark.parametrize("created_on", ["ours", "synapse"])
+async def test_encrypted_conversation_across_our_server_and_synapse(
+    ours, synapse_peer, tmp_path, created_on
+):
     """Olm and Megolm between a matrix-nio user on each side: device lists, key query and
     claim, room keys by to-device, encrypted timeline events, all over federation."""
     alice = await ours.client(
         f"alice{uuid.uuid4().hex[:6]}", encryption=True, store_path=_store(tmp_path, "a")
     )
     bob = await synapse_peer.client(store_path=_store(tmp_path, "b"))
+    host, guest = (alice, bob) if created_on == "ours" else (bob, alice)
     try:
         await _settle(alice)
         await _settle(bob)
-        created = await alice.room_create(invite=[bob.user_id], initial_state=[ENCRYPTION])
+        created = await host.room_create(invite=[guest.user_id], initial_state=[ENCRYPTION])
         room_id = created.room_id
-        await _until(bob, lambda r: room_id in r.rooms.invite)
-        joined = await bob.join(room_id)
+        await _until(guest, lambda r: room_id in r.rooms.invite)
+        joined = await guest.join(room_id)
         assert getattr(joined, "room_id", None) == room_id, joined
-        await _until(alice, lambda r: bob.user_id in alice.rooms[room_id].users)
+        await _until(host, lambda r: guest.user_id in host.rooms[room_id].users)
 
-        secret = f"from ours {uuid.uuid4().hex}"
-        await _send_encrypted(alice, room_id, secret)
-        await _wait_decrypted(bob, room_id, secret)
+        secret = f"from the host {uuid.uuid4().hex}"
+        await _send_encrypted(host, room_id, secret)
+        await _wait_decrypted(guest, room_id, secret)
         stored = await ours.db.fetchval(
             "SELECT count(*) FROM events WHERE room_id = $1 AND type = 'm.room.encrypted'",
             room_id,
         )
         assert stored == 1
+        assert (
+            await ours.db.fetchval(
+                "SELECT count(*) FROM events WHERE room_id = $1 AND json LIKE $2",
+                room_id,
+                f"%{secret}%",
+            )
+            == 0
+        )  # only ciphertext reaches our database
 
-        reply = f"from synapse {uuid.uuid4().hex}"
-        await _send_encrypted(bob, room_id, reply)
-        await _wait_decrypted(alice, room_id, reply)
+        reply = f"from the guest {uuid.uuid4().hex}"
+        await _send_encrypted(guest, room_id, reply)
+        await _wait_decrypted(host, room_id, reply)
     finally:
         await bob.close()
 
