@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from urllib.parse import quote, urlencode
 
+import aiohttp
 from nio import (
     AsyncClient,
     InviteMemberEvent,
@@ -98,3 +100,16 @@ async def public_room(client: AsyncClient, name: str) -> tuple[str, str]:
     assert isinstance(created, RoomCreateResponse), created
     server = client.user_id.split(":", 1)[1]
     return created.room_id, f"#{localpart}:{server}"
+
+
+async def join_via(client: AsyncClient, room_id: str, server: str) -> tuple[int, dict]:
+    """POST /join/{roomId} naming the server to join through (both spellings: `via`, and
+    the older `server_name` that Synapse also reads); nio's join() names none."""
+    query = urlencode({"via": server, "server_name": server})
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{client.homeserver}/_matrix/client/v3/join/{quote(room_id)}?{query}",
+            json={},
+            headers={"Authorization": f"Bearer {client.access_token}"},
+        ) as resp:
+            return resp.status, await resp.json()

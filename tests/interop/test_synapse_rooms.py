@@ -20,6 +20,7 @@ from nio import (
 from tests.federation_ca import start_federating_server
 from tests.interop.helpers import (
     history,
+    join_via,
     public_room,
     send_text,
     sync_until,
@@ -311,3 +312,44 @@ async def test_a_second_server_of_ours_joins_through_synapse(make_server, synaps
         await wait_for_texts(carol, room_id, ["alice to all"])
     finally:
         await bob.close()
+
+
+@pytest.mark.parametrize("created_on", ["ours", "synapse"])
+async def test_restricted_room_joined_as_a_member_of_another(ours, synapse_peer, created_on):
+    """Room version 10 `restricted` joins over federation: the resident server names one of
+    its users as the authoriser (join_authorised_via_users_server) and countersigns."""
+    alice = await ours.client("alice")
+    bob = await synapse_peer.client()
+    outsider = await (synapse_peer.client() if created_on == "ours" else ours.client("out"))
+    host, guest = (alice, bob) if created_on == "ours" else (bob, alice)
+    host_server = host.user_id.split(":", 1)[1]
+    try:
+        space_id, space_alias = await public_room(host, "space")
+        assert isinstance(await guest.join(space_alias), JoinResponse)
+        allow = [{"type": "m.room_membership", "room_id": space_id}]
+        created = await host.room_create(
+            room_version="10",
+            initial_state=[
+                {
+                    "type": "m.room.join_rules",
+                    "state_key": "",
+                    "content": {"join_rule": "restricted", "allow": allow},
+                }
+            ],
+        )
+        assert isinstance(created, RoomCreateResponse), created
+        room_id = created.room_id
+
+        status, body = await join_via(outsider, room_id, host_server)
+        assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), body
+        status, body = await join_via(guest, room_id, host_server)
+        assert (status, body.get("room_id")) == (200, room_id), body
+        member = await guest.room_get_state_event(room_id, "m.room.member", guest.user_id)
+        assert member.content["membership"] == "join"
+        assert member.content["join_authorised_via_users_server"] == host.user_id
+        await send_text(guest, room_id, "in by membership")
+        await wait_for_texts(host, room_id, ["in by membership"])
+    finally:
+        await bob.close()
+        if created_on == "ours":
+            await outsider.close()
