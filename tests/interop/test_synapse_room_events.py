@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 
+import orjson
 from nio import (
     JoinResponse,
     ReceiptEvent,
@@ -21,7 +22,7 @@ from tests.integration.federation_helpers import (
     start_federation_listener,
     stop_federation_listener,
 )
-from tests.interop.helpers import send_text, sync_until, wait_for_texts
+from tests.interop.helpers import public_room, send_text, sync_until, wait_for_texts
 
 
 async def _state(client, room_id: str, event_type: str, state_key: str = "") -> dict:
@@ -205,3 +206,38 @@ async def test_catch_up_after_our_server_was_unreachable(shared_room, ours, syna
     seen = await wait_for_texts(alice, room_id, missed)
     assert [b for b in seen if b in missed] == missed
     await wait_for_texts(bob, room_id, ["back again"])
+
+
+async def _answer_for(server, origin: str, event_id: str) -> dict:
+    """Our /send answer for `event_id` from `origin`, once a transaction carried it
+    (bounded wait)."""
+    for _ in range(150):
+        rows = await server.db.fetch(
+            "SELECT response_json FROM federation_inbound_txns WHERE origin = $1", origin
+        )
+        for row in rows:
+            answer = orjson.loads(row["response_json"]).get("pdus", {})
+            if event_id in answer:
+                return answer[event_id]
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no transaction from {origin} carried {event_id}")
+
+
+async def test_our_server_acl_shuts_synapse_out(ours, synapse_peer):
+    """A room of ours whose m.room.server_acl denies IP-literal server names: Synapse's
+    events for it are refused, and nothing of them enters the room."""
+    alice = await ours.client("alice")
+    bob = await synapse_peer.client()
+    try:
+        room_id, alias = await public_room(alice, "acl")
+        assert isinstance(await bob.join(alias), JoinResponse)
+        before = await send_text(bob, room_id, "before the ACL")
+        assert await _answer_for(ours, synapse_peer.server_name, before) == {}
+        acl = {"allow": ["*"], "deny": [], "allow_ip_literals": False}
+        await _put_state(alice, room_id, "m.room.server_acl", acl)
+        after = await send_text(bob, room_id, "after the ACL")
+        refused = await _answer_for(ours, synapse_peer.server_name, after)
+        assert "error" in refused, refused
+        assert await ours.db.fetchval("SELECT 1 FROM events WHERE event_id = $1", after) is None
+    finally:
+        await bob.close()
