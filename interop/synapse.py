@@ -286,7 +286,9 @@ class ServerProcess:
     async def wait_ready(self, timeout_s: float = 180) -> None:
         """Polls `ready_url` until it answers 200; bounded by `timeout_s`."""
         deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as session:
+        # Each probe is bounded too: whatever else may hold the port must not stall us.
+        probe = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=probe) as session:
             while time.monotonic() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise SynapseError(f"{self.name} exited; see {self.log_path}")
@@ -294,7 +296,7 @@ class ServerProcess:
                     async with session.get(self.ready_url) as r:
                         if r.status == 200:
                             return
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, TimeoutError):
                     pass
                 await asyncio.sleep(0.5)
         raise SynapseError(f"{self.name} not ready after {timeout_s} s; see {self.log_path}")

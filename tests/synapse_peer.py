@@ -35,6 +35,7 @@ OUR_HOST = "localhost"
 SYNAPSE_HOST = "127.0.0.1"
 PORT_POOL_SIZE = 100  # servers of ours over the whole session (36 in use now)
 START_TIMEOUT_S = 180
+START_ATTEMPTS = 3
 
 
 @dataclass
@@ -149,86 +150,120 @@ async def start_synapse(admin_dsn: str, work_dir: Path) -> SynapsePeer:
     timings["install_s"] = time.monotonic() - t0
 
     ca = TestCA(work_dir / "ca", "Synapse interop test CA")
-    client_sock = bound_loopback_socket()
-    fed_sock = bound_loopback_socket()
-    client_port = client_sock.getsockname()[1]
-    fed_port = fed_sock.getsockname()[1]
-    # Synapse binds the ports itself: free them just before it starts.
-    client_sock.close()
-    fed_sock.close()
+    cert, key = ca.issue(SYNAPSE_HOST)
     free_sockets = [bound_loopback_socket() for _ in range(PORT_POOL_SIZE)]
     our_names = [f"{OUR_HOST}:{s.getsockname()[1]}" for s in free_sockets]
-
-    server_name = f"{SYNAPSE_HOST}:{fed_port}"
-    cert, key = ca.issue(SYNAPSE_HOST)
-    db_name = f"synapse_interop_{secrets.token_hex(4)}"
-    dsn = await synapse.recreate_database(admin_dsn, db_name)
-    data_dir = work_dir / "synapse"
     shared_secret = secrets.token_urlsafe(32)
-    config_path = synapse.write_config(
-        data_dir,
-        server_name=server_name,
-        listeners=[
-            {
-                "port": client_port,
-                "bind_addresses": ["127.0.0.1"],
-                "type": "http",
-                "tls": False,
-                "x_forwarded": False,
-                "resources": [{"names": ["client"], "compress": False}],
-            },
-            {
-                "port": fed_port,
-                "bind_addresses": ["127.0.0.1"],
-                "type": "http",
-                "tls": True,
-                "resources": [{"names": ["federation", "keys"], "compress": False}],
-            },
-        ],
-        database_dsn=dsn,
-        log_level="INFO",
-        tls_certificate_path=str(cert),
-        tls_private_key_path=str(key),
-        federation_verify_certificates=True,
-        federation_custom_ca_list=[str(ca.ca_path)],
-        federation_domain_whitelist=our_names,
-        # Synapse refuses loopback destinations by default; ours live there.
-        ip_range_whitelist=["127.0.0.1/32", "::1/128"],
-        registration_shared_secret=shared_secret,
-        enable_registration=False,
-        presence={"enabled": True},
-        allow_public_rooms_over_federation=True,
-        # Servers of ours come and go within a session: give up on one that does not answer
-        # after a couple of quick retries, rather than retrying for minutes.
-        federation={"max_long_retries": 2, "max_long_retry_delay": "1s", "max_short_retries": 1},
-    )
-    process = synapse.ServerProcess(
-        "synapse", data_dir, f"http://127.0.0.1:{client_port}/_matrix/client/versions"
-    )
     t0 = time.monotonic()
     try:
-        await asyncio.to_thread(synapse.start_synapse, process, config_path)
-        await process.wait_ready(START_TIMEOUT_S)
+        for attempt in range(START_ATTEMPTS):
+            launch = _Launch(admin_dsn, work_dir / f"synapse{attempt}")
+            try:
+                await launch.start(ca, cert, key, our_names, shared_secret)
+                break
+            except synapse.SynapseError:
+                await launch.abandon()
+                # Synapse binds its ports itself, a moment after we picked them free:
+                # another process may have taken one meanwhile. Then pick again.
+                if attempt + 1 == START_ATTEMPTS or not launch.port_taken():
+                    raise
     except BaseException:
-        process.stop()
         for sock in free_sockets:
             sock.close()
-        await synapse.drop_database(admin_dsn, db_name)
         raise
     timings["start_s"] = time.monotonic() - t0
     return SynapsePeer(
-        server_name=server_name,
-        client_url=f"http://127.0.0.1:{client_port}",
-        federation_url=f"https://127.0.0.1:{fed_port}",
+        server_name=launch.server_name,
+        client_url=f"http://127.0.0.1:{launch.client_port}",
+        federation_url=f"https://127.0.0.1:{launch.fed_port}",
         ca=ca,
         shared_secret=shared_secret,
-        process=process,
+        process=launch.process,
         version=version,
         timings=timings,
         admin_dsn=admin_dsn,
-        db_name=db_name,
+        db_name=launch.db_name,
         free_sockets=free_sockets,
     )
+
+
+class _Launch:
+    """One attempt at starting Synapse: its ports, database, config and process."""
+
+    def __init__(self, admin_dsn: str, data_dir: Path):
+        self.admin_dsn = admin_dsn
+        self.data_dir = data_dir
+        self.client_port, self.fed_port = _free_ports(2)
+        self.server_name = f"{SYNAPSE_HOST}:{self.fed_port}"
+        self.db_name = f"synapse_interop_{secrets.token_hex(4)}"
+        self.process = synapse.ServerProcess(
+            "synapse", data_dir, f"http://127.0.0.1:{self.client_port}/_matrix/client/versions"
+        )
+
+    async def start(self, ca: TestCA, cert: Path, key: Path, our_names, shared_secret) -> None:
+        dsn = await synapse.recreate_database(self.admin_dsn, self.db_name)
+        config_path = synapse.write_config(
+            self.data_dir,
+            server_name=self.server_name,
+            listeners=[
+                {
+                    "port": self.client_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": False,
+                    "x_forwarded": False,
+                    "resources": [{"names": ["client"], "compress": False}],
+                },
+                {
+                    "port": self.fed_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "tls": True,
+                    "resources": [{"names": ["federation", "keys"], "compress": False}],
+                },
+            ],
+            database_dsn=dsn,
+            log_level="INFO",
+            tls_certificate_path=str(cert),
+            tls_private_key_path=str(key),
+            federation_verify_certificates=True,
+            federation_custom_ca_list=[str(ca.ca_path)],
+            federation_domain_whitelist=our_names,
+            # Synapse refuses loopback destinations by default; ours live there.
+            ip_range_whitelist=["127.0.0.1/32", "::1/128"],
+            registration_shared_secret=shared_secret,
+            enable_registration=False,
+            presence={"enabled": True},
+            allow_public_rooms_over_federation=True,
+            # Servers of ours come and go within a session: give up on one that does not
+            # answer after a couple of quick retries, rather than retrying for minutes.
+            federation={
+                "max_long_retries": 2,
+                "max_long_retry_delay": "1s",
+                "max_short_retries": 1,
+            },
+        )
+        await asyncio.to_thread(synapse.start_synapse, self.process, config_path)
+        await self.process.wait_ready(START_TIMEOUT_S)
+
+    def port_taken(self) -> bool:
+        logs = (self.process.log_path, self.data_dir / "homeserver.log")
+        return any(
+            "Address already in use" in p.read_text(errors="replace") for p in logs if p.exists()
+        )
+
+    async def abandon(self) -> None:
+        self.process.stop()
+        await synapse.drop_database(self.admin_dsn, self.db_name)
+
+
+def _free_ports(count: int) -> list[int]:
+    """Loopback ports free right now (for Synapse to bind: it cannot take a socket)."""
+    socks = [bound_loopback_socket() for _ in range(count)]
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
 
 
 async def start_our_server(make_server, peer: SynapsePeer, **extra) -> TestServer:
