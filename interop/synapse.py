@@ -276,10 +276,18 @@ class ServerProcess:
     def log_path(self) -> Path:
         return self.data_dir / "stdout.log"
 
-    def spawn(self, cmd: list[str], cwd: Path) -> None:
+    def spawn(self, cmd: list[str], cwd: Path, *, die_with_parent: bool = False) -> None:
+        """Starts `cmd` in its own process group. `die_with_parent` (Linux) has the kernel
+        end it if we die without stopping it (a killed test run); call it from the main
+        thread then, as the signal follows the thread that started the process."""
         log = open(self.log_path, "ab")  # the child process keeps its own copy
         self.proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
         )
         log.close()
 
@@ -316,8 +324,30 @@ def synapse_command(config_path: Path, venv: Path = SYNAPSE_VENV) -> list[str]:
     return [str(_python(venv)), "-m", "synapse.app.homeserver", "-c", str(config_path)]
 
 
-def start_synapse(server: ServerProcess, config_path: Path, venv: Path = SYNAPSE_VENV) -> None:
+def generate_keys(config_path: Path, venv: Path = SYNAPSE_VENV) -> None:
+    """Writes Synapse's signing key (first time) next to its config. Blocking (~1 s)."""
+    run_checked([*synapse_command(config_path, venv), "--generate-keys"], cwd=config_path.parent)
+
+
+def start_synapse(
+    server: ServerProcess,
+    config_path: Path,
+    venv: Path = SYNAPSE_VENV,
+    *,
+    die_with_parent: bool = False,
+) -> None:
     """Generates Synapse's signing key (first time) and starts it in `server.data_dir`."""
-    cmd = synapse_command(config_path, venv)
-    run_checked([*cmd, "--generate-keys"], cwd=server.data_dir)
-    server.spawn(cmd, server.data_dir)
+    generate_keys(config_path, venv)
+    server.spawn(
+        synapse_command(config_path, venv), server.data_dir, die_with_parent=die_with_parent
+    )
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent goes (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PDEATHSIG
+    except OSError:
+        pass  # not Linux: the test run stops it itself, as usual

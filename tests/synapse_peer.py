@@ -243,7 +243,11 @@ class _Launch:
                 "max_short_retries": 1,
             },
         )
-        await asyncio.to_thread(synapse.start_synapse, self.process, config_path)
+        await asyncio.to_thread(synapse.generate_keys, config_path)
+        # Started from this (the main) thread, so that it dies with the test run.
+        self.process.spawn(
+            synapse.synapse_command(config_path), self.data_dir, die_with_parent=True
+        )
         await self.process.wait_ready(START_TIMEOUT_S)
 
     def port_taken(self) -> bool:
