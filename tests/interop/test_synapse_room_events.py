@@ -241,3 +241,29 @@ async def test_our_server_acl_shuts_synapse_out(ours, synapse_peer):
         assert await ours.db.fetchval("SELECT 1 FROM events WHERE event_id = $1", after) is None
     finally:
         await bob.close()
+
+
+TRICKY = 'é 日本語 😀 \u2028\u2029 \x7f \t "quoted" back\\slash \u0001 \ufeff end'
+
+
+async def test_content_that_tests_canonical_json_crosses_both_ways(shared_room):
+    """Hashes and signatures cover canonical JSON: characters it escapes or not, and an
+    event near the 64 KiB limit, must come out the same on both servers or the other
+    side rejects the event."""
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    for sender, reader in ((host, guest), (guest, host)):
+        big = sender.user_id + "x" * 60_000
+        content = {
+            "msgtype": "m.text",
+            "body": f"{TRICKY} from {sender.user_id}",
+            "org.example.numbers": [0, -1, 2**53 - 1, -(2**53) + 1],
+            "org.example.nested": {"b": [], "a": {"": None}},
+        }
+        tricky = await sender.room_send(room_id, "m.room.message", content)
+        assert getattr(tricky, "event_id", None), tricky
+        large = await send_text(sender, room_id, big)
+        seen = await wait_for_texts(reader, room_id, [content["body"], big])
+        assert seen.index(content["body"]) < seen.index(big)
+        got = await reader.room_get_event(room_id, tricky.event_id)
+        assert got.event.source["content"] == content
+        assert large
