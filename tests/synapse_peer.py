@@ -235,6 +235,8 @@ class _Launch:
             enable_registration=False,
             presence={"enabled": True},
             allow_public_rooms_over_federation=True,
+            # Synapse publishes rooms in its directory for admins only unless told otherwise.
+            room_list_publication_rules=[{"action": "allow"}],
             # Servers of ours come and go within a session: give up on one that does not
             # answer after a couple of quick retries, rather than retrying for minutes.
             federation={

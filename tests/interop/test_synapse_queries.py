@@ -246,3 +246,21 @@ async def test_synapse_user_lists_our_public_rooms(ours, synapse_peer):
     assert room["name"] == "Town square"
     assert room["canonical_alias"] == f"#square:{ours.server_name}"
     assert room["num_joined_members"] == 1
+
+
+async def test_our_user_lists_synapses_public_rooms(ours, synapse_peer):
+    bob = await synapse_peer.client()
+    try:
+        name = f"Synapse square {uuid.uuid4().hex[:6]}"
+        created = await bob.room_create(visibility=RoomVisibility.public, name=name)
+    finally:
+        await bob.close()
+    alice = await ours.client("alice")
+    status, body = await ours.request(
+        "GET",
+        f"/_matrix/client/v3/publicRooms?server={synapse_peer.server_name}&limit=100",
+        token=alice.access_token,
+    )
+    assert status == 200, body
+    [room] = [r for r in body["chunk"] if r["room_id"] == created.room_id]
+    assert room["name"] == name
