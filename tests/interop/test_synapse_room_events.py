@@ -267,3 +267,29 @@ async def test_content_that_tests_canonical_json_crosses_both_ways(shared_room):
         got = await reader.room_get_event(room_id, tricky.event_id)
         assert got.event.source["content"] == content
         assert large
+
+
+async def test_display_name_changes_reach_the_room(shared_room):
+    """A profile change is a new member event in each room the user is in."""
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    for user, watcher in ((host, guest), (guest, host)):
+        name = f"renamed {user.user_id[1:6]}"
+        await user.set_displayname(name)
+        await sync_until(
+            watcher,
+            lambda _, user=user, name=name, watcher=watcher: (
+                watcher.rooms[room_id].user_name(user.user_id) == name
+            ),
+            f"{user.user_id}'s new name",
+        )
+
+
+async def test_the_guest_leaves_and_comes_back(shared_room):
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    await guest.room_leave(room_id)
+    await sync_until(host, lambda _: guest.user_id not in host.rooms[room_id].users, "leave")
+    await send_text(host, room_id, "said while the guest was out")
+    assert isinstance(await guest.join(shared_room.alias), JoinResponse)
+    await sync_until(host, lambda _: guest.user_id in host.rooms[room_id].users, "the return")
+    await send_text(guest, room_id, "back")
+    await wait_for_texts(host, room_id, ["back"])
