@@ -13,6 +13,7 @@ from nio import (
     ReceiptEvent,
     RedactedEvent,
     RoomGetStateEventResponse,
+    RoomGetStateResponse,
     RoomMessagesResponse,
     RoomMessageText,
     TypingNoticeEvent,
@@ -293,3 +294,90 @@ async def test_the_guest_leaves_and_comes_back(shared_room):
     await sync_until(host, lambda _: guest.user_id in host.rooms[room_id].users, "the return")
     await send_text(guest, room_id, "back")
     await wait_for_texts(host, room_id, ["back"])
+
+
+async def _state_ids(client, room_id: str) -> dict[tuple[str, str], str]:
+    resp = await client.room_get_state(room_id)
+    assert isinstance(resp, RoomGetStateResponse), resp
+    return {(e["type"], e["state_key"]): e["event_id"] for e in resp.events}
+
+
+async def _fork(shared_room, ours, host_change, guest_change) -> None:
+    """Cuts federation both ways, lets each side make its change, then reconnects and has
+    each side send a message, so that both servers see both branches and merge them."""
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    await stop_federation_listener(ours)
+    await ours.hs.federation.sender.stop()
+    try:
+        await host_change()
+        await guest_change()
+    finally:
+        await start_federation_listener(ours)
+        await ours.hs.federation.sender.start()
+    # Each message's prev_events name that side's branch; the other side fetches the
+    # branch it lacks (get_missing_events), and the next messages merge both.
+    for round_ in range(2):
+        for sender in (shared_room.alice, shared_room.bob):
+            await send_text(sender, room_id, f"merge {round_} {sender.user_id}")
+        wanted = [f"merge {round_} {c.user_id}" for c in (shared_room.alice, shared_room.bob)]
+        await wait_for_texts(host, room_id, wanted)
+        await wait_for_texts(guest, room_id, wanted)
+
+
+async def test_concurrent_state_changes_resolve_the_same_on_both_servers(shared_room, ours):
+    """A fork: each side changes the topic while federation is cut. Both servers must
+    resolve it (state resolution v2) to the same current state."""
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    levels = await _state(host, room_id, "m.room.power_levels")
+    levels.setdefault("users", {})[guest.user_id] = 50
+    await _put_state(host, room_id, "m.room.power_levels", levels)
+    await sync_until(
+        guest,
+        lambda _: guest.rooms[room_id].power_levels.get_user_level(guest.user_id) == 50,
+        "the power level",
+    )
+
+    async def host_topic():
+        await _put_state(host, room_id, "m.room.topic", {"topic": "the host's"})
+
+    async def guest_topic():
+        await _put_state(guest, room_id, "m.room.topic", {"topic": "the guest's"})
+
+    await _fork(shared_room, ours, host_topic, guest_topic)
+    host_state, guest_state = await _state_ids(host, room_id), await _state_ids(guest, room_id)
+    assert host_state == guest_state
+    topic = (await _state(host, room_id, "m.room.topic"))["topic"]
+    assert topic in ("the host's", "the guest's")
+    assert (await _state(guest, room_id, "m.room.topic"))["topic"] == topic
+
+
+async def test_a_demotion_beats_a_concurrent_change_that_needed_the_power(shared_room, ours):
+    """State resolution v2 applies power events first: the host demotes the guest while
+    the guest, concurrently, renames the room with the power it is losing. Both servers
+    must end with the demotion and without the new name."""
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    levels = await _state(host, room_id, "m.room.power_levels")
+    levels.setdefault("users", {})[guest.user_id] = 50
+    await _put_state(host, room_id, "m.room.power_levels", levels)
+    await sync_until(
+        guest,
+        lambda _: guest.rooms[room_id].power_levels.get_user_level(guest.user_id) == 50,
+        "the power level",
+    )
+    name_before = (await _state(host, room_id, "m.room.name"))["name"]
+
+    async def demote():
+        demoted = await _state(host, room_id, "m.room.power_levels")
+        demoted["users"][guest.user_id] = 0
+        await _put_state(host, room_id, "m.room.power_levels", demoted)
+
+    async def rename():
+        await _put_state(guest, room_id, "m.room.name", {"name": "renamed by the guest"})
+
+    await _fork(shared_room, ours, demote, rename)
+    host_state, guest_state = await _state_ids(host, room_id), await _state_ids(guest, room_id)
+    assert host_state == guest_state
+    for client in (host, guest):
+        assert (await _state(client, room_id, "m.room.name"))["name"] == name_before
+        levels = await _state(client, room_id, "m.room.power_levels")
+        assert levels["users"].get(guest.user_id, 0) == 0
