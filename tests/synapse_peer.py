@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 from nio import AsyncClient, AsyncClientConfig, LoginResponse
 
 from interop import synapse
@@ -122,6 +123,14 @@ class SynapsePeer:
         headers = {"Authorization": f"Bearer {self._admin_token}"}
         async with http.get(self.client_url + path, headers=headers) as resp:
             return resp.status, await resp.json()
+
+    async def db_fetchval(self, query: str, *args):
+        """One value from Synapse's own database (to check what it stored)."""
+        conn = await asyncpg.connect(synapse.dsn_with_database(self.admin_dsn, self.db_name))
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
 
     def log_tail(self, lines: int = 60) -> str:
         """The end of Synapse's log, for a failing test's report."""

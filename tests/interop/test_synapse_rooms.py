@@ -353,3 +353,39 @@ async def test_restricted_room_joined_as_a_member_of_another(ours, synapse_peer,
         await bob.close()
         if created_on == "ours":
             await outsider.close()
+
+
+@pytest.mark.parametrize("created_on", ["ours", "synapse"])
+async def test_history_visibility_joined_hides_earlier_messages(ours, synapse_peer, created_on):
+    """With history_visibility "joined", the joining server gets nothing readable from
+    before the join: not over backfill, and its user does not see it."""
+    alice = await ours.client("alice")
+    bob = await synapse_peer.client()
+    host, guest = (alice, bob) if created_on == "ours" else (bob, alice)
+    try:
+        room_id, alias = await public_room(host, "private-past")
+        resp = await host.room_put_state(
+            room_id, "m.room.history_visibility", {"history_visibility": "joined"}
+        )
+        assert getattr(resp, "event_id", None), resp
+        await send_text(host, room_id, "said before you came")
+        assert isinstance(await guest.join(alias), JoinResponse)
+        await send_text(host, room_id, "said after you came")
+        await wait_for_texts(guest, room_id, ["said after you came"])
+        assert await history(guest, room_id) == ["said after you came"]
+        # Nor does the guest's server hold it anywhere (what it got is redacted).
+        if guest is alice:
+            stored = await ours.db.fetchval(
+                "SELECT count(*) FROM events WHERE room_id = $1 AND json LIKE $2",
+                room_id,
+                "%said before you came%",
+            )
+        else:
+            stored = await synapse_peer.db_fetchval(
+                "SELECT count(*) FROM event_json WHERE room_id = $1 AND json LIKE $2",
+                room_id,
+                "%said before you came%",
+            )
+        assert stored == 0
+    finally:
+        await bob.close()
