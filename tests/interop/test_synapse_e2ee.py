@@ -12,6 +12,7 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
+from tests.integration.e2ee_helpers import cross_signing_key, new_key
 from tests.interop.helpers import MAX_SYNCS
 
 
@@ -323,3 +324,53 @@ async def test_device_list_updates_cross_both_ways(ours, synapse_peer, tmp_path)
     finally:
         for client in (bob, *extra):
             await client.close()
+
+
+async def test_cross_signing_keys_queried_both_ways(ours, synapse_peer):
+    """Master and self-signing keys uploaded on one side are what the other side's users
+    get from /keys/query (federation user/keys/query); user-signing keys stay private."""
+    alice = await ours.client(f"alice{uuid.uuid4().hex[:6]}")
+    bob = await synapse_peer.client()
+    http = await synapse_peer.http()
+
+    async def via_synapse(path: str, body: dict) -> tuple[int, dict]:
+        async with http.post(
+            synapse_peer.client_url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {bob.access_token}"},
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def via_ours(path: str, body: dict) -> tuple[int, dict]:
+        return await ours.request("POST", path, token=alice.access_token, json=body)
+
+    try:
+        uploaded = {}
+        for user, post in ((alice, via_ours), (bob, via_synapse)):
+            master = new_key("m")
+            keys = {
+                "master_key": cross_signing_key(user.user_id, "master", master),
+                "self_signing_key": cross_signing_key(
+                    user.user_id, "self_signing", new_key("s"), master
+                ),
+                "user_signing_key": cross_signing_key(
+                    user.user_id, "user_signing", new_key("u"), master
+                ),
+            }
+            status, body = await post("/_matrix/client/v3/keys/device_signing/upload", keys)
+            assert status == 200, body
+            uploaded[user.user_id] = keys
+
+        for asker, post, owner in ((bob, via_synapse, alice), (alice, via_ours, bob)):
+            status, answer = await post(
+                "/_matrix/client/v3/keys/query", {"device_keys": {owner.user_id: []}}
+            )
+            assert status == 200 and answer["failures"] == {}, answer
+            mine = uploaded[owner.user_id]
+            for kind in ("master_key", "self_signing_key"):
+                got = answer[f"{kind}s"][owner.user_id]
+                assert got["keys"] == mine[kind]["keys"], (asker.user_id, kind, got)
+                assert got["usage"] == mine[kind]["usage"]
+            assert owner.user_id not in answer.get("user_signing_keys", {})
+    finally:
+        await bob.close()
