@@ -374,3 +374,63 @@ async def test_cross_signing_keys_queried_both_ways(ours, synapse_peer):
             assert owner.user_id not in answer.get("user_signing_keys", {})
     finally:
         await bob.close()
+
+
+async def test_cross_signing_updates_reach_users_who_share_a_room(ours, synapse_peer, tmp_path):
+    """Keys uploaded after the users share a room are announced (m.signing_key_update or
+    a device-list update) and then served from the other side's knowledge of them."""
+    alice = await ours.client(
+        f"alice{uuid.uuid4().hex[:6]}", encryption=True, store_path=_store(tmp_path, "a")
+    )
+    bob = await synapse_peer.client(store_path=_store(tmp_path, "b"))
+    http = await synapse_peer.http()
+
+    async def via_synapse(path: str, body: dict) -> tuple[int, dict]:
+        async with http.post(
+            synapse_peer.client_url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {bob.access_token}"},
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def via_ours(path: str, body: dict) -> tuple[int, dict]:
+        return await ours.request("POST", path, token=alice.access_token, json=body)
+
+    try:
+        await _settle(alice)
+        await _settle(bob)
+        created = await alice.room_create(invite=[bob.user_id])
+        await _until(bob, lambda r: created.room_id in r.rooms.invite)
+        assert getattr(await bob.join(created.room_id), "room_id", None) == created.room_id
+        await _until(alice, lambda r: bob.user_id in alice.rooms[created.room_id].users)
+        # Both sides now know (and cache) each other's devices.
+        assert await _devices_seen(via_ours, bob.user_id) == {bob.device_id}
+        assert await _devices_seen(via_synapse, alice.user_id) == {alice.device_id}
+        await _settle(alice)
+        await _settle(bob)
+
+        for owner, post, watcher, watcher_post in (
+            (bob, via_synapse, alice, via_ours),
+            (alice, via_ours, bob, via_synapse),
+        ):
+            master = new_key("m")
+            keys = {
+                "master_key": cross_signing_key(owner.user_id, "master", master),
+                "self_signing_key": cross_signing_key(
+                    owner.user_id, "self_signing", new_key("s"), master
+                ),
+            }
+            status, body = await post("/_matrix/client/v3/keys/device_signing/upload", keys)
+            assert status == 200, body
+            await _until(watcher, lambda r, owner=owner: owner.user_id in r.device_list.changed)
+            for _ in range(MAX_SYNCS):
+                status, answer = await watcher_post(
+                    "/_matrix/client/v3/keys/query", {"device_keys": {owner.user_id: []}}
+                )
+                got = answer.get("master_keys", {}).get(owner.user_id)
+                if got is not None:
+                    break
+                await watcher.sync(timeout=1_000, since=watcher.next_batch)
+            assert got is not None and got["keys"] == keys["master_key"]["keys"], answer
+    finally:
+        await bob.close()
