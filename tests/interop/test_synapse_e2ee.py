@@ -434,3 +434,24 @@ async def test_cross_signing_updates_reach_users_who_share_a_room(ours, synapse_
             assert got is not None and got["keys"] == keys["master_key"]["keys"], answer
     finally:
         await bob.close()
+
+
+async def test_to_device_to_every_device_of_a_remote_user(ours, synapse_peer):
+    """A to-device message for device "*" reaches each device the user has on the other
+    server (which expands the wildcard)."""
+    alice = await ours.client(f"alice{uuid.uuid4().hex[:6]}")
+    alice2 = await ours.login(alice.user_id[1:].split(":", 1)[0])
+    bob = await synapse_peer.client()
+    bob2 = await synapse_peer.login(bob.user_id)
+    try:
+        for client in (alice, alice2, bob, bob2):
+            await client.sync(timeout=0)
+        for sender, user, devices in ((bob, alice, (alice, alice2)), (alice, bob, (bob, bob2))):
+            message = ToDeviceMessage("org.example.all", user.user_id, "*", {"to": "all"})
+            assert isinstance(await sender.to_device(message), ToDeviceResponse)
+            for device in devices:
+                [got] = await _wait_for_to_device(device, "org.example.all")
+                assert (got["sender"], got["content"]) == (sender.user_id, {"to": "all"})
+    finally:
+        for client in (bob, bob2):
+            await client.close()
