@@ -12,6 +12,7 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
+from tests.harness import PASSWORD
 from tests.integration.e2ee_helpers import cross_signing_key, new_key
 from tests.interop.helpers import MAX_SYNCS
 
@@ -452,6 +453,63 @@ async def test_to_device_to_every_device_of_a_remote_user(ours, synapse_peer):
             for device in devices:
                 [got] = await _wait_for_to_device(device, "org.example.all")
                 assert (got["sender"], got["content"]) == (sender.user_id, {"to": "all"})
+    finally:
+        for client in (bob, bob2):
+            await client.close()
+
+
+async def _delete_device(post, user: AsyncClient, device_id: str) -> None:
+    """POST /delete_devices through user-interactive auth with the password."""
+    status, body = await post("/_matrix/client/v3/delete_devices", {"devices": [device_id]})
+    assert status == 401 and "session" in body, body
+    auth = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user.user_id},
+        "password": PASSWORD,
+        "session": body["session"],
+    }
+    status, body = await post(
+        "/_matrix/client/v3/delete_devices", {"devices": [device_id], "auth": auth}
+    )
+    assert status == 200, body
+
+
+async def test_deleted_devices_disappear_on_the_other_side(ours, synapse_peer, tmp_path):
+    alice = await ours.client(
+        f"alice{uuid.uuid4().hex[:6]}", encryption=True, store_path=_store(tmp_path, "a")
+    )
+    alice2 = await ours.login(
+        alice.user_id[1:].split(":", 1)[0], encryption=True, store_path=_store(tmp_path, "a2")
+    )
+    bob = await synapse_peer.client(store_path=_store(tmp_path, "b"))
+    bob2 = await synapse_peer.login(bob.user_id, store_path=_store(tmp_path, "b2"))
+    http = await synapse_peer.http()
+
+    async def via_synapse(path: str, body: dict) -> tuple[int, dict]:
+        async with http.post(
+            synapse_peer.client_url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {bob.access_token}"},
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def via_ours(path: str, body: dict) -> tuple[int, dict]:
+        return await ours.request("POST", path, token=alice.access_token, json=body)
+
+    try:
+        for client in (alice, alice2, bob, bob2):
+            await _settle(client)
+        created = await alice.room_create(invite=[bob.user_id])
+        await _until(bob, lambda r: created.room_id in r.rooms.invite)
+        assert getattr(await bob.join(created.room_id), "room_id", None) == created.room_id
+        await _until(alice, lambda r: bob.user_id in alice.rooms[created.room_id].users)
+        await _until_devices(alice, via_ours, bob.user_id, {bob.device_id, bob2.device_id})
+        await _until_devices(bob, via_synapse, alice.user_id, {alice.device_id, alice2.device_id})
+
+        await _delete_device(via_synapse, bob, bob2.device_id)
+        await _until_devices(alice, via_ours, bob.user_id, {bob.device_id})
+        await _delete_device(via_ours, alice, alice2.device_id)
+        await _until_devices(bob, via_synapse, alice.user_id, {alice.device_id})
     finally:
         for client in (bob, bob2):
             await client.close()
