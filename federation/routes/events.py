@@ -118,11 +118,21 @@ async def _state_at(hs, request: web.Request, origin: str) -> tuple[list[str], l
     room_id = request.match_info["room_id"]
     _version, event = await _room_event(hs, origin, room_id, request.query.get("event_id"))
     group = event.state_group_before
+    if group is None and _is_room_creation(event.event):
+        return [], []  # nothing comes before a room's creation
     if group is None:
         raise not_found("The state at this event is not known here")
     state = (await hs.event_store.state_groups([group])).get(group, {})
     state_ids = sorted(set(state.values()))
     return state_ids, sorted(await auth_chain_ids(hs, state_ids))
+
+
+def _is_room_creation(event: dict[str, Any]) -> bool:
+    return (
+        event.get("type") == "m.room.create"
+        and event.get("state_key") == ""
+        and not prev_event_ids(event)
+    )
 
 
 @routes.get(V1 + "/state_ids/{room_id}", auth=False, raw_path=True)
