@@ -381,3 +381,17 @@ async def test_a_demotion_beats_a_concurrent_change_that_needed_the_power(shared
         assert (await _state(client, room_id, "m.room.name"))["name"] == name_before
         levels = await _state(client, room_id, "m.room.power_levels")
         assert levels["users"].get(guest.user_id, 0) == 0
+
+
+async def test_a_redacted_state_event_is_emptied_on_both_servers(shared_room):
+    room_id, host, guest = shared_room.room_id, shared_room.host, shared_room.guest
+    topic_id = await _put_state(host, room_id, "m.room.topic", {"topic": "soon gone"})
+    await sync_until(guest, lambda _: guest.rooms[room_id].topic == "soon gone", "topic")
+    assert getattr(await host.room_redact(room_id, topic_id), "event_id", None)
+    await sync_until(
+        guest,
+        lambda resp: _redacted_in(resp, room_id, topic_id),
+        "the redaction of the topic",
+    )
+    for client in (host, guest):
+        assert await _state(client, room_id, "m.room.topic") == {}
