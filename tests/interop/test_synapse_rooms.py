@@ -389,3 +389,31 @@ async def test_history_visibility_joined_hides_earlier_messages(ours, synapse_pe
         assert stored == 0
     finally:
         await bob.close()
+
+
+async def test_a_server_that_does_not_admit_synapse_refuses_its_invites_and_joins(
+    make_server, synapse_peer
+):
+    closed = await start_federating_server(
+        make_server, synapse_peer.ca, OUR_HOST, [], sock=synapse_peer.take_socket()
+    )
+    carol = await closed.client("carol")
+    bob = await synapse_peer.client()
+    try:
+        created = await bob.room_create(invite=[])
+        assert isinstance(created, RoomCreateResponse), created
+        invited = await bob.room_invite(created.room_id, carol.user_id)
+        assert not isinstance(invited, RoomInviteResponse), invited
+        stored = await closed.db.fetchval(
+            "SELECT count(*) FROM events WHERE room_id = $1", created.room_id
+        )
+        assert stored == 0
+        # Nor does it let its own users reach Synapse's rooms.
+        room_id, alias = await public_room(bob, "unreachable")
+        refused = await carol.join(alias)
+        assert not isinstance(refused, JoinResponse), refused
+        assert (
+            await closed.db.fetchval("SELECT count(*) FROM events WHERE room_id = $1", room_id) == 0
+        )
+    finally:
+        await bob.close()
