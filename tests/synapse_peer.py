@@ -241,6 +241,7 @@ class _Launch:
             # Synapse refuses loopback destinations by default; ours live there.
             ip_range_whitelist=["127.0.0.1/32", "::1/128"],
             registration_shared_secret=shared_secret,
+            bcrypt_rounds=4,  # test accounts: registration and login need not be slow
             enable_registration=False,
             presence={"enabled": True},
             allow_public_rooms_over_federation=True,

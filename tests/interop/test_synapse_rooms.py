@@ -417,3 +417,32 @@ async def test_a_server_that_does_not_admit_synapse_refuses_its_invites_and_join
         )
     finally:
         await bob.close()
+
+
+@pytest.mark.parametrize("created_on", ["ours", "synapse"])
+async def test_joining_a_room_with_many_members(ours, synapse_peer, created_on):
+    """A send_join answer with the state of 30 members (each event signed by its origin)
+    is checked and taken in whole; the joiner sees every member."""
+    members = 30
+    if created_on == "ours":
+        host_users = [await ours.client(f"m{i}") for i in range(members)]
+        guest = await synapse_peer.client()
+    else:
+        host_users = [await synapse_peer.client() for _ in range(members)]
+        guest = await ours.client("guest")
+    host = host_users[0]
+    try:
+        room_id, alias = await public_room(host, "crowd")
+        for user in host_users[1:]:
+            assert isinstance(await user.join(alias), JoinResponse)
+        assert isinstance(await guest.join(alias), JoinResponse)
+        resp = await guest.joined_members(room_id)
+        assert {m.user_id for m in resp.members} == {u.user_id for u in host_users} | {
+            guest.user_id
+        }
+        await send_text(guest, room_id, "hello, crowd")
+        await wait_for_texts(host_users[-1], room_id, ["hello, crowd"])
+    finally:
+        for client in (*host_users, guest):
+            if synapse_peer.server_name in client.user_id:
+                await client.close()
