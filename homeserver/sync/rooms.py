@@ -20,11 +20,6 @@ if TYPE_CHECKING:
 DEFAULT_TIMELINE_LIMIT = 10
 
 
-async def user_memberships(hs: Homeserver, user_id: str) -> dict[str, tuple[str, str, int]]:
-    """room_id -> (membership, event_id, stream_ordering) from current state."""
-    return await hs.sync_caches.memberships(user_id)
-
-
 async def membership_changes(hs: Homeserver, ctx: SyncContext) -> list[StoredEvent]:
     changes = await hs.event_store.events_by_ordering(
         "SELECT event_id FROM events WHERE type = 'm.room.member' AND state_key = $1"
@@ -41,7 +36,7 @@ async def membership_changes(hs: Homeserver, ctx: SyncContext) -> list[StoredEve
 
 
 async def build_rooms(hs: Homeserver, ctx: SyncContext, response: dict[str, Any]) -> None:
-    memberships = await user_memberships(hs, ctx.user_id)
+    memberships = await hs.sync_caches.memberships(ctx.user_id)
     ctx.joined_room_ids = {r for r, (m, _, _) in memberships.items() if m == "join"}
     changes: list[StoredEvent] = []
     # The user's own member events wake them: without one, there is nothing to look up.
