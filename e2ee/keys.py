@@ -8,7 +8,8 @@ request by server and hand the remote part to `self.remote` when federation sets
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from e2ee.signatures import (
     check_public_key,
@@ -36,14 +37,18 @@ def server_of(user_id: str) -> str:
     return user_id.partition(":")[2]
 
 
+# Asks another server for keys: (server, {user_id: devices or algorithms}) -> its answer.
+RemoteKeysCall = Callable[[str, dict[str, Any]], Awaitable[dict]]
+
+
 class KeyService:
     def __init__(self, hs: Homeserver, store: E2EKeyStore, device_lists: DeviceLists):
         self.hs = hs
         self.store = store
         self.device_lists = device_lists
         # Set by the federation package: async (server, user_ids_to_devices) -> result dict.
-        self.remote_query = None
-        self.remote_claim = None
+        self.remote_query: RemoteKeysCall | None = None
+        self.remote_claim: RemoteKeysCall | None = None
 
     # --- upload ------------------------------------------------------------------
 

@@ -176,8 +176,10 @@ async def _state_for_reader(request: web.Request, requester: Requester, room_id:
     if current == "join":
         return await hs.events.current_state(room_id)
     if current in ("leave", "ban") and ev is not None:
-        groups = await hs.event_store.state_groups([ev.state_group_before])
-        ids = groups.get(ev.state_group_before, {})
+        group = ev.state_group_before
+        ids = (
+            (await hs.event_store.state_groups([group])).get(group, {}) if group is not None else {}
+        )
         ids[("m.room.member", requester.user_id)] = ev.event_id
         events = await hs.event_store.get_events(ids.values())
         return {k: events[v] for k, v in ids.items() if v in events}
