@@ -118,7 +118,7 @@ async def forget_room(request: web.Request, requester: Requester) -> web.Respons
 async def send_event(request: web.Request, requester: Requester) -> web.Response:
     hs = get_hs(request)
     room_id = _room_id(request)
-    content = await json_body(request)
+    content = await json_body(request, event_content=True)
     event_id = await hs.events.create_and_send(
         requester.user_id,
         room_id,
@@ -132,7 +132,7 @@ async def send_event(request: web.Request, requester: Requester) -> web.Response
 async def _put_state(request: web.Request, requester: Requester, state_key: str) -> web.Response:
     hs = get_hs(request)
     room_id = _room_id(request)
-    content = await json_body(request)
+    content = await json_body(request, event_content=True)
     etype = request.match_info["event_type"]
     if etype == "m.room.member":
         # Membership has its own endpoints with their own checks; allow it here as Synapse does.
