@@ -129,6 +129,14 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
     raise invalid_param(f"'{name}' must be true or false")
 
 
+def query_enum(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    """A query parameter the spec enumerates: absent -> None, unknown -> M_INVALID_PARAM."""
+    value = request.query.get(name)
+    if value is not None and value not in allowed:
+        raise invalid_param(f"'{name}' must be one of {', '.join(allowed)}")
+    return value
+
+
 def query_json(request: web.Request, name: str) -> Any:
     value = request.query.get(name)
     if value is None:

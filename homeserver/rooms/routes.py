@@ -7,7 +7,14 @@ from aiohttp import web
 from homeserver.http.auth import Requester
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, bad_json, forbidden, not_found
-from homeserver.http.request import field, json_body, json_response, query_int, query_json
+from homeserver.http.request import (
+    field,
+    json_body,
+    json_response,
+    query_enum,
+    query_int,
+    query_json,
+)
 from homeserver.http.routes import RouteTable
 from homeserver.rooms import membership
 from homeserver.rooms.creation import create_room
@@ -199,7 +206,7 @@ async def _get_state_event(
     ev = state.get((request.match_info["event_type"], state_key))
     if ev is None:
         raise not_found("Event not found")
-    if request.query.get("format") == "event":
+    if query_enum(request, "format", ("content", "event")) == "event":
         return json_response(client_event(ev))
     return json_response(ev.content)
 
@@ -219,6 +226,9 @@ async def get_state_event(request: web.Request, requester: Requester) -> web.Res
     return await _get_state_event(request, requester, request.match_info["state_key"])
 
 
+_MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
+
+
 @routes.get("/rooms/{room_id}/members")
 async def get_members(request: web.Request, requester: Requester) -> web.Response:
     hs = get_hs(request)
@@ -235,8 +245,8 @@ async def get_members(request: web.Request, requester: Requester) -> web.Respons
             ]
             events = await hs.event_store.get_events(ids.values())
             members = {k: events[v] for k, v in ids.items() if v in events}
-    only = request.query.get("membership")
-    excluded = request.query.get("not_membership")
+    only = query_enum(request, "membership", _MEMBERSHIPS)
+    excluded = query_enum(request, "not_membership", _MEMBERSHIPS)
     chunk = [
         client_event(e)
         for e in members.values()

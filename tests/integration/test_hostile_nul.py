@@ -178,8 +178,10 @@ def _query_value(ctx: Context, param: dict) -> str:
         return special[name]
     schema = param.get("schema") or {}
     if "example" in param:
-        return str(param["example"]).lower() if isinstance(param["example"], bool) else str(
-            param["example"]
+        return (
+            str(param["example"]).lower()
+            if isinstance(param["example"], bool)
+            else str(param["example"])
         )
     if "enum" in schema:
         return str(schema["enum"][0])
@@ -309,7 +311,7 @@ def _with_nul_at(body: dict, path: Path) -> dict:
     """A copy of `body` whose string at `path` carries U+0000 (containers made as needed)."""
     body = copy.deepcopy(body)
     node: Any = body
-    for here, after in zip(path, path[1:]):
+    for here, after in zip(path, path[1:], strict=False):
         want: Any = [] if isinstance(after, int) else {}
         if isinstance(node, list):
             while len(node) <= here:
