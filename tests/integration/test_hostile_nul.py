@@ -556,3 +556,78 @@ async def test_nul_in_access_token_and_unknown_query(server):
         "GET", "/_matrix/client/v3/account/whoami?x%00=1", token=ctx.token
     )
     assert (status, answer["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+def _x(text: str) -> str:
+    return text.replace("0", NUL)
+
+
+# Event content our server reads back as IDs and looks up (aliases, rooms, events, users).
+LOOKED_UP_CONTENT = [
+    ("send", "m.room.redaction", {"redacts": _x("$0")}),
+    (
+        "send",
+        "m.room.message",
+        {"body": "r", "m.relates_to": {"rel_type": "m.thread", "event_id": _x("$0")}},
+    ),
+    (
+        "send",
+        "m.room.message",
+        {"body": "r", "m.relates_to": {"m.in_reply_to": {"event_id": _x("$0")}}},
+    ),
+    (
+        "send",
+        "m.reaction",
+        {"m.relates_to": {"rel_type": "m.annotation", "event_id": _x("$0"), "key": "k"}},
+    ),
+    ("state", "m.room.canonical_alias", {"alias": _x("#a0:test.local")}),
+    ("state", "m.room.canonical_alias", {"alt_aliases": [_x("#a0:test.local")]}),
+    (
+        "state",
+        "m.room.join_rules",
+        {
+            "join_rule": "restricted",
+            "allow": [{"type": "m.room_membership", "room_id": _x("!0:test.local")}],
+        },
+    ),
+    ("state", "m.room.join_rules", {"join_rule": _x("public0")}),
+    ("state", "m.room.history_visibility", {"history_visibility": _x("shared0")}),
+    ("state", "m.room.power_levels", {"users": {_x("@0:test.local"): 100}}),
+    ("state", "m.room.tombstone", {"body": "moved", "replacement_room": _x("!0:test.local")}),
+    ("state", "m.room.pinned_events", {"pinned": [_x("$0")]}),
+    ("state", "m.room.server_acl", {"allow": [_x("*0")], "deny": []}),
+    ("state", "m.room.encryption", {"algorithm": _x("m.megolm.v1.aes-sha20")}),
+    ("state", "m.room.avatar", {"url": _x("mxc://test.local/0")}),
+]
+
+
+@pytest.mark.parametrize("kind,event_type,content", LOOKED_UP_CONTENT)
+async def test_nul_in_event_content_that_is_looked_up(server, kind, event_type, content):
+    ctx = await make_context(server)
+    if kind == "send":
+        path = f"/rooms/{ctx.room_id}/send/{event_type}/nul-{secrets.token_hex(4)}"
+    else:
+        path = f"/rooms/{ctx.room_id}/state/{event_type}/"
+    status, answer = await server.request(
+        "PUT", "/_matrix/client/v3" + path, token=ctx.token, json=content
+    )
+    assert status < 500, (status, answer)
+    if status >= 400:
+        assert answer["errcode"].startswith("M_")
+    # The room still works for its creator.
+    status, _ = await server.request(
+        "GET", f"/_matrix/client/v3/rooms/{ctx.room_id}/state", token=ctx.token
+    )
+    assert status == 200
+    status, _ = await server.request("GET", "/_matrix/client/v3/sync?timeout=0", token=ctx.token)
+    assert status == 200
+    status, _ = await server.request(
+        "GET", f"/_matrix/client/v3/rooms/{ctx.room_id}/messages?dir=b", token=ctx.token
+    )
+    assert status == 200
+    # Another user's join runs the join rules and reads the room's state.
+    other = await server.client()
+    status, answer = await server.request(
+        "POST", f"/_matrix/client/v3/join/{ctx.room_id}", token=other.access_token, json={}
+    )
+    assert status < 500, (status, answer)
