@@ -471,6 +471,7 @@ async def test_nul_in_every_string_of_every_client_operation(server):
                 json=variant.body,
             )
             stats["requests"] += 1
+            stats["variants in " + variant.label.split(":")[0]] += 1
             stats[f"status {status // 100}xx"] += 1
             if not (isinstance(body, dict) and body.get("errcode") == "M_UNRECOGNIZED"):
                 served = True
