@@ -632,3 +632,21 @@ async def test_nul_in_event_content_that_is_looked_up(server, kind, event_type, 
         "POST", f"/_matrix/client/v3/join/{ctx.room_id}", token=other.access_token, json={}
     )
     assert status < 500, (status, answer)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/sync?timeout=0&filter=",
+        "/rooms/{room}/messages?dir=b&filter=",
+        "/rooms/{room}/context/{event}?filter=",
+    ],
+)
+async def test_nul_in_inline_json_filters(server, path):
+    """Filters given inline as JSON in the query: U+0000 as the JSON escape, not as %00."""
+    ctx = await make_context(server)
+    inline = '{"room": {"rooms": ["!a\\u0000"], "timeline": {"types": ["b\\u0000"]}}, '
+    inline += '"types": ["c\\u0000"], "senders": ["@d\\u0000:x"]}'
+    url = path.format(room=ctx.room_id, event=ctx.event_id) + urllib.parse.quote(inline)
+    status, answer = await server.request("GET", "/_matrix/client/v3" + url, token=ctx.token)
+    assert (status, answer["errcode"]) == (400, "M_INVALID_PARAM")
