@@ -9,9 +9,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
-from nacl.signing import SigningKey
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from signedjson.types import SigningKey
 
 from e2ee.service import E2EEService
 from federation.service import Federation

@@ -10,7 +10,7 @@ is the exception: it is stored as canonical JSON text, where the character is es
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from aiohttp import web
@@ -96,6 +96,23 @@ def _as_tuple(kind) -> tuple:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
+@overload
+def query_int(
+    request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int: ...
+
+
+@overload
+def query_int(
+    request: web.Request,
+    name: str,
+    default: None = None,
+    *,
+    minimum: int = 0,
+    maximum: int | None = None,
+) -> int | None: ...
+
+
 def query_int(
     request: web.Request,
     name: str,
@@ -152,3 +169,12 @@ def query_json(request: web.Request, name: str) -> Any:
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def required_query_int(
+    request: web.Request, name: str, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    number = query_int(request, name, minimum=minimum, maximum=maximum)
+    if number is None:
+        raise missing_param(f"Missing '{name}'")
+    return number
