@@ -8,6 +8,7 @@ request by server and hand the remote part to `self.remote` when federation sets
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from e2ee.signatures import (
     check_public_key,
@@ -17,6 +18,10 @@ from e2ee.signatures import (
 )
 from homeserver.http.errors import bad_json, invalid_param
 from storage.e2ee_keys import E2EKeyStore
+
+if TYPE_CHECKING:
+    from e2ee.devices.device_lists import DeviceLists
+    from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +37,7 @@ def server_of(user_id: str) -> str:
 
 
 class KeyService:
-    def __init__(self, hs, store: E2EKeyStore, device_lists):
+    def __init__(self, hs: Homeserver, store: E2EKeyStore, device_lists: DeviceLists):
         self.hs = hs
         self.store = store
         self.device_lists = device_lists
@@ -73,7 +78,7 @@ class KeyService:
         keys_changed = device_keys is not None and device_keys != stored_keys
 
         async def write(conn) -> None:
-            if keys_changed:
+            if keys_changed and device_keys is not None:
                 await self.store.set_device_keys(conn, user_id, device_id, device_keys)
             if one_time:
                 await self.store.add_one_time_keys(conn, user_id, device_id, one_time)

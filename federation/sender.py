@@ -36,6 +36,7 @@ from homeserver.metrics import federation_transactions, federation_units_sent
 from storage.federation_queue import DestinationState, FederationQueueStore, QueuedRow
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
     from storage.events import PersistItem
 
@@ -59,7 +60,7 @@ def _now_ms() -> int:
 
 
 class FederationSender:
-    def __init__(self, hs: Homeserver, federation):
+    def __init__(self, hs: Homeserver, federation: Federation):
         self.hs = hs
         self.server_name = hs.server_name
         self.policy = federation.policy

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from canonicaljson import encode_canonical_json
 
 from storage.database import Database
 
@@ -587,6 +588,5 @@ def _prev_ids(event: dict[str, Any]) -> list[str]:
 
 
 def _canonical(event: dict[str, Any]) -> str:
-    from canonicaljson import encode_canonical_json
 
     return encode_canonical_json(event).decode()

@@ -10,10 +10,13 @@ who stop sharing every room appear in `left`.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from homeserver.sync.notifier import state_key_of
 from storage.e2ee_device_lists import DeviceListStore
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
 
 
 class DeviceListOutbox(Protocol):
@@ -27,7 +30,7 @@ class DeviceListOutbox(Protocol):
 
 
 class DeviceLists:
-    def __init__(self, hs, store: DeviceListStore):
+    def __init__(self, hs: Homeserver, store: DeviceListStore):
         self.hs = hs
         self.store = store
         # Set by the federation package when it federates.

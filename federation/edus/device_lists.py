@@ -37,6 +37,7 @@ from homeserver.jsonutil import canonical
 from storage.federation_devices import FederationDeviceStore
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def valid_cross_signing_key(key: Any, user_id: str, usage: str) -> bool:
 
 
 class DeviceListEdus:
-    def __init__(self, hs: Homeserver, federation):
+    def __init__(self, hs: Homeserver, federation: Federation):
         self.hs = hs
         self.federation = federation
         self.sender = federation.sender

@@ -13,6 +13,7 @@ from homeserver.rooms import membership
 from homeserver.rooms.creation import create_room
 from homeserver.rooms.filtering import EventFilter
 from homeserver.rooms.history import context_around, paginate, visible_event
+from homeserver.rooms.redaction import redact_event
 from homeserver.rooms.serialize import client_event
 from homeserver.tokens import decode_pagination_token
 
@@ -311,7 +312,6 @@ async def get_context(request: web.Request, requester: Requester) -> web.Respons
 
 @routes.put("/rooms/{room_id}/redact/{event_id}/{txn_id}", ratelimit=True)
 async def redact(request: web.Request, requester: Requester) -> web.Response:
-    from homeserver.rooms.redaction import redact_event
 
     body = await json_body(request, allow_empty=True)
     reason = field(body, "reason", str, None)
