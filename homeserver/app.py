@@ -90,9 +90,13 @@ class Homeserver:
         from e2ee.service import E2EEService  # after accounts: hooks device deletion
 
         self.e2ee = E2EEService(self)
+        from federation.media_fetcher import FederationMediaFetcher
         from homeserver.media.repository import MediaRepository
 
-        self.media = MediaRepository(self)
+        remote_media = None  # fetched over federation only when we federate
+        if self.config.federation.allowed_servers:
+            remote_media = FederationMediaFetcher(self.federation.client)
+        self.media = MediaRepository(self, remote_media)
 
     def run_in_background(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

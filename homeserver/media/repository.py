@@ -51,7 +51,7 @@ def too_large(error: str = "Upload is larger than the server allows") -> MatrixE
 
 
 class MediaRepository:
-    def __init__(self, hs):
+    def __init__(self, hs, remote_fetcher: RemoteMediaFetcher | None = None):
         self.hs = hs
         self.server_name = hs.server_name
         self.config = hs.config.media
@@ -66,7 +66,9 @@ class MediaRepository:
         # Pillow releases the GIL while resampling; two threads suit the 2-core target.
         self._thumbnail_pool = ThreadPoolExecutor(2, thread_name_prefix="thumbnail")
         self._inflight: dict[tuple, asyncio.Future] = {}
-        self.remote_fetcher: RemoteMediaFetcher | None = None
+        # Handed in by the composition root (federation's fetcher) when federation is
+        # configured; None answers remote mxc:// URIs 404.
+        self.remote_fetcher = remote_fetcher
         # One fetch per remote file however many clients ask for it at once.
         self.remote_fetches = SingleFlight(hs.run_in_background)
         from homeserver.media.preview import UrlPreviewService
@@ -81,11 +83,6 @@ class MediaRepository:
         if ensure_bucket is not None:
             await ensure_bucket()
         self.hs.run_in_background(self._reap_expired())
-        federation = getattr(self.hs, "federation", None)
-        if federation is not None and self.hs.config.federation.allowed_servers:
-            from homeserver.media.federation_fetcher import FederationMediaFetcher
-
-            self.remote_fetcher = FederationMediaFetcher(federation.client)
 
     async def stop(self) -> None:
         self._thumbnail_pool.shutdown(wait=False, cancel_futures=True)
