@@ -36,8 +36,8 @@ def build_federation_app(hs) -> web.Application:
     app[HS_KEY] = hs
     for name in FEDERATION_ROUTE_MODULES:
         table = importlib.import_module(name).routes
-        # Only this table authenticates by default: a client RouteTable(auth=False) here
-        # would serve its routes to anyone.
+        # Only this table authenticates by default: a client RouteTable here would serve
+        # its unauthenticated routes to any server.
         if not isinstance(table, FederationRouteTable):
             raise TypeError(f"{name}.routes is not a FederationRouteTable")
         table.mount(app)
