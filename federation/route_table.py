@@ -55,7 +55,6 @@ def _authenticated(fn: Handler) -> Handler:
     async def wrapper(request: web.Request) -> web.StreamResponse:
         # Allow-list, destination, then signature: see authenticate_request.
         origin, content = await authenticate_request(request)
-        request["origin"] = origin
         return await fn(request, origin, content)
 
     return wrapper
