@@ -73,7 +73,7 @@ class KeyService:
         keys_changed = device_keys is not None and device_keys != stored_keys
 
         async def write(conn) -> None:
-            if keys_changed:
+            if keys_changed and device_keys is not None:
                 await self.store.set_device_keys(conn, user_id, device_id, device_keys)
             if one_time:
                 await self.store.add_one_time_keys(conn, user_id, device_id, one_time)

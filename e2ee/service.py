@@ -27,9 +27,7 @@ class E2EEService:
         self.to_device = ToDevice(hs, self.to_device_store)
         self.backup = KeyBackup(BackupStore(hs.db))
         hs.sync_extensions.append(E2EESync(self).extend)
-        accounts = getattr(hs, "accounts", None)
-        if accounts is not None:
-            accounts.devices_deleted_hooks.append(self.on_devices_deleted)
+        hs.accounts.devices_deleted_hooks.append(self.on_devices_deleted)
 
     async def on_devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
         """After devices are deleted: drop their keys and inboxes, tell who tracks them."""

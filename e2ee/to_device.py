@@ -98,7 +98,7 @@ class ToDevice:
         devices: dict[str, set[str]] = {}
         for r in device_rows:
             devices.setdefault(r["user_id"], set()).add(r["device_id"])
-        rows = []
+        rows: list[tuple] = []
         for user_id, by_device in messages.items():
             known = devices.get(user_id, set())
             if "*" in by_device:

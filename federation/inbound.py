@@ -158,7 +158,7 @@ class InboundPdus:
                 reason=reason,
             )
             return f"rejected: {reason}"
-        current = (await events._head(room.room_id)).state
+        current = (await events.room_head(room.room_id)).state
         soft = await self.checks.against_state(room, event, current)
         if soft is not None:
             # Silent by design: the sender learns nothing, clients see nothing.
@@ -216,7 +216,7 @@ class InboundPdus:
     async def _fill_gap(self, origin: str, room: Room, event_id: str) -> None:
         """get_missing_events from the origin, between our forward extremities and the
         event; what comes back is processed oldest first, without asking again."""
-        head = await self.hs.events._head(room.room_id)
+        head = await self.hs.events.room_head(room.room_id)
         fetched = await self.remote.missing_events(
             origin, room, list(head.extremities), [event_id], GET_MISSING_EVENTS_LIMIT
         )

@@ -131,6 +131,7 @@ class KeyFetcher:
             cached = await self.store.remote_key(server_name, key_id)
             if not key_usable(cached, at_ts):
                 return None
+        assert cached is not None  # key_usable() is False for None
         return decode_key(key_id, cached.verify_key)
 
     async def _fetch_once(self, server_name: str, key_id: str) -> None:

@@ -53,10 +53,8 @@ class EphemeralEdus:
         self.sender = federation.sender
 
     async def _acl_allows(self, room_id: str, origin: str) -> bool:
-        """The room's m.room.server_acl (spec: it applies to EDUs about the room too), when
-        the inbound events part that evaluates it is present."""
-        acl_allows = getattr(self.federation, "acl_allows", None)
-        return acl_allows is None or await acl_allows(room_id, origin)
+        """The room's m.room.server_acl (spec: it applies to EDUs about the room too)."""
+        return await self.federation.acl_allows(room_id, origin)
 
     def handlers(self) -> dict:
         return {
@@ -66,9 +64,7 @@ class EphemeralEdus:
         }
 
     def install(self) -> None:
-        presence = getattr(self.hs, "presence", None)
-        if presence is not None:
-            presence.on_local_change.append(self.local_presence)
+        self.hs.presence.on_local_change.append(self.local_presence)
 
     def _local(self, user_id: str) -> bool:
         return self.sender.running and server_of(user_id) == self.hs.server_name

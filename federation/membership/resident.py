@@ -162,7 +162,7 @@ class Resident:
             room_id,
             "%:" + hs.server_name.replace("%", r"\%").replace("_", r"\_"),
         )
-        head = await hs.events._head(room_id)
+        head = await hs.events.room_head(room_id)
         pl = await hs.events.current_state_event(room_id, "m.room.power_levels")
         auth_state = {("m.room.power_levels", ""): pl.event} if pl else {}
         needed = get_named_level(version, "invite", pl.content if pl else None)
@@ -242,7 +242,7 @@ class Resident:
         self, room_id: str, version: RoomVersion, event: dict[str, Any]
     ) -> StateMap:
         prev = list(dict.fromkeys(_prev_event_ids(event)))
-        head = await self.hs.events._head(room_id)
+        head = await self.hs.events.room_head(room_id)
         if prev and set(prev) == set(head.extremities):
             return dict(head.state)
         states = await self.hs.events.state_after_events(prev)
@@ -255,7 +255,7 @@ class Resident:
         self, room_id: str, version: RoomVersion, event: dict[str, Any], state_before: StateMap
     ) -> None:
         hs = self.hs
-        head = await hs.events._head(room_id)
+        head = await hs.events.room_head(room_id)
         create = head.create_event
         auth_ids = list(dict.fromkeys(auth_event_ids(event)))
         auth = await hs.event_store.get_events(auth_ids)
@@ -320,7 +320,7 @@ class Resident:
         }
 
     async def knock_answer(self, room_id: str, user_id: str) -> dict[str, Any]:
-        state = dict((await self.hs.events._head(room_id)).state)
+        state = dict((await self.hs.events.room_head(room_id)).state)
         return {"knock_room_state": await stripped_state_pdus(self.hs, state, user_id)}
 
 
