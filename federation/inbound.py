@@ -85,11 +85,11 @@ class InboundPdus:
         results: dict[str, dict[str, str]] = {}
         room = await self.joined_room(room_id)
         if room is None or not await self.hs.federation.acl_allows(room_id, origin):
-            error = "not in this room" if room is None else "origin denied by the room's ACL"
+            refusal = "not in this room" if room is None else "origin denied by the room's ACL"
             for pdu in pdus:
                 event_id = _best_effort_event_id(pdu, room)
                 if event_id is not None:
-                    results[event_id] = {"error": error}
+                    results[event_id] = {"error": refusal}
             return results
         parsed: list[tuple[str, dict[str, Any]]] = []
         for pdu in pdus:

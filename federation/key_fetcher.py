@@ -18,6 +18,7 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 from unpaddedbase64 import decode_base64
 
+from federation.client import FederationError
 from federation.server_keys import ServerKeys, now_ms
 from homeserver.config import TrustedKeyServer
 from storage.federation import FederationStore, RemoteKey
@@ -148,7 +149,6 @@ class KeyFetcher:
 
     async def fetch(self, server_name: str, key_id: str) -> bool:
         """Fetches and caches `server_name`'s keys; True if `key_id` was among them."""
-        from federation.client import FederationError
 
         now = now_ms()
         try:

@@ -21,6 +21,7 @@ from homeserver.http.errors import MatrixError, bad_json, forbidden
 from homeserver.metrics import federation_transactions
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def parse_transaction(origin: str, txn_id: str, content: Any) -> tuple[list[dict
 
 
 class TransactionReceiver:
-    def __init__(self, hs: Homeserver, federation):
+    def __init__(self, hs: Homeserver, federation: Federation):
         self.hs = hs
         self.federation = federation
         self._origin_locks = KeyedLocks()

@@ -49,10 +49,10 @@ def incompatible_version(version: RoomVersion) -> MatrixError:
     )
 
 
-def check_membership_pdu(pdu: Any, room_id: str, membership: str, origin: str) -> None:
+def check_membership_pdu(pdu: Any, room_id: str, membership: str, origin: str) -> dict[str, Any]:
     """The checks every membership endpoint makes before anything else (M_INVALID_PARAM,
     as the spec suggests): an m.room.member event of the expected membership, sent by a
-    user of the requesting server, for this room."""
+    user of the requesting server, for this room. Returns the event."""
     if not isinstance(pdu, dict):
         raise bad_json("The event must be a JSON object")
     if pdu.get("type") != "m.room.member":
@@ -65,6 +65,7 @@ def check_membership_pdu(pdu: Any, room_id: str, membership: str, origin: str) -
         raise invalid_param("The sender is not a user of the requesting server")
     if pdu.get("room_id") != room_id:
         raise invalid_param("The event belongs to another room")
+    return pdu
 
 
 class Resident:
@@ -223,8 +224,9 @@ class Resident:
         hs = self.hs
         existing = await hs.event_store.get_event(event_id)
         if existing is not None and existing.status is None:
-            groups = await hs.event_store.state_groups([existing.state_group_before])
-            return existing.event, groups.get(existing.state_group_before, {})
+            group = existing.state_group_before
+            groups = await hs.event_store.state_groups([group])
+            return existing.event, groups.get(group, {}) if group is not None else {}
         state_before = await self._state_before(room_id, version, event)
         await self._authorise(room_id, version, event, state_before)
         await hs.events.persist_federated(
@@ -272,7 +274,7 @@ class Resident:
             check_auth(
                 version,
                 event,
-                {(a.type, a.state_key): a.event for a in auth.values()},
+                {(a.type, str(a.state_key)): a.event for a in auth.values()},
                 create_event=create,
                 verify_signature=verify,
             )

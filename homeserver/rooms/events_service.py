@@ -590,7 +590,9 @@ class EventService:
         for event_id, ev in events.items():
             if ev.state_group_before is None and ev.status is not None:
                 continue
-            state = dict(groups.get(ev.state_group_before, {}))
+            state = dict(
+                groups.get(ev.state_group_before, {}) if ev.state_group_before is not None else {}
+            )
             if ev.state_key is not None and ev.status != "rejected":
                 state[(ev.type, ev.state_key)] = event_id
             result[event_id] = state
@@ -600,7 +602,9 @@ class EventService:
         self, room_id: str, version: RoomVersion, target_id: str | None
     ) -> tuple[str, str] | None:
         """PersistItem.redacts for a redaction of `target_id`, if we hold that event."""
-        target = await self.store.get_event(target_id) if target_id else None
+        if target_id is None:
+            return None
+        target = await self.store.get_event(target_id)
         if target is None or target.room_id != room_id:
             return None
         return target_id, canonical_str(prune_event(target.event, version))
