@@ -7,17 +7,20 @@ import ssl
 
 from aiohttp import web
 
+from federation.route_table import FederationRouteTable
 from federation.tls import server_context
 from homeserver.http.context import HS_KEY
 from homeserver.http.middleware import matrix_middleware
 
+# Every module here has a `routes` FederationRouteTable: X-Matrix authenticated unless a
+# route is declared public (federation/route_table.py).
 FEDERATION_ROUTE_MODULES = (
     "federation.routes.events",
     "federation.routes.keys",
     "federation.routes.membership",
     "federation.routes.query",
     "federation.routes.well_known",
-    "homeserver.media.federation_routes",
+    "federation.routes.media",
     "federation.routes.transactions",
     "federation.routes.user_keys",
     "federation.routes.public_rooms",
@@ -32,7 +35,12 @@ def build_federation_app(hs) -> web.Application:
     app = web.Application(middlewares=[matrix_middleware], client_max_size=MAX_REQUEST_BYTES)
     app[HS_KEY] = hs
     for name in FEDERATION_ROUTE_MODULES:
-        importlib.import_module(name).routes.mount(app)
+        table = importlib.import_module(name).routes
+        # Only this table authenticates by default: a client RouteTable here would serve
+        # its unauthenticated routes to any server.
+        if not isinstance(table, FederationRouteTable):
+            raise TypeError(f"{name}.routes is not a FederationRouteTable")
+        table.mount(app)
     return app
 
 

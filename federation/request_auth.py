@@ -6,7 +6,6 @@ its query string exactly as sent on the wire. See the spec's "Request Authentica
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -122,16 +121,3 @@ async def authenticate_request(request: web.Request) -> tuple[str, Any]:
         header, request.method, request.raw_path, hs.server_name, content, verify_key
     )
     return header.origin, content
-
-
-def signed_request(fn):
-    """Decorator for federation handlers: `fn(request, origin, content)` runs only for a
-    correctly signed request from an admitted server."""
-
-    @functools.wraps(fn)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        origin, content = await authenticate_request(request)
-        request["origin"] = origin
-        return await fn(request, origin, content)
-
-    return wrapper

@@ -14,6 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from signedjson.types import SigningKey
 
 from e2ee.service import E2EEService
+from federation.media_fetcher import FederationMediaFetcher
 from federation.service import Federation
 from homeserver.accounts.service import AccountService
 from homeserver.config import Config
@@ -117,7 +118,10 @@ class Homeserver:
         self.directory = DirectoryStore(db)
         self.federation = Federation(self)
         self.e2ee = E2EEService(self)  # after accounts: hooks device deletion
-        self.media = MediaRepository(self)
+        remote_media = FederationMediaFetcher(self.federation.client)  # used when federating
+        self.media = MediaRepository(
+            self, remote_media if config.federation.allowed_servers else None
+        )
 
     def run_in_background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from federation.events.checks import prev_event_ids
 from federation.events.visibility import events_for_server
-from federation.request_auth import signed_request
+from federation.route_table import FederationRouteTable
 from federation.state import auth_chain_ids
 from homeserver.events.room_versions import RoomVersion
 from homeserver.http.context import get_hs
@@ -31,11 +31,10 @@ from homeserver.http.errors import (
     not_found,
 )
 from homeserver.http.request import json_response
-from homeserver.http.routes import RouteTable
 from storage.events import StoredEvent
 from storage.federation_events import FederationEventStore
 
-routes = RouteTable()
+routes = FederationRouteTable()
 
 V1 = "/_matrix/federation/v1"
 MAX_BACKFILL = 100
@@ -98,8 +97,7 @@ async def _pdus(hs, ids: Iterable[str]) -> list[dict[str, Any]]:
     return [events[i].event for i in ids if i in events]
 
 
-@routes.get(V1 + "/event/{event_id}", auth=False, raw_path=True)
-@signed_request
+@routes.get(V1 + "/event/{event_id}")
 async def get_event(request: web.Request, origin: str, _content) -> web.Response:
     hs = get_hs(request)
     event = await hs.event_store.get_event(request.match_info["event_id"])
@@ -135,15 +133,13 @@ def _is_room_creation(event: dict[str, Any]) -> bool:
     )
 
 
-@routes.get(V1 + "/state_ids/{room_id}", auth=False, raw_path=True)
-@signed_request
+@routes.get(V1 + "/state_ids/{room_id}")
 async def get_state_ids(request: web.Request, origin: str, _content) -> web.Response:
     state_ids, chain_ids = await _state_at(get_hs(request), request, origin)
     return json_response({"pdu_ids": state_ids, "auth_chain_ids": chain_ids})
 
 
-@routes.get(V1 + "/state/{room_id}", auth=False, raw_path=True)
-@signed_request
+@routes.get(V1 + "/state/{room_id}")
 async def get_state(request: web.Request, origin: str, _content) -> web.Response:
     hs = get_hs(request)
     state_ids, chain_ids = await _state_at(hs, request, origin)
@@ -152,8 +148,7 @@ async def get_state(request: web.Request, origin: str, _content) -> web.Response
     )
 
 
-@routes.get(V1 + "/event_auth/{room_id}/{event_id}", auth=False, raw_path=True)
-@signed_request
+@routes.get(V1 + "/event_auth/{room_id}/{event_id}")
 async def get_event_auth(request: web.Request, origin: str, _content) -> web.Response:
     hs = get_hs(request)
     room_id, event_id = request.match_info["room_id"], request.match_info["event_id"]
@@ -221,8 +216,7 @@ def _int_param(value: Any, name: str, default: int | None) -> int:
         raise invalid_param(f"{name} must be an integer") from None
 
 
-@routes.get(V1 + "/backfill/{room_id}", auth=False, raw_path=True)
-@signed_request
+@routes.get(V1 + "/backfill/{room_id}")
 async def backfill(request: web.Request, origin: str, _content) -> web.Response:
     hs = get_hs(request)
     room_id = request.match_info["room_id"]
@@ -252,8 +246,7 @@ def _json_int(content: dict, key: str, default: int) -> int:
     return value
 
 
-@routes.post(V1 + "/get_missing_events/{room_id}", auth=False, raw_path=True)
-@signed_request
+@routes.post(V1 + "/get_missing_events/{room_id}")
 async def get_missing_events(request: web.Request, origin: str, content) -> web.Response:
     hs = get_hs(request)
     room_id = request.match_info["room_id"]

@@ -11,24 +11,28 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from federation.route_table import FederationRouteTable
 from federation.server_keys import now_ms
 from homeserver.http.context import get_hs
 from homeserver.http.errors import bad_json
 from homeserver.http.request import json_body, json_response, query_int
-from homeserver.http.routes import RouteTable
 
-routes = RouteTable()
+routes = FederationRouteTable()
 
 # A notary query can make us fetch from each server named in it: bound the fan-out.
 MAX_SERVERS_PER_QUERY = 50
 
 
-@routes.get("/_matrix/key/v2/server", auth=False, raw_path=True)
+# Public (keys_server.yaml has no security): a server needs our keys before it can
+# check any signature of ours.
+@routes.get("/_matrix/key/v2/server", public=True)
 async def server_keys(request: web.Request) -> web.Response:
     return json_response(await get_hs(request).federation.server_keys.server_response())
 
 
-@routes.post("/_matrix/key/v2/query", auth=False, raw_path=True)
+# Public (keys_query.yaml has no security): a notary serves servers that cannot yet
+# verify anyone's signature. It only fetches keys of admitted servers (_notary_answer).
+@routes.post("/_matrix/key/v2/query", public=True)
 async def query_keys(request: web.Request) -> web.Response:
     body = await json_body(request)
     wanted = body.get("server_keys")
@@ -53,7 +57,8 @@ async def query_keys(request: web.Request) -> web.Response:
     return json_response({"server_keys": results})
 
 
-@routes.get("/_matrix/key/v2/query/{server_name}", auth=False, raw_path=True)
+# Public, as POST /_matrix/key/v2/query above.
+@routes.get("/_matrix/key/v2/query/{server_name}", public=True)
 async def query_server_keys(request: web.Request) -> web.Response:
     min_ts = query_int(request, "minimum_valid_until_ts", 0)
     answer = await _notary_answer(request, request.match_info["server_name"], [], min_ts)

@@ -7,13 +7,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from federation.membership import MembershipFederation
-from federation.request_auth import signed_request
+from federation.route_table import FederationRouteTable
 from homeserver.http.context import get_hs
 from homeserver.http.errors import missing_param
 from homeserver.http.request import json_response
-from homeserver.http.routes import RouteTable
 
-routes = RouteTable()
+routes = FederationRouteTable()
 
 V1 = "/_matrix/federation/v1"
 V2 = "/_matrix/federation/v2"
@@ -48,14 +47,12 @@ async def _send(request: web.Request, origin: str, content, membership: str):
     )
 
 
-@routes.get(f"{V1}/make_join/{{room_id}}/{{user_id}}", auth=False, raw_path=True)
-@signed_request
+@routes.get(f"{V1}/make_join/{{room_id}}/{{user_id}}")
 async def make_join(request: web.Request, origin: str, _content) -> web.Response:
     return await _make(request, origin, "join")
 
 
-@routes.put(f"{V2}/send_join/{{room_id}}/{{event_id}}", auth=False, raw_path=True)
-@signed_request
+@routes.put(f"{V2}/send_join/{{room_id}}/{{event_id}}")
 async def send_join(request: web.Request, origin: str, content) -> web.Response:
     event, state_before = await _send(request, origin, content, "join")
     resident = _membership(request).resident
@@ -64,27 +61,23 @@ async def send_join(request: web.Request, origin: str, content) -> web.Response:
     )
 
 
-@routes.get(f"{V1}/make_leave/{{room_id}}/{{user_id}}", auth=False, raw_path=True)
-@signed_request
+@routes.get(f"{V1}/make_leave/{{room_id}}/{{user_id}}")
 async def make_leave(request: web.Request, origin: str, _content) -> web.Response:
     return await _make(request, origin, "leave")
 
 
-@routes.put(f"{V2}/send_leave/{{room_id}}/{{event_id}}", auth=False, raw_path=True)
-@signed_request
+@routes.put(f"{V2}/send_leave/{{room_id}}/{{event_id}}")
 async def send_leave(request: web.Request, origin: str, content) -> web.Response:
     await _send(request, origin, content, "leave")
     return json_response({})
 
 
-@routes.get(f"{V1}/make_knock/{{room_id}}/{{user_id}}", auth=False, raw_path=True)
-@signed_request
+@routes.get(f"{V1}/make_knock/{{room_id}}/{{user_id}}")
 async def make_knock(request: web.Request, origin: str, _content) -> web.Response:
     return await _make(request, origin, "knock")
 
 
-@routes.put(f"{V1}/send_knock/{{room_id}}/{{event_id}}", auth=False, raw_path=True)
-@signed_request
+@routes.put(f"{V1}/send_knock/{{room_id}}/{{event_id}}")
 async def send_knock(request: web.Request, origin: str, content) -> web.Response:
     event, _state = await _send(request, origin, content, "knock")
     resident = _membership(request).resident
@@ -93,8 +86,7 @@ async def send_knock(request: web.Request, origin: str, content) -> web.Response
     )
 
 
-@routes.put(f"{V2}/invite/{{room_id}}/{{event_id}}", auth=False, raw_path=True)
-@signed_request
+@routes.put(f"{V2}/invite/{{room_id}}/{{event_id}}")
 async def invite(request: web.Request, origin: str, content) -> web.Response:
     answer = await _membership(request).invites.receive(
         origin, request.match_info["room_id"], request.match_info["event_id"], content

@@ -12,17 +12,19 @@ import time
 
 from aiohttp import web
 
+from federation.route_table import FederationRouteTable
 from homeserver.accounts.openid import openid_store
 from homeserver.http.auth import hash_token
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, missing_param
 from homeserver.http.request import json_response
-from homeserver.http.routes import RouteTable
 
-routes = RouteTable()
+routes = FederationRouteTable()
 
 
-@routes.get("/_matrix/federation/v1/openid/userinfo", auth=False, raw_path=True)
+# Public (openid.yaml has no security): the caller is not a server; the access_token
+# in the query is the credential, checked below.
+@routes.get("/_matrix/federation/v1/openid/userinfo", public=True)
 async def userinfo(request: web.Request) -> web.Response:
     token = request.query.get("access_token")
     if not token:

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from federation.request_auth import signed_request
+from federation.route_table import FederationRouteTable
 from homeserver.directory.public_rooms import public_rooms
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, bad_json, invalid_param
 from homeserver.http.request import field, json_response, query_int
-from homeserver.http.routes import RouteTable
 
-routes = RouteTable()
+routes = FederationRouteTable()
 
 PATH = "/_matrix/federation/v1/publicRooms"
 MAX_LIMIT = 500
 
 
-@routes.get(PATH, auth=False, raw_path=True)
-@signed_request
+@routes.get(PATH)
 async def get_public_rooms(request: web.Request, _origin: str, _content) -> web.Response:
     # `limit` 0 (or none) means no limit; we still cap a page.
     limit = query_int(request, "limit", None, maximum=None) or MAX_LIMIT
@@ -29,8 +27,7 @@ async def get_public_rooms(request: web.Request, _origin: str, _content) -> web.
     )
 
 
-@routes.post(PATH, auth=False, raw_path=True)
-@signed_request
+@routes.post(PATH)
 async def post_public_rooms(request: web.Request, _origin: str, content) -> web.Response:
     if content is None:
         content = {}

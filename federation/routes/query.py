@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from federation.request_auth import signed_request
+from federation.route_table import FederationRouteTable
 from homeserver.http.context import get_hs
 from homeserver.http.errors import invalid_param, missing_param, not_found
 from homeserver.http.request import json_response
-from homeserver.http.routes import RouteTable
 
-routes = RouteTable()
+routes = FederationRouteTable()
 
 SERVER_SOFTWARE = {"name": "sovereign-homeserver", "version": "0.1.0"}
 PROFILE_FIELDS = ("displayname", "avatar_url")
 
 
-@routes.get("/_matrix/federation/v1/version", auth=False, raw_path=True)
+# Public (version.yaml has no security): it names our software and nothing else.
+@routes.get("/_matrix/federation/v1/version", public=True)
 async def version(_request: web.Request) -> web.Response:
     return json_response({"server": SERVER_SOFTWARE})
 
@@ -33,8 +33,7 @@ def _local_part_of(request: web.Request, name: str, sigil: str) -> str:
     return value
 
 
-@routes.get("/_matrix/federation/v1/query/profile", auth=False, raw_path=True)
-@signed_request
+@routes.get("/_matrix/federation/v1/query/profile")
 async def query_profile(request: web.Request, _origin: str, _content) -> web.Response:
     user_id = _local_part_of(request, "user_id", "@")
     wanted = request.query.get("field")
@@ -48,8 +47,7 @@ async def query_profile(request: web.Request, _origin: str, _content) -> web.Res
     return json_response({f: profile[f] for f in fields if profile[f] is not None})
 
 
-@routes.get("/_matrix/federation/v1/query/directory", auth=False, raw_path=True)
-@signed_request
+@routes.get("/_matrix/federation/v1/query/directory")
 async def query_directory(request: web.Request, _origin: str, _content) -> web.Response:
     alias = _local_part_of(request, "room_alias", "#")
     store = get_hs(request).federation.store

@@ -7,14 +7,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from e2ee.keys import parse_claim_body, parse_query_body
-from federation.request_auth import signed_request
 from federation.rooms import server_of
+from federation.route_table import FederationRouteTable
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, invalid_param
 from homeserver.http.request import json_response
-from homeserver.http.routes import RouteTable
 
-routes = RouteTable()
+routes = FederationRouteTable()
 
 PREFIX = "/_matrix/federation/v1/user"
 
@@ -32,8 +31,7 @@ def _local_only(hs, by_user: dict) -> dict:
     return {u: v for u, v in by_user.items() if server_of(u) == hs.server_name}
 
 
-@routes.get(PREFIX + "/devices/{user_id}", auth=False, raw_path=True)
-@signed_request
+@routes.get(PREFIX + "/devices/{user_id}")
 async def user_devices(request: web.Request, _origin: str, _content) -> web.Response:
     hs = get_hs(request)
     user_id = request.match_info["user_id"]
@@ -42,8 +40,7 @@ async def user_devices(request: web.Request, _origin: str, _content) -> web.Resp
     return json_response(await hs.federation.edus.device_lists.local_device_list(user_id))
 
 
-@routes.post(PREFIX + "/keys/query", auth=False, raw_path=True)
-@signed_request
+@routes.post(PREFIX + "/keys/query")
 async def query_keys(request: web.Request, _origin: str, content) -> web.Response:
     hs = get_hs(request)
     wanted = _local_only(hs, parse_query_body(_object_body(content)))
@@ -52,8 +49,7 @@ async def query_keys(request: web.Request, _origin: str, content) -> web.Respons
     return json_response(keys)
 
 
-@routes.post(PREFIX + "/keys/claim", auth=False, raw_path=True)
-@signed_request
+@routes.post(PREFIX + "/keys/claim")
 async def claim_keys(request: web.Request, _origin: str, content) -> web.Response:
     hs = get_hs(request)
     wanted = _local_only(hs, parse_claim_body(_object_body(content)))

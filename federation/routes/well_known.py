@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from federation.route_table import FederationRouteTable
 from homeserver.http.context import get_hs
 from homeserver.http.errors import not_found
 from homeserver.http.request import json_response
-from homeserver.http.routes import RouteTable
 
-routes = RouteTable()
+routes = FederationRouteTable()
 
 
-@routes.get("/.well-known/matrix/server", auth=False, raw_path=True)
+# Public (wellknown.yaml has no security): discovery comes before any request can be
+# addressed to us, let alone signed.
+@routes.get("/.well-known/matrix/server", public=True)
 async def well_known_server(request: web.Request) -> web.Response:
     delegated = get_hs(request).config.federation.well_known_server
     if not delegated:

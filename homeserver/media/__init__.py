@@ -3,8 +3,9 @@
 What it owns: uploads (`POST /_matrix/media/v3/upload`, async `v1/create` + `PUT`),
 authenticated downloads and thumbnails under `/_matrix/client/v1/media/`, URL previews
 (`preview.py`: guarded fetches, og:image kept as server-owned media, a PostgreSQL cache),
-the legacy `/_matrix/media/v3` download paths (frozen by default), the federation media
-endpoints and remote fetches (`federation_routes.py`, `federation_fetcher.py`), and the
+the legacy `/_matrix/media/v3` download paths (frozen by default), what the federation
+media endpoints serve (`federation_file`, `federation_thumbnail`; the routes and the remote
+fetcher live in federation/: `routes/media.py`, `media_fetcher.py`), and the
 Synapse-shaped admin API (`admin_routes.py`: quarantine of one item or of a room's media
 (`room_media.py`), deletion, remote cache purge, per-user usage).
 
@@ -16,6 +17,6 @@ Thumbnails are made with Pillow in a thread pool (`thumbnailer.py`), stored thro
 same backend and recorded in the database, so every worker process can serve them.
 
 Federation seam: `MediaRepository.remote_fetcher` (see `remote.py`) is the one place
-where remote media enters; it is set at start when federation is configured. Concurrent
+where remote media enters; the composition root hands it in when federation is configured. Concurrent
 requests for one remote file or one preview URL share one fetch (`singleflight.py`).
 """

@@ -1,6 +1,6 @@
 """The federation seam: how remote media gets in, and how ours goes out.
 
-Inbound: `hs.media.remote_fetcher` is a `RemoteMediaFetcher` (federation_fetcher.py) when
+Inbound: `hs.media.remote_fetcher` is a `RemoteMediaFetcher` (federation/media_fetcher.py) when
 federation is configured; until then remote mxc:// URIs answer 404 M_NOT_FOUND. It calls
 `GET /_matrix/federation/v1/media/download/{mediaId}` on the origin (the legacy
 `/_matrix/media/v3/download` only when the origin answers 404 M_UNRECOGNIZED, as the spec

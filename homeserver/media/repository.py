@@ -56,7 +56,7 @@ def too_large(error: str = "Upload is larger than the server allows") -> MatrixE
 
 
 class MediaRepository:
-    def __init__(self, hs: Homeserver):
+    def __init__(self, hs: Homeserver, remote_fetcher: RemoteMediaFetcher | None = None):
         self.hs = hs
         self.server_name = hs.server_name
         self.config = hs.config.media
@@ -71,10 +71,11 @@ class MediaRepository:
         # Pillow releases the GIL while resampling; two threads suit the 2-core target.
         self._thumbnail_pool = ThreadPoolExecutor(2, thread_name_prefix="thumbnail")
         self._inflight: dict[tuple, asyncio.Future] = {}
-        self.remote_fetcher: RemoteMediaFetcher | None = None
+        # Handed in by the composition root (federation's fetcher) when federation is
+        # configured; None answers remote mxc:// URIs 404.
+        self.remote_fetcher = remote_fetcher
         # One fetch per remote file however many clients ask for it at once.
         self.remote_fetches = SingleFlight(hs.run_in_background)
-
         self.previews = UrlPreviewService(self)
 
     async def start(self) -> None:
@@ -85,11 +86,6 @@ class MediaRepository:
         if ensure_bucket is not None:
             await ensure_bucket()
         self.hs.run_in_background(self._reap_expired())
-        federation = getattr(self.hs, "federation", None)
-        if federation is not None and self.hs.config.federation.allowed_servers:
-            from homeserver.media.federation_fetcher import FederationMediaFetcher
-
-            self.remote_fetcher = FederationMediaFetcher(federation.client)
 
     async def stop(self) -> None:
         self._thumbnail_pool.shutdown(wait=False, cancel_futures=True)

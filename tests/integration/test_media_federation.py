@@ -7,7 +7,6 @@ import os
 import pytest
 from nio import DownloadError, MemoryDownloadResponse, UploadResponse
 
-import federation.app
 from tests.federation_ca import TestCA, start_federating_server
 
 
@@ -16,19 +15,7 @@ def ca(tmp_path):
     return TestCA(tmp_path / "ca")
 
 
-@pytest.fixture
-def media_federation_routes(monkeypatch):
-    # Until federation/app.py lists the media routes, mount them for these tests.
-    modules = federation.app.FEDERATION_ROUTE_MODULES
-    if "homeserver.media.federation_routes" not in modules:
-        monkeypatch.setattr(
-            federation.app,
-            "FEDERATION_ROUTE_MODULES",
-            (*modules, "homeserver.media.federation_routes"),
-        )
-
-
-async def test_remote_media_is_fetched_cached_and_served(make_server, ca, media_federation_routes):
+async def test_remote_media_is_fetched_cached_and_served(make_server, ca):
     hs1 = await start_federating_server(make_server, ca, "hs1.test.local", ["hs2.test.local"])
     hs2 = await start_federating_server(make_server, ca, "hs2.test.local", ["hs1.test.local"])
     hs3 = await start_federating_server(make_server, ca, "hs3.test.local", ["hs1.test.local"])

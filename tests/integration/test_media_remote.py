@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from nio import MemoryDownloadResponse
 
-from homeserver.media.federation_fetcher import MAX_REDIRECTS
+from federation.media_fetcher import MAX_REDIRECTS
 from tests.federation_ca import TestCA
 from tests.integration.fake_remote import (
     multipart,

@@ -1,22 +1,21 @@
 """Federation media endpoints (spec v1.11): admitted servers download our media and
-thumbnails as multipart/mixed. Mounted by the federation listener (federation/app.py,
-FEDERATION_ROUTE_MODULES); request signing and the allow-list are checked by
-`signed_request` before anything here runs."""
+thumbnails as multipart/mixed. The bytes come from homeserver's media repository;
+request signing and the allow-list are checked by the route table before anything here
+runs."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from federation.request_auth import signed_request
+from federation.route_table import FederationRouteTable
 from homeserver.http.context import get_hs
 from homeserver.http.request import query_int
-from homeserver.http.routes import RouteTable
 from homeserver.media.headers import content_disposition
 from homeserver.media.remote import serve_federation_media
 from homeserver.media.repository import MAX_TIMEOUT_MS
 from homeserver.media.routes import thumbnail_params
 
-routes = RouteTable()
+routes = FederationRouteTable()
 
 PREFIX = "/_matrix/federation/v1/media"
 
@@ -25,8 +24,7 @@ def _timeout_ms(request: web.Request) -> int:
     return query_int(request, "timeout_ms", 20_000, minimum=0, maximum=MAX_TIMEOUT_MS)
 
 
-@routes.get(PREFIX + "/download/{media_id}", auth=False, raw_path=True)
-@signed_request
+@routes.get(PREFIX + "/download/{media_id}")
 async def download(request: web.Request, _origin: str, _content) -> web.StreamResponse:
     info, chunks = await get_hs(request).media.federation_file(
         request.match_info["media_id"], _timeout_ms(request)
@@ -41,8 +39,7 @@ async def download(request: web.Request, _origin: str, _content) -> web.StreamRe
     )
 
 
-@routes.get(PREFIX + "/thumbnail/{media_id}", auth=False, raw_path=True)
-@signed_request
+@routes.get(PREFIX + "/thumbnail/{media_id}")
 async def thumbnail(request: web.Request, _origin: str, _content) -> web.StreamResponse:
     width, height, method = thumbnail_params(request)
     repo = get_hs(request).media
