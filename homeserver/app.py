@@ -93,6 +93,16 @@ class Homeserver:
         from homeserver.media.repository import MediaRepository
 
         self.media = MediaRepository(self)
+        from homeserver.housekeeping import Housekeeping
+
+        self.housekeeping = Housekeeping(
+            self.config.housekeeping,
+            self.db,
+            self.notifier,
+            self.presence,
+            self.media,
+            self.event_store.cache,
+        )
 
     def run_in_background(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -106,8 +116,10 @@ class Homeserver:
         await self.events.start()
         await self.federation.start()
         await self.media.start()
+        await self.housekeeping.start()
 
     async def stop(self) -> None:
+        await self.housekeeping.stop()  # first: its last flush needs the services and db
         await self.events.stop()
         await self.federation.stop()
         await self.media.stop()
