@@ -195,7 +195,15 @@ class HousekeepingStore:
             )
 
     async def finish_erasure(self, user_id: str) -> None:
-        await self.db.execute("DELETE FROM user_erasures WHERE user_id = $1", user_id)
+        """Ends the erasure with the non-event data the spec names (account data) and the
+        profile, which other users' clients and the user directory show."""
+        async with self.db.transaction() as conn:
+            await conn.execute("DELETE FROM account_data WHERE user_id = $1", user_id)
+            await conn.execute(
+                "UPDATE profiles SET displayname = NULL, avatar_url = NULL WHERE user_id = $1",
+                user_id,
+            )
+            await conn.execute("DELETE FROM user_erasures WHERE user_id = $1", user_id)
 
 
 def _count(status: str) -> int:

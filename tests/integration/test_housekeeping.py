@@ -373,6 +373,14 @@ async def test_deactivate_with_erase_redacts_the_users_messages(make_server):
     await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "from bob"})
     await carol.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "from carol"})
     await bob.room_messages(room_id, start="", limit=100)  # now in the event cache
+    await alice.set_displayname("Alice Example")
+    status, _ = await server.request(
+        "PUT",
+        f"{V3}/user/{alice.user_id}/account_data/org.example.notes",
+        token=alice.access_token,
+        json={"secret": "notes"},
+    )
+    assert status == 200
 
     await _deactivate(server, carol, erase=False)
     await _deactivate(server, alice, erase=True)
@@ -405,3 +413,13 @@ async def test_deactivate_with_erase_redacts_the_users_messages(make_server):
     )
     event = orjson.loads(stored)
     assert event["content"] == {} and "hashes" in event and "signatures" in event
+    # The non-event data goes too: account data, and the profile others see.
+    assert not await server.db.fetchval(
+        "SELECT count(*) FROM account_data WHERE user_id = $1", alice.user_id
+    )
+    assert (
+        await server.db.fetchval(
+            "SELECT displayname FROM profiles WHERE user_id = $1", alice.user_id
+        )
+        is None
+    )
