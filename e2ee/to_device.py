@@ -4,11 +4,15 @@ once the recipient's next /sync acknowledges it (its `since` covers the position
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from e2ee.keys import server_of
 from e2ee.signatures import require_dict
 from homeserver.http.errors import bad_json, invalid_param
 from storage.e2ee_to_device import ToDeviceStore
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +22,7 @@ _MAX_ACKED = 200_000
 
 
 class ToDevice:
-    def __init__(self, hs, store: ToDeviceStore):
+    def __init__(self, hs: Homeserver, store: ToDeviceStore):
         self.hs = hs
         self.store = store
         # Set by the federation package: async (sender, type, {user: {device: content}}).
@@ -98,7 +102,7 @@ class ToDevice:
         devices: dict[str, set[str]] = {}
         for r in device_rows:
             devices.setdefault(r["user_id"], set()).add(r["device_id"])
-        rows = []
+        rows: list[tuple] = []
         for user_id, by_device in messages.items():
             known = devices.get(user_id, set())
             if "*" in by_device:

@@ -10,13 +10,17 @@ who stop sharing every room appear in `left`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from homeserver.sync.notifier import state_key_of
 from storage.e2ee_device_lists import DeviceListStore
 
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
 
 class DeviceLists:
-    def __init__(self, hs, store: DeviceListStore):
+    def __init__(self, hs: Homeserver, store: DeviceListStore):
         self.hs = hs
         self.store = store
         # Called with the changed user IDs after commit; federation sends the EDUs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,3 +25,7 @@ class SyncContext:
     @property
     def initial(self) -> bool:
         return self.since is None
+
+
+# A function another package adds to every /sync response: it fills its own sections.
+SyncExtension = Callable[[SyncContext, dict[str, Any]], Awaitable[None]]
