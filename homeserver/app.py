@@ -17,6 +17,7 @@ from e2ee.service import E2EEService
 from federation.service import Federation
 from homeserver.accounts.service import AccountService
 from homeserver.config import Config
+from homeserver.housekeeping import Housekeeping
 from homeserver.http.context import HS_KEY
 from homeserver.http.middleware import matrix_middleware
 from homeserver.http.ratelimit import RateLimiter
@@ -90,6 +91,7 @@ class Homeserver:
     federation: Federation
     e2ee: E2EEService
     media: MediaRepository
+    housekeeping: Housekeeping
 
     def __init__(self, config: Config, db: Database, signing_key: SigningKey):
         self.config = config
@@ -118,11 +120,9 @@ class Homeserver:
         self.federation = Federation(self)
         self.e2ee = E2EEService(self)  # after accounts: hooks device deletion
         self.media = MediaRepository(self)
-        from homeserver.housekeeping import Housekeeping
-
         self.housekeeping = Housekeeping(
-            self.config.housekeeping,
-            self.db,
+            config.housekeeping,
+            db,
             self.notifier,
             self.presence,
             self.media,
