@@ -223,7 +223,7 @@ async def test_prune_rejected_events_keeps_outliers_and_referenced_ones(make_ser
     ]
 
 
-async def test_media_task_expires_the_remote_cache(make_server, tmp_path):
+async def test_media_task_expires_the_remote_and_preview_caches(make_server, tmp_path):
     server = await make_server(housekeeping=QUIET)
     media = server.hs.media
     max_age_ms = server.hs.config.housekeeping.remote_media_max_age_s * 1000
@@ -237,7 +237,20 @@ async def test_media_task_expires_the_remote_cache(make_server, tmp_path):
         source = tmp_path / media_id
         source.write_bytes(b"bytes")
         await media.backend.put_file(ids.remote_key("remote.example", media_id), source)
+    # URL previews: one expired two days ago (past the day its image is kept), one fresh.
+    for url, expires in (
+        ("https://old.example/", now_ms() - 2 * DAY_MS),
+        ("https://new.example/", now_ms() + 3_600_000),
+    ):
+        await server.db.execute(
+            "INSERT INTO media_url_previews (url, bucket, og_json, fetched_ts, expires_ts)"
+            " VALUES ($1, 0, '{}', 0, $2)",
+            url,
+            expires,
+        )
     assert await server.hs.housekeeping.runner.run_task("media") == 1
+    previews = await server.db.fetch("SELECT url FROM media_url_previews")
+    assert [r["url"] for r in previews] == ["https://new.example/"]
     left = await server.db.fetch("SELECT media_id FROM remote_media")
     assert [r["media_id"] for r in left] == ["newfile"]
     assert media.backend.local_path(ids.remote_key("remote.example", "newfile")).exists()
