@@ -153,13 +153,16 @@ class HousekeepingStore:
         return [r["user_id"] for r in rows]
 
     async def erasure_batch(self, user_id: str, limit: int) -> list[ErasureRow]:
-        """The user's next `limit` events after the erasure's cursor, oldest first."""
+        """The user's next `limit` erasable events after the erasure's cursor, oldest first:
+        messages and other non-state events, and membership events (see erasure.py for why
+        other state events are left alone)."""
         rows = await self.db.fetch(
             "SELECT e.event_id, e.stream_ordering, r.room_version, e.json, e.unsigned_json"
             " FROM user_erasures u"
             " JOIN events e ON e.sender = u.user_id AND e.stream_ordering > u.after_ordering"
             " JOIN rooms r ON r.room_id = e.room_id"
-            " WHERE u.user_id = $1 ORDER BY e.stream_ordering LIMIT $2",
+            " WHERE u.user_id = $1 AND (e.state_key IS NULL OR e.type = 'm.room.member')"
+            " ORDER BY e.stream_ordering LIMIT $2",
             user_id,
             limit,
         )

@@ -2,10 +2,17 @@
 
 The spec (account_deactivation.yaml, `erase`): users and servers that join later are served
 redacted copies of the user's events; no redaction events are sent and the erasure is not
-federated. Here every event the user sent is rewritten in place to its redacted form, as a
+federated. Here the user's events are rewritten in place to their redacted form, as a
 redaction does to its target (storage/events.py): hashes and signatures stay, so the copy
 remains verifiable, and everyone who reads it from now on gets the redacted copy. Those who
 fetched the events before keep their own copies.
+
+Which events: every non-state event (messages, reactions, ...) and every membership event
+the user sent (their displayname and avatar; redaction keeps `membership`, all that auth
+needs). Other state events stay whole: the rewritten JSON is also what auth checks and
+clients' room state read, and redaction keeps too little of some of them: `m.room.create`
+before room version 11 keeps only `creator` (losing `m.federate`), and
+`m.room.encryption` keeps nothing, so a client could take the room for unencrypted.
 
 Deactivation only records the request (a `user_erasures` row, in the same transaction as
 the deactivation); this task does the work in batches, each batch and the cursor moving in

@@ -377,7 +377,9 @@ async def _contents(client, room_id: str) -> list[tuple[str, str, dict]]:
 async def test_deactivate_with_erase_redacts_the_users_messages(make_server):
     server = await make_server(housekeeping={**QUIET, "erasure_batch": 2})
     alice, bob, carol = await server.client(), await server.client(), await server.client()
-    room_id = await _shared_room(bob, alice, carol)
+    # alice made the room: its state events are hers, and must stay whole.
+    room_id = await _shared_room(alice, bob, carol)
+    await alice.room_put_state(room_id, "m.room.topic", {"topic": "the plan"})
     for i in range(5):
         resp = await alice.room_send(
             room_id, "m.room.message", {"msgtype": "m.text", "body": f"a{i}"}
@@ -426,6 +428,11 @@ async def test_deactivate_with_erase_redacts_the_users_messages(make_server):
     )
     event = orjson.loads(stored)
     assert event["content"] == {} and "hashes" in event and "signatures" in event
+    # Room state that auth and clients rely on is not erased (see erasure.py).
+    topic = await bob.room_get_state_event(room_id, "m.room.topic")
+    assert topic.content == {"topic": "the plan"}, topic
+    create = await bob.room_get_state_event(room_id, "m.room.create")
+    assert "room_version" in create.content, create
     # The non-event data goes too: account data, and the profile others see.
     assert not await server.db.fetchval(
         "SELECT count(*) FROM account_data WHERE user_id = $1", alice.user_id
