@@ -64,11 +64,12 @@ class HousekeepingRunner:
         task due and both run it."""
         task = self.tasks[name]
         at = now_ms() if at_ms is None else at_ms
+        if not force and not self._due(task, await self.store.last_run(name), at):
+            return NOT_DUE  # most ticks: no lock taken at all
         async with self.store.task_lock(name) as locked:
             if not locked:
                 return BUSY
-            last = await self.store.last_run(name)
-            if not force and last is not None and at - last < task.period_s * 1000:
+            if not force and not self._due(task, await self.store.last_run(name), at):
                 return NOT_DUE
             try:
                 done = await task.run(at)
@@ -81,6 +82,10 @@ class HousekeepingRunner:
         if done:
             logger.info("housekeeping task %s: %d", name, done)
         return done
+
+    @staticmethod
+    def _due(task: Task, last_run_ms: int | None, at_ms: int) -> bool:
+        return last_run_ms is None or at_ms - last_run_ms >= task.period_s * 1000
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop().create_task(self._run_forever())
