@@ -18,6 +18,7 @@ from federation.media_fetcher import FederationMediaFetcher
 from federation.service import Federation
 from homeserver.accounts.service import AccountService
 from homeserver.config import Config
+from homeserver.housekeeping import Housekeeping
 from homeserver.http.context import HS_KEY
 from homeserver.http.middleware import matrix_middleware
 from homeserver.http.ratelimit import RateLimiter
@@ -91,6 +92,7 @@ class Homeserver:
     federation: Federation
     e2ee: E2EEService
     media: MediaRepository
+    housekeeping: Housekeeping
 
     def __init__(self, config: Config, db: Database, signing_key: SigningKey):
         self.config = config
@@ -122,6 +124,14 @@ class Homeserver:
         self.media = MediaRepository(
             self, remote_media if config.federation.allowed_servers else None
         )
+        self.housekeeping = Housekeeping(
+            config.housekeeping,
+            db,
+            self.notifier,
+            self.presence,
+            self.media,
+            self.event_store.cache,
+        )
 
     def run_in_background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -135,8 +145,10 @@ class Homeserver:
         await self.events.start()
         await self.federation.start()
         await self.media.start()
+        await self.housekeeping.start()
 
     async def stop(self) -> None:
+        await self.housekeeping.stop()  # first: its last flush needs the services and db
         await self.events.stop()
         await self.federation.stop()
         await self.media.stop()

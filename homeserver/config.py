@@ -139,6 +139,37 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class HousekeepingConfig:
+    """Periods and retentions of the scheduled tasks (homeserver/housekeeping)."""
+
+    enabled: bool = True
+    # How often the runner looks for due tasks; each task has its own period below.
+    tick_s: float = 10.0
+    # Period of the pruning tasks (to-device txns, device-list changes, rejected events,
+    # media caches).
+    prune_interval_s: int = 3600
+    # /sendToDevice transaction IDs are remembered this long for idempotent retries.
+    to_device_txn_retention_s: int = 7 * 86_400
+    # Device-list changes older than this go; a /sync from before them reports every
+    # co-member as changed (it re-fetches keys once instead of missing a change).
+    device_list_retention_s: int = 30 * 86_400
+    # Rejected federated events nothing refers to are forgotten after this.
+    rejected_event_retention_s: int = 30 * 86_400
+    # Remote media cached longer ago than this is deleted (fetched again on demand);
+    # None keeps it forever.
+    remote_media_max_age_s: int | None = 90 * 86_400
+    # Presence: online users inactive this long become unavailable, then offline.
+    presence_interval_s: int = 30
+    presence_idle_timeout_s: int = 300
+    presence_offline_timeout_s: int = 1800
+    # Devices' last_seen_ts/ip are collected in memory and written this often.
+    last_seen_flush_s: float = 5.0
+    # Erasure (deactivate with erase) rewrites this many events per transaction.
+    erasure_interval_s: int = 60
+    erasure_batch: int = 200
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str
     data_dir: Path
@@ -152,6 +183,7 @@ class Config:
     federation: FederationConfig = FederationConfig()
     voip: VoipConfig = VoipConfig()
     media: MediaConfig = MediaConfig()
+    housekeeping: HousekeepingConfig = HousekeepingConfig()
     default_room_version: str = DEFAULT_ROOM_VERSION
     max_sync_timeout_ms: int = 60_000
     password_min_length: int = 8
@@ -348,6 +380,46 @@ def _media(section: _Section, base_dir: Path, data_dir: Path) -> MediaConfig:
     )
 
 
+def _housekeeping(section: _Section) -> HousekeepingConfig:
+    d = HousekeepingConfig()
+    tick = section.get("tick_s", float, d.tick_s)
+    flush = section.get("last_seen_flush_s", float, d.last_seen_flush_s)
+    if tick <= 0 or flush <= 0:
+        raise ConfigError("housekeeping.tick_s", "tick_s and last_seen_flush_s must be positive")
+    media_age = section.get("remote_media_max_age_s", int, d.remote_media_max_age_s)
+    if "remote_media_max_age_s" in section.data and section.data["remote_media_max_age_s"] is None:
+        media_age = None
+    if media_age is not None and media_age <= 0:
+        raise ConfigError("housekeeping.remote_media_max_age_s", "must be positive or null")
+    idle = section.positive_int("presence_idle_timeout_s", d.presence_idle_timeout_s)
+    offline = section.positive_int("presence_offline_timeout_s", d.presence_offline_timeout_s)
+    if offline < idle:
+        raise ConfigError(
+            "housekeeping.presence_offline_timeout_s", "must not be below presence_idle_timeout_s"
+        )
+    return HousekeepingConfig(
+        enabled=section.get("enabled", bool, True),
+        tick_s=tick,
+        prune_interval_s=section.positive_int("prune_interval_s", d.prune_interval_s),
+        to_device_txn_retention_s=section.positive_int(
+            "to_device_txn_retention_s", d.to_device_txn_retention_s
+        ),
+        device_list_retention_s=section.positive_int(
+            "device_list_retention_s", d.device_list_retention_s
+        ),
+        rejected_event_retention_s=section.positive_int(
+            "rejected_event_retention_s", d.rejected_event_retention_s
+        ),
+        remote_media_max_age_s=media_age,
+        presence_interval_s=section.positive_int("presence_interval_s", d.presence_interval_s),
+        presence_idle_timeout_s=idle,
+        presence_offline_timeout_s=offline,
+        last_seen_flush_s=flush,
+        erasure_interval_s=section.positive_int("erasure_interval_s", d.erasure_interval_s),
+        erasure_batch=section.positive_int("erasure_batch", d.erasure_batch),
+    )
+
+
 def parse_config(data: Any, base_dir: Path) -> Config:
     root = _Section(data, "")
     server_name = root.get("server_name", str)
@@ -418,6 +490,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         federation=federation,
         voip=voip,
         media=_media(root.section("media"), base_dir, data_dir),
+        housekeeping=_housekeeping(root.section("housekeeping")),
         default_room_version=default_version,
         max_sync_timeout_ms=root.section("sync").positive_int("max_timeout_ms", 60_000),
         password_min_length=root.section("passwords").get("min_length", int, 8),

@@ -52,11 +52,20 @@ class AccountStore:
             "UPDATE users SET password_hash = $2 WHERE user_id = $1", user_id, password_hash
         )
 
-    async def mark_deactivated(self, conn, user_id: str) -> None:
+    async def mark_deactivated(self, conn, user_id: str, erase: bool = False) -> None:
+        """With `erase`, also records the request to redact the user's events, which the
+        housekeeping runner carries out (homeserver/housekeeping/erasure.py)."""
         await conn.execute(
             "UPDATE users SET deactivated = TRUE, password_hash = NULL WHERE user_id = $1",
             user_id,
         )
+        if erase:
+            await conn.execute(
+                "INSERT INTO user_erasures (user_id, requested_ts) VALUES ($1, $2)"
+                " ON CONFLICT (user_id) DO NOTHING",
+                user_id,
+                now_ms(),
+            )
 
 
 class ProfileStore:

@@ -21,13 +21,19 @@ class DeviceListStore:
             list(zip(positions, user_ids, strict=True)),
         )
 
-    async def changed_between(self, since: int, now: int) -> set[str]:
+    async def changed_between(self, since: int, now: int) -> set[str] | None:
+        """Users with a change in (since, now]; None when housekeeping has pruned changes
+        after `since` (the caller must then count everyone as changed). One statement, so
+        the rows and the floor come from one snapshot."""
         rows = await self.db.fetch(
-            "SELECT DISTINCT user_id FROM device_list_changes WHERE pos > $1 AND pos <= $2",
+            "SELECT DISTINCT user_id FROM device_list_changes WHERE pos > $1 AND pos <= $2"
+            " UNION ALL SELECT NULL FROM pruned_streams"
+            " WHERE stream = 'device_lists' AND pruned_to > $1",
             since,
             now,
         )
-        return {r["user_id"] for r in rows}
+        users = {r["user_id"] for r in rows}
+        return None if None in users else users
 
     async def changed_users_since(self, user_ids: Iterable[str], since: int) -> set[str]:
         rows = await self.db.fetch(

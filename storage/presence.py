@@ -92,6 +92,50 @@ class PresenceStore:
             "UPDATE presence SET last_active_ts = $2 WHERE user_id = $1", user_id, now_ms
         )
 
+    async def time_out(self, idle_before: int, offline_before: int) -> list[str]:
+        """Local users not offline whose last activity is before `offline_before` become
+        offline; online ones active last before `idle_before` become unavailable. Each
+        change takes a presence position and wakes the user and their co-members, like
+        `set`. Returns the users changed."""
+        timed_out = (
+            "p.state <> 'offline' AND (p.last_active_ts < $2"
+            " OR (p.state = 'online' AND p.last_active_ts < $1))"
+        )
+        candidates = await self.db.fetch(
+            f"SELECT p.user_id FROM presence p JOIN users u ON u.user_id = p.user_id"
+            f" WHERE {timed_out} ORDER BY p.user_id",
+            idle_before,
+            offline_before,
+        )
+        if not candidates:
+            return []
+        user_ids = [r["user_id"] for r in candidates]
+        async with self.streams.write("presence", len(user_ids)) as w:
+            # Conditions checked again: a user who synced since the SELECT stays as they are
+            # (their position is left unused; readers take ranges, gaps are harmless).
+            rows = await w.conn.fetch(
+                "UPDATE presence p SET stream_pos = t.pos, state = CASE"
+                " WHEN p.last_active_ts < $2 THEN 'offline' ELSE 'unavailable' END"
+                " FROM unnest($3::text[], $4::bigint[]) AS t(user_id, pos)"
+                f" WHERE p.user_id = t.user_id AND {timed_out} RETURNING p.user_id",
+                idle_before,
+                offline_before,
+                user_ids,
+                list(w.positions),
+            )
+            changed = [r["user_id"] for r in rows]
+            if changed:
+                members = await w.conn.fetch(
+                    "SELECT DISTINCT other.state_key FROM current_state mine"
+                    " JOIN current_state other ON other.room_id = mine.room_id"
+                    " AND other.type = 'm.room.member' AND other.membership = 'join'"
+                    " WHERE mine.type = 'm.room.member' AND mine.state_key = ANY($1::text[])"
+                    " AND mine.membership = 'join'",
+                    changed,
+                )
+                w.wake(users=[*changed, *(r["state_key"] for r in members)])
+        return changed
+
     async def changes_for(self, viewer: str, since: int, until: int) -> list[PresenceRow]:
         """Presence of the viewer's co-members that changed in (since, until]."""
         rows = await self.db.fetch(

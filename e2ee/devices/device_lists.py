@@ -62,8 +62,15 @@ class DeviceLists:
         if servers and self.outbox is not None:
             self.outbox.wake(servers)
 
-    async def changes_between(self, since: int, now: int) -> set[str]:
-        return await self.store.changed_between(since, now)
+    async def changes_between(self, user_id: str, since: int, now: int) -> set[str]:
+        """Users whose devices changed in (since, now], as far as `user_id` needs to know.
+        When housekeeping has pruned changes after `since`, every user sharing a room with
+        `user_id` counts as changed: their keys are fetched again, none is missed."""
+        changed = await self.store.changed_between(since, now)
+        if changed is None:
+            changed = await self.store.users_sharing_room_with(user_id)
+            changed.add(user_id)
+        return changed
 
     async def sync_section(self, ctx) -> dict[str, list[str]]:
         """{"changed": [...], "left": [...]} for an incremental sync; empty on initial sync.
@@ -82,7 +89,7 @@ class DeviceLists:
 
         changed: set[str] = set()
         if now_dl > since_dl and notifier.changed_since(ctx.user_id, "device_lists", since_dl):
-            changed = await self.store.changed_between(since_dl, now_dl)
+            changed = await self.changes_between(ctx.user_id, since_dl, now_dl)
         # Users who joined a room of ours, or whose rooms we joined: new to us.
         if ctx.newly_joined_room_ids:
             changed |= await self.store.members_of(ctx.newly_joined_room_ids)

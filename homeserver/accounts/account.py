@@ -44,7 +44,7 @@ async def change_password(request: web.Request, requester: Requester) -> web.Res
 async def deactivate(request: web.Request, requester: Requester) -> web.Response:
     hs = get_hs(request)
     body = await json_body(request, allow_empty=True)
-    field(body, "erase", bool, False)
+    erase = field(body, "erase", bool, False)
     field(body, "id_server", str, None)
     await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
 
@@ -54,7 +54,7 @@ async def deactivate(request: web.Request, requester: Requester) -> web.Response
     await leave_all_rooms(hs, user_id)
     async with hs.db.acquire() as conn:
         async with conn.transaction():
-            await accounts.users.mark_deactivated(conn, user_id)
+            await accounts.users.mark_deactivated(conn, user_id, erase=erase)
             device_ids = await accounts.devices.device_ids(user_id, conn)
     await accounts.delete_devices(user_id, device_ids)
     return json_response({"id_server_unbind_result": "no-support"})

@@ -58,6 +58,10 @@ class RouteTable:
                 hs = get_hs(request)
                 requester = await authenticate(request, hs.db)
                 request[REQUESTER_KEY] = requester
+                # In memory only: written in batches (homeserver/housekeeping/last_seen.py).
+                hs.housekeeping.device_activity.seen(
+                    requester.user_id, requester.device_id, request.remote
+                )
                 if ratelimit:
                     hs.user_limiter.check(requester.user_id)
                 return await fn(request, requester)

@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 MAX_TIMEOUT_MS = 60_000
 _PENDING_POLL_S = 0.2
-_REAPER_INTERVAL_S = 3600
 _PURGE_BATCH = 500
 # Preview images stay this long after their preview expires: clients that showed the
 # preview may still fetch the image.
@@ -85,22 +84,14 @@ class MediaRepository:
         ensure_bucket = getattr(self.backend, "ensure_bucket", None)
         if ensure_bucket is not None:
             await ensure_bucket()
-        self.hs.run_in_background(self._reap_expired())
 
     async def stop(self) -> None:
         self._thumbnail_pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _reap_expired(self) -> None:
-        while True:
-            try:
-                await self.reap_expired(now_ms())
-            except Exception:
-                logger.exception("could not delete expired media reservations or previews")
-            await asyncio.sleep(_REAPER_INTERVAL_S)
-
     async def reap_expired(self, now: int) -> None:
         """Deletes unused async-upload reservations past their unused_expires_at, and
-        cached URL previews (with their images) well past their expiry."""
+        cached URL previews (with their images) well past their expiry. Run by the
+        housekeeping runner (homeserver/housekeeping)."""
         await self.store.delete_expired_reservations(now)
         for media_id in await self.store.delete_previews_expired_before(
             now - _PREVIEW_IMAGE_GRACE_MS

@@ -1,7 +1,7 @@
 """Presence: setting it (PUT /presence, /sync?set_presence=) and reporting it (GET, /sync).
 
-Not done yet: timing users out (online -> unavailable/offline when they stop syncing).
-Federation (m.presence EDUs) hooks in through `on_local_change`.
+Timing users out (online -> unavailable -> offline when they stop syncing) is
+`time_out`, which the housekeeping runner calls. Federation (m.presence EDUs) hooks in through `on_local_change`.
 """
 
 from __future__ import annotations
@@ -53,6 +53,16 @@ class Presence:
     async def _changed(self, user_id: str) -> None:
         for callback in self.on_local_change:
             await callback(user_id)
+
+    async def time_out(self, now_ms: int, idle_ms: int, offline_ms: int) -> list[str]:
+        """The spec's idle timeout (presence.md, "Idle timeout"): online users inactive for
+        `idle_ms` become unavailable, and anyone inactive for `offline_ms` (no /sync: a
+        syncing client refreshes last_active every TOUCH_INTERVAL_MS) becomes offline.
+        Their next /sync sets them online again."""
+        changed = await self.store.time_out(now_ms - idle_ms, now_ms - offline_ms)
+        for user_id in changed:
+            await self._changed(user_id)
+        return changed
 
     async def set_from_sync(self, user_id: str, state: str | None) -> None:
         """What /sync's `set_presence` asks for: None means the default, "online".
