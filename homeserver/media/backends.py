@@ -21,6 +21,9 @@ CHUNK_SIZE = 256 * 1024
 
 
 class MediaBackend(Protocol):
+    async def prepare(self) -> None:
+        """Makes the storage ready at start-up (an S3 bucket that may not exist yet)."""
+
     async def put_file(self, key: str, path: Path) -> None:
         """Stores the file at `path` under `key`; the file is consumed (moved or deleted)."""
 
@@ -82,6 +85,11 @@ def _run(fn, *args):
 class LocalBackend:
     def __init__(self, root: Path):
         self.root = root.resolve()
+
+    async def prepare(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.root.mkdir(parents=True, exist_ok=True)
+        )
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()

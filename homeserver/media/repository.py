@@ -81,9 +81,7 @@ class MediaRepository:
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.scratch.mkdir(parents=True, exist_ok=True)
         )
-        ensure_bucket = getattr(self.backend, "ensure_bucket", None)
-        if ensure_bucket is not None:
-            await ensure_bucket()
+        await self.backend.prepare()
 
     async def stop(self) -> None:
         self._thumbnail_pool.shutdown(wait=False, cancel_futures=True)

@@ -80,7 +80,7 @@ class S3Backend:
     async def delete(self, key: str) -> None:
         await _run(self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
 
-    async def ensure_bucket(self) -> None:
+    async def prepare(self) -> None:
         """Creates the bucket when absent (handy for fresh MinIO set-ups and tests)."""
         from botocore.exceptions import ClientError
 
