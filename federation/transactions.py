@@ -101,10 +101,8 @@ class TransactionReceiver:
     async def _event_ids(self, pdus: list[dict]) -> list[str]:
         """The event IDs the PDUs claim, in the format of their rooms' versions."""
         room_ids = list({p["room_id"] for p in pdus if isinstance(p.get("room_id"), str)})
-        rows = await self.hs.db.fetch(
-            "SELECT room_id, room_version FROM rooms WHERE room_id = ANY($1::text[])", room_ids
-        )
-        versions = {r["room_id"]: KNOWN_ROOM_VERSIONS.get(r["room_version"]) for r in rows}
+        known = await self.hs.event_store.room_versions(room_ids)
+        versions = {room_id: KNOWN_ROOM_VERSIONS.get(v) for room_id, v in known.items()}
         ids = []
         for pdu in pdus:
             version = versions.get(pdu.get("room_id")) or _DEFAULT_ID_VERSION

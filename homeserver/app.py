@@ -61,19 +61,18 @@ class Homeserver:
         self.login_limiter = RateLimiter("login", limits.login, limits.enabled)
         self.register_limiter = RateLimiter("register", limits.register, limits.enabled)
         self._background: set[asyncio.Task] = set()
-        # Functions that add sections to every /sync response (e2ee, presence, ...).
-        self.sync_extensions: list = []
-        from homeserver.sync.caches import SyncCaches
-
-        self.sync_caches = SyncCaches(self)
         self._build_services()
 
     def _build_services(self) -> None:
         # Imported here: services import the Homeserver type for hints only.
         from homeserver.rooms.events_service import EventService
+        from storage.ephemeral import EphemeralStore
         from storage.events import EventStore
+        from storage.membership import MembershipStore
 
         self.event_store = EventStore(self.db)
+        self.membership_store = MembershipStore(self.db)
+        self.ephemeral_store = EphemeralStore(self.db)
         from storage.out_of_band import OutOfBandStore
 
         self.out_of_band = OutOfBandStore(self.db, self.streams)
@@ -93,6 +92,16 @@ class Homeserver:
         from homeserver.media.repository import MediaRepository
 
         self.media = MediaRepository(self)
+        from homeserver.sync.handler import SyncHandler
+        from homeserver.sync.streams import stream_providers
+
+        self.sync_handler = SyncHandler(
+            self.accounts.filters,
+            self.presence,
+            self.notifier,
+            stream_providers(self),
+            self.config.max_sync_timeout_ms,
+        )
 
     def run_in_background(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

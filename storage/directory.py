@@ -71,14 +71,6 @@ class DirectoryStore:
             "SELECT room_id, creator, is_public FROM rooms WHERE room_id = $1", room_id
         )
 
-    async def membership(self, room_id: str, user_id: str) -> str | None:
-        return await self.db.fetchval(
-            "SELECT membership FROM current_state"
-            " WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2",
-            room_id,
-            user_id,
-        )
-
     async def set_public(self, room_id: str, public: bool) -> None:
         await self.db.execute("UPDATE rooms SET is_public = $2 WHERE room_id = $1", room_id, public)
 

@@ -1,4 +1,4 @@
-"""Device-list changes: recording them, and computing `device_lists` for /sync.
+"""Device-list changes: recording them (/sync reads them in homeserver/sync/streams/).
 
 A change to a user's devices or cross-signing keys is one row on the device_lists
 stream. It wakes the user and every local user sharing a room with them; a /sync then
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from homeserver.sync.notifier import state_key_of
 from storage.e2ee_device_lists import DeviceListStore
+from storage.membership import MembershipStore
 
 
 class DeviceLists:
-    def __init__(self, hs, store: DeviceListStore):
+    def __init__(self, hs, store: DeviceListStore, memberships: MembershipStore):
         self.hs = hs
         self.store = store
+        self.memberships = memberships
         # Called with the changed user IDs after commit; federation sends the EDUs.
         self.on_local_change: list = []
 
@@ -34,7 +35,7 @@ class DeviceLists:
             return
         wake = set(users)
         for user_id in users:
-            wake |= await self.store.users_sharing_room_with(user_id)
+            wake |= await self.memberships.users_sharing_room_with(user_id)
         async with self.hs.streams.write("device_lists", len(users)) as w:
             if work is not None:
                 await work(w.conn)
@@ -45,54 +46,3 @@ class DeviceLists:
 
     async def changes_between(self, since: int, now: int) -> set[str]:
         return await self.store.changed_between(since, now)
-
-    async def sync_section(self, ctx) -> dict[str, list[str]]:
-        """{"changed": [...], "left": [...]} for an incremental sync; empty on initial sync.
-
-        Woken syncs are the hot path (one message to a big room wakes every member), so
-        each query runs only when the notifier says its stream moved for this user or
-        room, and the "shares a room" test looks only at the candidates.
-        """
-        if ctx.since is None:
-            return {"changed": [], "left": []}
-        notifier = self.hs.notifier
-        since_dl = ctx.since.get("device_lists", 0)
-        now_dl = ctx.now.get("device_lists", 0)
-        since_ev = ctx.since.get("events", 0)
-        now_ev = ctx.now.get("events", 0)
-
-        changed: set[str] = set()
-        if now_dl > since_dl and notifier.changed_since(ctx.user_id, "device_lists", since_dl):
-            changed = await self.store.changed_between(since_dl, now_dl)
-        # Users who joined a room of ours, or whose rooms we joined: new to us.
-        if ctx.newly_joined_room_ids:
-            changed |= await self.store.members_of(ctx.newly_joined_room_ids)
-        left: set[str] = set()
-        moved = [
-            r
-            for r in ctx.joined_room_ids
-            if notifier.changed_since(state_key_of(r), "events", since_ev)
-        ]
-        if now_ev > since_ev and moved:
-            for user_id, membership in await self.store.membership_changes(moved, since_ev, now_ev):
-                if membership in ("join", "invite"):
-                    changed.add(user_id)
-                else:
-                    left.add(user_id)
-        if ctx.newly_left_room_ids:
-            left |= await self.store.members_of(ctx.newly_left_room_ids)
-            if now_ev > since_ev:
-                left |= {
-                    u
-                    for u, _ in await self.store.membership_changes(
-                        ctx.newly_left_room_ids, since_ev, now_ev
-                    )
-                }
-        candidates = changed | left
-        if not candidates:
-            return {"changed": [], "left": []}
-        sharing = await self.store.sharing_a_room(ctx.user_id, candidates)
-        sharing.add(ctx.user_id)
-        changed &= sharing
-        left = left - sharing
-        return {"changed": sorted(changed), "left": sorted(left)}

@@ -15,7 +15,6 @@ def install(hs) -> None:
     from storage.presence import PresenceStore
 
     hs.presence = Presence(PresenceStore(hs.db, hs.streams), hs.notifier)
-    hs.sync_extensions.append(hs.presence.sync_extension)
 
     from storage.directory import DirectoryStore
 
