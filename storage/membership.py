@@ -15,8 +15,20 @@ from storage.database import Database
 
 _SERVER_OF = "substr({col}, strpos({col}, ':') + 1)"
 
-# The users joined to at least one room that $1 is joined to, $1 included: for queries
-# of other stores that must join on it (presence) rather than ship the set back and forth.
+# Subqueries for the queries of other stores that must join on membership in SQL rather
+# than ship member sets back and forth (PostgreSQL inlines them: the plan is the same).
+#
+# (room_id, user_id, membership) of every member event in current state.
+MEMBERS_SQL = (
+    "SELECT room_id, state_key AS user_id, membership FROM current_state"
+    " WHERE type = 'm.room.member'"
+)
+# (room_id, user_id) of the joined members.
+JOINED_MEMBERS_SQL = (
+    "SELECT room_id, state_key AS user_id FROM current_state"
+    " WHERE type = 'm.room.member' AND membership = 'join'"
+)
+# The users joined to at least one room that $1 is joined to, $1 included.
 CO_MEMBERS_SQL = (
     "SELECT $1::text AS user_id UNION"
     " SELECT other.state_key FROM current_state mine"
