@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from e2ee.signatures import (
     check_public_key,
     require_dict,
@@ -11,6 +13,10 @@ from e2ee.signatures import (
 )
 from homeserver.http.errors import invalid_param
 from storage.e2ee_keys import E2EKeyStore
+
+if TYPE_CHECKING:
+    from e2ee.devices.device_lists import DeviceLists
+    from homeserver.app import Homeserver
 
 KEY_TYPES = ("master", "self_signing", "user_signing")
 MAX_SIGNATURE_TARGETS = 500
@@ -25,7 +31,7 @@ def _unsigned_part(obj: dict) -> dict:
 
 
 class CrossSigning:
-    def __init__(self, hs, store: E2EKeyStore, device_lists):
+    def __init__(self, hs: Homeserver, store: E2EKeyStore, device_lists: DeviceLists):
         self.hs = hs
         self.store = store
         self.device_lists = device_lists

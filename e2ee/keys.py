@@ -8,6 +8,8 @@ request by server and hand the remote part to `self.remote` when federation sets
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from e2ee.signatures import (
     check_public_key,
@@ -17,6 +19,10 @@ from e2ee.signatures import (
 )
 from homeserver.http.errors import bad_json, invalid_param
 from storage.e2ee_keys import E2EKeyStore
+
+if TYPE_CHECKING:
+    from e2ee.devices.device_lists import DeviceLists
+    from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +37,18 @@ def server_of(user_id: str) -> str:
     return user_id.partition(":")[2]
 
 
+# Asks another server for keys: (server, {user_id: devices or algorithms}) -> its answer.
+RemoteKeysCall = Callable[[str, dict[str, Any]], Awaitable[dict]]
+
+
 class KeyService:
-    def __init__(self, hs, store: E2EKeyStore, device_lists):
+    def __init__(self, hs: Homeserver, store: E2EKeyStore, device_lists: DeviceLists):
         self.hs = hs
         self.store = store
         self.device_lists = device_lists
         # Set by the federation package: async (server, user_ids_to_devices) -> result dict.
-        self.remote_query = None
-        self.remote_claim = None
+        self.remote_query: RemoteKeysCall | None = None
+        self.remote_claim: RemoteKeysCall | None = None
 
     # --- upload ------------------------------------------------------------------
 
@@ -73,7 +83,7 @@ class KeyService:
         keys_changed = device_keys is not None and device_keys != stored_keys
 
         async def write(conn) -> None:
-            if keys_changed:
+            if keys_changed and device_keys is not None:
                 await self.store.set_device_keys(conn, user_id, device_id, device_keys)
             if one_time:
                 await self.store.add_one_time_keys(conn, user_id, device_id, one_time)

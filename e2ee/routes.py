@@ -7,6 +7,7 @@ from aiohttp import web
 
 from e2ee.backup import parse_rooms, parse_sessions
 from e2ee.keys import parse_claim_body, parse_query_body
+from homeserver.accounts import uia
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError
 from homeserver.http.request import json_body, json_response
@@ -80,8 +81,6 @@ async def upload_cross_signing_keys(request, requester):
     cross_signing = get_hs(request).e2ee.cross_signing
     keys = cross_signing.parse_upload(requester.user_id, body)
     if await cross_signing.requires_auth(requester.user_id, keys):
-        from homeserver.accounts import uia
-
         await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
     await cross_signing.upload_keys(requester.user_id, keys)
     return json_response({})

@@ -4,6 +4,8 @@ call when devices come and go."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from e2ee.backup import KeyBackup
 from e2ee.cross_signing import CrossSigning
 from e2ee.devices.device_lists import DeviceLists
@@ -14,9 +16,12 @@ from storage.e2ee_device_lists import DeviceListStore
 from storage.e2ee_keys import E2EKeyStore
 from storage.e2ee_to_device import ToDeviceStore
 
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
 
 class E2EEService:
-    def __init__(self, hs):
+    def __init__(self, hs: Homeserver):
         self.hs = hs
         self.key_store = E2EKeyStore(hs.db)
         self.to_device_store = ToDeviceStore(hs.db)
@@ -25,9 +30,7 @@ class E2EEService:
         self.cross_signing = CrossSigning(hs, self.key_store, self.device_lists)
         self.to_device = ToDevice(hs, self.to_device_store)
         self.backup = KeyBackup(BackupStore(hs.db))
-        accounts = getattr(hs, "accounts", None)
-        if accounts is not None:
-            accounts.devices_deleted_hooks.append(self.on_devices_deleted)
+        hs.accounts.devices_deleted_hooks.append(self.on_devices_deleted)
 
     async def on_devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
         """After devices are deleted: drop their keys and inboxes, tell who tracks them."""

@@ -54,6 +54,6 @@ def check_public_key(value: object, what: str) -> str:
         ok = isinstance(value, str) and len(decode_base64(value)) == 32
     except Exception:
         ok = False
-    if not ok:
+    if not ok or not isinstance(value, str):
         raise invalid_param(f"Malformed public key in {what}")
     return value

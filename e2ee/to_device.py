@@ -5,11 +5,16 @@ homeserver/sync/streams/to_device.py)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from e2ee.keys import server_of
 from e2ee.signatures import require_dict
 from homeserver.http.errors import bad_json, invalid_param
 from storage.e2ee_to_device import ToDeviceStore
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
 
@@ -18,11 +23,11 @@ MAX_EVENT_TYPE_LENGTH = 255
 
 
 class ToDevice:
-    def __init__(self, hs, store: ToDeviceStore):
+    def __init__(self, hs: Homeserver, store: ToDeviceStore):
         self.hs = hs
         self.store = store
         # Set by the federation package: async (sender, type, {user: {device: content}}).
-        self.send_remote = None
+        self.send_remote: Callable[[str, str, dict], Awaitable[None]] | None = None
 
     @staticmethod
     def check(event_type: str, txn_id: str, body: dict) -> dict[str, dict[str, dict]]:
@@ -89,7 +94,7 @@ class ToDevice:
         if not messages:
             return []
         devices = await self.hs.accounts.devices.devices_of(list(messages))
-        rows = []
+        rows: list[tuple] = []
         for user_id, by_device in messages.items():
             known = devices.get(user_id, set())
             if "*" in by_device:

@@ -92,6 +92,7 @@ class Backfiller:
                 [p for p in prevs if p not in state_after]
             )
             known.update({p: state_after[p] for p in prevs if p in state_after})
+            before: StateMap | None
             if all(p in known for p in prevs):
                 before = await resolve(
                     self.hs, room.room_id, room.version, [known[p] for p in prevs]

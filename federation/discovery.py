@@ -160,7 +160,7 @@ class ServerResolver:
             raise ResolutionError(f"cannot resolve {host}: {e.strerror}") from None
         seen: list[tuple[str, int]] = []
         for _family, _type, _proto, _canon, sockaddr in infos:
-            addr = (sockaddr[0], port)
+            addr = (str(sockaddr[0]), port)
             if addr not in seen:
                 seen.append(addr)
         return seen

@@ -85,11 +85,11 @@ class InboundPdus:
         results: dict[str, dict[str, str]] = {}
         room = await self.joined_room(room_id)
         if room is None or not await self.hs.federation.acl_allows(room_id, origin):
-            error = "not in this room" if room is None else "origin denied by the room's ACL"
+            refusal = "not in this room" if room is None else "origin denied by the room's ACL"
             for pdu in pdus:
                 event_id = _best_effort_event_id(pdu, room)
                 if event_id is not None:
-                    results[event_id] = {"error": error}
+                    results[event_id] = {"error": refusal}
             return results
         parsed: list[tuple[str, dict[str, Any]]] = []
         for pdu in pdus:
@@ -158,7 +158,7 @@ class InboundPdus:
                 reason=reason,
             )
             return f"rejected: {reason}"
-        current = (await events._head(room.room_id)).state
+        current = (await events.room_head(room.room_id)).state
         soft = await self.checks.against_state(room, event, current)
         if soft is not None:
             # Silent by design: the sender learns nothing, clients see nothing.
@@ -216,7 +216,7 @@ class InboundPdus:
     async def _fill_gap(self, origin: str, room: Room, event_id: str) -> None:
         """get_missing_events from the origin, between our forward extremities and the
         event; what comes back is processed oldest first, without asking again."""
-        head = await self.hs.events._head(room.room_id)
+        head = await self.hs.events.room_head(room.room_id)
         fetched = await self.remote.missing_events(
             origin, room, list(head.extremities), [event_id], GET_MISSING_EVENTS_LIMIT
         )

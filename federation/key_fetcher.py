@@ -18,6 +18,7 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 from unpaddedbase64 import decode_base64
 
+from federation.client import FederationError
 from federation.server_keys import ServerKeys, now_ms
 from homeserver.config import TrustedKeyServer
 from storage.federation import FederationStore, RemoteKey
@@ -131,6 +132,7 @@ class KeyFetcher:
             cached = await self.store.remote_key(server_name, key_id)
             if not key_usable(cached, at_ts):
                 return None
+        assert cached is not None  # key_usable() is False for None
         return decode_key(key_id, cached.verify_key)
 
     async def _fetch_once(self, server_name: str, key_id: str) -> None:
@@ -147,7 +149,6 @@ class KeyFetcher:
 
     async def fetch(self, server_name: str, key_id: str) -> bool:
         """Fetches and caches `server_name`'s keys; True if `key_id` was among them."""
-        from federation.client import FederationError
 
         now = now_ms()
         try:

@@ -21,6 +21,7 @@ from federation.edus.device_lists import (
 )
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ CLAIM_PATH = "/_matrix/federation/v1/user/keys/claim"
 
 
 class RemoteKeys:
-    def __init__(self, hs: Homeserver, federation, device_lists: DeviceListEdus):
+    def __init__(self, hs: Homeserver, federation: Federation, device_lists: DeviceListEdus):
         self.hs = hs
         self.client = federation.client
         self.device_lists = device_lists

@@ -33,6 +33,7 @@ from homeserver.metrics import federation_transactions, federation_units_sent
 from storage.federation_queue import DestinationState, FederationQueueStore, QueuedRow
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def _now_ms() -> int:
 
 
 class FederationSender:
-    def __init__(self, hs: Homeserver, federation):
+    def __init__(self, hs: Homeserver, federation: Federation):
         self.hs = hs
         self.server_name = hs.server_name
         self.policy = federation.policy

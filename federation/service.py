@@ -35,16 +35,13 @@ class Federation:
         self.keys = KeyFetcher(
             self.server_keys, self.store, self.client, config.trusted_key_servers
         )
-        # Transactions and EDUs (fed-edus): the outbound queue, /send, EDU handlers.
-        # Plan's name for fed-core's function (hs.events is built before us).
-        self.servers_in_room = hs.events.servers_in_room
         self.sender = FederationSender(hs, self)
         self.edu_handlers: dict = {}
         self.edus = Edus(hs, self)
         self.remote_keys = RemoteKeys(hs, self, self.edus.device_lists)
-        self.transactions = TransactionReceiver(hs, self)
         self._hs = hs
         self.inbound = InboundPdus(hs)
+        self.transactions = TransactionReceiver(hs, self)
         self.backfiller = Backfiller(hs, self.inbound)
         self.membership = MembershipFederation(hs)
 

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from federation.locks import KeyedLocks
-from homeserver.events.hashing import compute_event_id
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.errors import MatrixError, bad_json, forbidden
 from homeserver.metrics import federation_transactions
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
@@ -30,8 +29,6 @@ logger = logging.getLogger(__name__)
 MAX_PDUS = 50
 MAX_EDUS = 100
 MAX_TXN_ID_LENGTH = 255
-# The format of event IDs in rooms we do not know (every version since v4).
-_DEFAULT_ID_VERSION = KNOWN_ROOM_VERSIONS["10"]
 
 
 def parse_transaction(origin: str, txn_id: str, content: Any) -> tuple[list[dict], list[dict]]:
@@ -66,7 +63,7 @@ def parse_transaction(origin: str, txn_id: str, content: Any) -> tuple[list[dict
 
 
 class TransactionReceiver:
-    def __init__(self, hs: Homeserver, federation):
+    def __init__(self, hs: Homeserver, federation: Federation):
         self.hs = hs
         self.federation = federation
         self._origin_locks = KeyedLocks()
@@ -92,27 +89,4 @@ class TransactionReceiver:
     async def _handle_pdus(self, origin: str, pdus: list[dict]) -> dict[str, dict]:
         if not pdus:
             return {}
-        inbound = getattr(self.federation, "inbound", None)
-        if inbound is not None:
-            return await inbound.handle_pdus(origin, pdus)
-        ids = await self._event_ids(pdus)
-        return {event_id: {"error": "not supported"} for event_id in ids}
-
-    async def _event_ids(self, pdus: list[dict]) -> list[str]:
-        """The event IDs the PDUs claim, in the format of their rooms' versions."""
-        room_ids = list({p["room_id"] for p in pdus if isinstance(p.get("room_id"), str)})
-        known = await self.hs.event_store.room_versions(room_ids)
-        versions = {room_id: KNOWN_ROOM_VERSIONS.get(v) for room_id, v in known.items()}
-        ids = []
-        for pdu in pdus:
-            version = versions.get(pdu.get("room_id")) or _DEFAULT_ID_VERSION
-            try:
-                if version.event_ids_carry_domain:
-                    event_id = pdu.get("event_id")
-                else:
-                    event_id = compute_event_id(pdu, version)
-            except Exception:  # a PDU too malformed to hash has no ID to answer for
-                event_id = None
-            if isinstance(event_id, str):
-                ids.append(event_id)
-        return ids
+        return await self.federation.inbound.handle_pdus(origin, pdus)

@@ -5,20 +5,38 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from signedjson.types import SigningKey
 
+from e2ee.service import E2EEService
+from federation.service import Federation
+from homeserver.accounts.service import AccountService
 from homeserver.config import Config
 from homeserver.http.context import HS_KEY
 from homeserver.http.middleware import matrix_middleware
 from homeserver.http.ratelimit import RateLimiter
 from homeserver.keys import load_signing_key
+from homeserver.media.repository import MediaRepository
 from homeserver.metrics import REGISTRY, db_pool_connections
+from homeserver.presence.service import Presence
+from homeserver.push.rules import PushRules
+from homeserver.rooms.events_service import EventService
+from homeserver.sync.handler import SyncHandler
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.streams import stream_providers
 from storage.database import Database
+from storage.directory import DirectoryStore
+from storage.ephemeral import EphemeralStore
+from storage.events import EventStore
+from storage.membership import MembershipStore
+from storage.out_of_band import OutOfBandStore
+from storage.presence import PresenceStore
+from storage.push import PushStore
 from storage.streams import Streams
 
 logger = logging.getLogger(__name__)
@@ -42,68 +60,75 @@ ROUTE_MODULES = (
 MAX_REQUEST_BYTES = 100 * 1024 * 1024
 
 
-@dataclass
 class Homeserver:
+    """Every service of one server process, each built once here, in dependency order.
+
+    Every attribute is declared below with its type: a handler reaches a service through
+    `get_hs(request).<service>`, and nothing adds attributes later. Services built later in
+    the order may be used by earlier ones at run time (never in their constructors).
+    """
+
     config: Config
     db: Database
-    signing_key: object
-    notifier: Notifier = field(init=False)
-    streams: Streams = field(init=False)
-    services: dict = field(default_factory=dict)
+    signing_key: SigningKey
+    server_name: str
+    notifier: Notifier
+    streams: Streams
+    ip_limiter: RateLimiter
+    user_limiter: RateLimiter
+    login_limiter: RateLimiter
+    register_limiter: RateLimiter
+    event_store: EventStore
+    membership_store: MembershipStore
+    ephemeral_store: EphemeralStore
+    out_of_band: OutOfBandStore
+    accounts: AccountService
+    events: EventService
+    push_store: PushStore
+    push_rules: PushRules
+    presence: Presence
+    directory: DirectoryStore
+    federation: Federation
+    e2ee: E2EEService
+    media: MediaRepository
+    sync_handler: SyncHandler
 
-    def __post_init__(self):
-        self.server_name = self.config.server_name
-        limits = self.config.rate_limits
+    def __init__(self, config: Config, db: Database, signing_key: SigningKey):
+        self.config = config
+        self.db = db
+        self.signing_key = signing_key
+        self.server_name = config.server_name
+        limits = config.rate_limits
         self.notifier = Notifier()
-        self.streams = Streams(self.db, self.notifier.on_change)
+        self.streams = Streams(db, self.notifier.on_change)
         self.ip_limiter = RateLimiter("ip", limits.per_ip, limits.enabled)
         self.user_limiter = RateLimiter("user", limits.per_user, limits.enabled)
         self.login_limiter = RateLimiter("login", limits.login, limits.enabled)
         self.register_limiter = RateLimiter("register", limits.register, limits.enabled)
         self._background: set[asyncio.Task] = set()
-        self._build_services()
-
-    def _build_services(self) -> None:
-        # Imported here: services import the Homeserver type for hints only.
-        from homeserver.rooms.events_service import EventService
-        from storage.ephemeral import EphemeralStore
-        from storage.events import EventStore
-        from storage.membership import MembershipStore
-
-        self.event_store = EventStore(self.db)
-        self.membership_store = MembershipStore(self.db)
-        self.ephemeral_store = EphemeralStore(self.db)
-        from storage.out_of_band import OutOfBandStore
-
-        self.out_of_band = OutOfBandStore(self.db, self.streams)
-        from homeserver.accounts.service import AccountService
-
+        self.event_store = EventStore(db)
+        self.membership_store = MembershipStore(db)
+        self.ephemeral_store = EphemeralStore(db)
+        self.out_of_band = OutOfBandStore(db, self.streams)
         self.accounts = AccountService(self)
         self.events = EventService(self)
-        from federation.service import Federation
-
+        self.push_store = PushStore(db, self.streams)
+        self.push_rules = PushRules(self.push_store, self.notifier)
+        self.presence = Presence(PresenceStore(db, self.streams), self.notifier)
+        self.directory = DirectoryStore(db)
         self.federation = Federation(self)
-        from homeserver.misc.wiring import install as install_misc  # push, presence, directory
-
-        install_misc(self)
-        from e2ee.service import E2EEService  # after accounts: hooks device deletion
-
-        self.e2ee = E2EEService(self)
-        from homeserver.media.repository import MediaRepository
-
+        self.e2ee = E2EEService(self)  # after accounts: hooks device deletion
         self.media = MediaRepository(self)
-        from homeserver.sync.handler import SyncHandler
-        from homeserver.sync.streams import stream_providers
-
+        # Last: /sync's stream providers read the stores of all the services above.
         self.sync_handler = SyncHandler(
             self.accounts.filters,
             self.presence,
             self.notifier,
             stream_providers(self),
-            self.config.max_sync_timeout_ms,
+            config.max_sync_timeout_ms,
         )
 
-    def run_in_background(self, coro) -> asyncio.Task:
+    def run_in_background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -13,12 +13,12 @@ from pathlib import Path
 import yaml
 
 from homeserver.config import Config, ConfigError, load_config, parse_listen
+from homeserver.keys import write_signing_key
 
 logger = logging.getLogger("homeserver")
 
 
 def _generate_config(args: argparse.Namespace) -> int:
-    from homeserver.keys import write_signing_key
 
     output = Path(args.output)
     data_dir = Path(args.data_dir).resolve()

@@ -104,18 +104,24 @@ class Database:
             await self.pool.close()
             self.pool = None
 
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise RuntimeError("Database.open() has not been called")
+        return self.pool
+
     # Thin pass-throughs so stores read as SQL, not pool plumbing.
     async def fetch(self, query: str, *args):
-        return await self.pool.fetch(query, *args)
+        return await self._pool.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args):
-        return await self.pool.fetchrow(query, *args)
+        return await self._pool.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args):
-        return await self.pool.fetchval(query, *args)
+        return await self._pool.fetchval(query, *args)
 
     async def execute(self, query: str, *args):
-        return await self.pool.execute(query, *args)
+        return await self._pool.execute(query, *args)
 
     def acquire(self):
         return self.pool.acquire()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path):
         self.pgdata = data_dir / "postgres"
-        self._server = None
+        self._server: Any = None  # pgserver's server handle, once started
 
     def start(self) -> str:
         """Starts (or reuses) the server and returns a DSN for it. Blocking: call in a thread."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from canonicaljson import encode_canonical_json
 
 from storage.database import Database
 
@@ -235,14 +236,14 @@ class EventStore:
                 for etype, sk, event_id, membership in it.current_state_delta:
                     latest[(it.room_id, etype, sk)] = (event_id, membership)
                 continue
-            sk = it.event.get("state_key")
-            if sk is not None:
+            state_key = it.event.get("state_key")
+            if state_key is not None:
                 membership = (
                     it.event.get("content", {}).get("membership")
                     if it.event["type"] == "m.room.member"
                     else None
                 )
-                latest[(it.room_id, it.event["type"], sk)] = (it.event_id, membership)
+                latest[(it.room_id, it.event["type"], state_key)] = (it.event_id, membership)
         removed = [key for key, (event_id, _) in latest.items() if event_id is None]
         if removed:
             await conn.executemany(
@@ -445,7 +446,9 @@ class EventStore:
         return {(r["type"], r["state_key"]): r["event_id"] for r in rows}
 
     async def state_groups(
-        self, group_ids: Iterable[int], types: Sequence[StateKey] | None = None
+        self,
+        group_ids: Iterable[int | None],
+        types: Sequence[tuple[str, str | None]] | None = None,
     ) -> dict[int, StateMap]:
         """Resolves state groups (delta chains) to full maps in one recursive query.
 
@@ -455,7 +458,7 @@ class EventStore:
         groups = sorted(set(g for g in group_ids if g is not None))
         if not groups:
             return {}
-        type_filter, args = "", [groups]
+        type_filter, args = "", list[Any]([groups])
         if types is not None:
             exact = [(t, sk) for t, sk in types if sk is not None]
             wild = [t for t, sk in types if sk is None]
@@ -593,7 +596,7 @@ async def write_state_groups(conn, refs: Iterable[StateGroupRef | None]) -> None
             for ref in new_groups
         ],
     )
-    entries = []
+    entries: list[tuple[int | None, str, str, str]] = []
     for ref in new_groups:
         rows = ref.full if ref.full is not None else ref.delta
         entries.extend((ref.id, t, sk, eid) for (t, sk), eid in rows.items())
@@ -611,6 +614,5 @@ def _prev_ids(event: dict[str, Any]) -> list[str]:
 
 
 def _canonical(event: dict[str, Any]) -> str:
-    from canonicaljson import encode_canonical_json
 
     return encode_canonical_json(event).decode()

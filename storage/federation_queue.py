@@ -45,6 +45,7 @@ class FederationQueueStore:
         edus = list(edus)
         if not dests or not (event_ids or edus):
             return
+        rows: list[tuple[str, str | None, str | None, str | None, int]]
         rows = [(d, e, None, None, now_ms) for d in dests for e in event_ids]
         rows += [(d, None, t, c, now_ms) for d in dests for t, c in edus]
         await conn.copy_records_to_table(

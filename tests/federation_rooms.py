@@ -33,7 +33,7 @@ async def make_event(
 ) -> tuple[str, dict[str, Any]]:
     """An event built on `head_of`'s view of the room (its extremities, depth and
     current state, unless given) and signed with `signer`'s key."""
-    head = await head_of.hs.events._head(room_id)
+    head = await head_of.hs.events.room_head(room_id)
     version = head.version
     state = head.state if state is None else state
     event: dict[str, Any] = {
@@ -64,7 +64,7 @@ async def deliver(src, dst, event_ids: list[str]) -> dict[str, dict]:
 
 async def remote_join(resident, joiner, room_id: str, user_id: str) -> str:
     """`user_id` (on `joiner`) joins `resident`'s room; returns the join event id."""
-    head = await resident.hs.events._head(room_id)
+    head = await resident.hs.events.room_head(room_id)
     state_before = dict(head.state)
     join_id, join = await make_event(
         resident, joiner, room_id, user_id, "m.room.member", {"membership": "join"}, user_id
@@ -95,7 +95,7 @@ class SharedRoom:
         return await server.hs.event_store.current_state_ids(self.room_id)
 
     async def extremities(self, server) -> list[str]:
-        return sorted((await server.hs.events._head(self.room_id)).extremities)
+        return sorted((await server.hs.events.room_head(self.room_id)).extremities)
 
     async def status(self, server, event_id: str) -> str:
         stored = await server.hs.event_store.get_event(event_id)

@@ -10,13 +10,17 @@ who stop sharing every room appear in `left`.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from storage.e2ee_device_lists import DeviceListStore
 from storage.membership import MembershipStore
 
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
+
 
 class DeviceLists:
-    def __init__(self, hs, store: DeviceListStore, memberships: MembershipStore):
+    def __init__(self, hs: Homeserver, store: DeviceListStore, memberships: MembershipStore):
         self.hs = hs
         self.store = store
         self.memberships = memberships

@@ -21,6 +21,7 @@ from federation.edus.to_device import ToDeviceEdus
 from federation.rooms import server_of
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ _TRANSIENT = (
 
 
 class Edus:
-    def __init__(self, hs: Homeserver, federation):
+    def __init__(self, hs: Homeserver, federation: Federation):
         self.hs = hs
         self.handlers: dict[str, EduHandler] = federation.edu_handlers
         self.users_of: dict[str, UsersOf] = {}

@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import quote
 
 from federation.client import FederationError
@@ -31,6 +31,7 @@ from homeserver.jsonutil import canonical
 from storage.federation_devices import FederationDeviceStore
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def valid_cross_signing_key(key: Any, user_id: str, usage: str) -> bool:
 
 
 class DeviceListEdus:
-    def __init__(self, hs: Homeserver, federation):
+    def __init__(self, hs: Homeserver, federation: Federation):
         self.hs = hs
         self.federation = federation
         self.sender = federation.sender
@@ -314,7 +315,7 @@ class DeviceListEdus:
         return answer
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -14,8 +14,11 @@ import time
 from typing import TYPE_CHECKING
 
 from federation.rooms import server_of
+from homeserver.presence.service import presence_content
+from homeserver.rooms.ephemeral import set_typing, store_receipt
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
@@ -42,16 +45,14 @@ def _presence_users(content: dict):
 
 
 class EphemeralEdus:
-    def __init__(self, hs: Homeserver, federation):
+    def __init__(self, hs: Homeserver, federation: Federation):
         self.hs = hs
         self.federation = federation
         self.sender = federation.sender
 
     async def _acl_allows(self, room_id: str, origin: str) -> bool:
-        """The room's m.room.server_acl (spec: it applies to EDUs about the room too), when
-        the inbound events part that evaluates it is present."""
-        acl_allows = getattr(self.federation, "acl_allows", None)
-        return acl_allows is None or await acl_allows(room_id, origin)
+        """The room's m.room.server_acl (spec: it applies to EDUs about the room too)."""
+        return await self.federation.acl_allows(room_id, origin)
 
     def handlers(self) -> dict:
         return {
@@ -61,9 +62,7 @@ class EphemeralEdus:
         }
 
     def install(self) -> None:
-        presence = getattr(self.hs, "presence", None)
-        if presence is not None:
-            presence.on_local_change.append(self.local_presence)
+        self.hs.presence.on_local_change.append(self.local_presence)
 
     def _local(self, user_id: str) -> bool:
         return self.sender.running and server_of(user_id) == self.hs.server_name
@@ -93,7 +92,6 @@ class EphemeralEdus:
     async def local_presence(self, user_id: str) -> None:
         if not self._local(user_id):
             return
-        from homeserver.presence.service import presence_content
 
         row = await self.hs.presence.store.get(user_id)
         if row is None:
@@ -114,7 +112,6 @@ class EphemeralEdus:
     # --- inbound ------------------------------------------------------------------------
 
     async def on_typing(self, origin: str, content: dict) -> None:
-        from homeserver.rooms.ephemeral import set_typing
 
         room_id, user_id, typing = content["room_id"], content["user_id"], content["typing"]
         if not isinstance(room_id, str) or not isinstance(typing, bool):
@@ -126,7 +123,6 @@ class EphemeralEdus:
         await set_typing(self.hs, room_id, user_id, typing, REMOTE_TYPING_TIMEOUT_MS)
 
     async def on_receipt(self, origin: str, content: dict) -> None:
-        from homeserver.rooms.ephemeral import store_receipt
 
         for room_id, by_type in content.items():
             if not isinstance(by_type, dict):

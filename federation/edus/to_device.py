@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from federation.rooms import server_of
 
 if TYPE_CHECKING:
+    from federation.service import Federation
     from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def _sender_of(content: dict):
 
 
 class ToDeviceEdus:
-    def __init__(self, hs: Homeserver, federation):
+    def __init__(self, hs: Homeserver, federation: Federation):
         self.hs = hs
         self.sender = federation.sender
 

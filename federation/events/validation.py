@@ -178,7 +178,7 @@ def parse_pdu(
 
     if rv.event_ids_carry_domain:
         event_id = event.get("event_id")
-        if not _valid_id(event_id, "$"):
+        if not isinstance(event_id, str) or not _valid_id(event_id, "$"):
             raise InvalidPdu("malformed event_id")
     else:
         # A v3+ PDU has no event_id; one sent anyway does not change the reference hash.

@@ -24,7 +24,7 @@ _HV = ("m.room.history_visibility", "")
 _OPEN = ("world_readable", "shared")
 
 
-def _allows(visibility: str, memberships: set[str]) -> bool:
+def _allows(visibility: str, memberships: set[str | None]) -> bool:
     if visibility in _OPEN:
         return True
     if visibility == "invited":
@@ -58,7 +58,7 @@ async def events_for_server(
         return _hv_value(hv_events.get(hv_id) if hv_id else None)
 
     restricted = [e for e in events if visibility_at(e) not in _OPEN]
-    memberships: dict[int | None, set[str]] = {}
+    memberships: dict[int | None, set[str | None]] = {}
     users = []
     if restricted:
         users = await hs.membership_store.server_members(events[0].room_id, origin)
@@ -90,7 +90,7 @@ async def events_for_server(
     return result
 
 
-def _visible(e: StoredEvent, origin: str, visibility: str, memberships: set[str]) -> bool:
+def _visible(e: StoredEvent, origin: str, visibility: str, memberships: set[str | None]) -> bool:
     if _allows(visibility, memberships):
         return True
     if e.type == "m.room.member" and (e.state_key or "").split(":", 1)[-1] == origin:

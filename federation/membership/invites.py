@@ -51,7 +51,8 @@ def remote_error(e: FederationError, what: str) -> MatrixError:
             extra = {}
             if isinstance(body.get("room_version"), str):
                 extra["room_version"] = body["room_version"]
-            message = body.get("error") if isinstance(body.get("error"), str) else what
+            error = body.get("error")
+            message = error if isinstance(error, str) else what
             return MatrixError(e.status, errcode, message[:500], **extra)
     return MatrixError(502, "M_UNKNOWN", f"{what} failed: the remote server did not accept it")
 
@@ -90,8 +91,7 @@ class Invites:
                 "This server does not support that room version",
                 room_version=str(version_id),
             )
-        pdu = body.get("event")
-        check_membership_pdu(pdu, room_id, "invite", origin)
+        pdu = check_membership_pdu(body.get("event"), room_id, "invite", origin)
         target = pdu.get("state_key")
         if (
             not (isinstance(target, str) and valid_user_id(target))
@@ -136,7 +136,9 @@ class Invites:
             logger.info("invite to %s failed: %s", destination, e)
             raise remote_error(e, "Inviting the user") from None
         signed = answer.get("event") if isinstance(answer, dict) else None
-        if not await is_countersigned(hs, item.event, signed, version, destination):
+        if not isinstance(signed, dict) or not await is_countersigned(
+            hs, item.event, signed, version, destination
+        ):
             raise MatrixError(502, "M_UNKNOWN", "The invitee's server answered with another event")
         signed = _essence(signed) | {"signatures": signed["signatures"]}
         await hs.events.persist_federated(

@@ -80,10 +80,10 @@ async def checked_join_state(
     accepted = authorised_events(version, events, create)
     state: StateMap = {}
     for event_id in state_ids:
-        event = accepted.get(event_id)
-        if event is None or not isinstance(event.get("state_key"), str):
+        state_event = accepted.get(event_id)
+        if state_event is None or not isinstance(state_event.get("state_key"), str):
             continue
-        key = (event["type"], event["state_key"])
+        key = (state_event["type"], state_event["state_key"])
         if state.get(key, event_id) != event_id:
             raise InvalidJoinAnswer(f"two state events for {key}")
         state[key] = event_id
@@ -130,7 +130,7 @@ def authorised_events(
             check_auth(
                 version,
                 event,
-                {(a["type"], a.get("state_key")): a for a in auth},
+                {(a["type"], str(a.get("state_key"))): a for a in auth},
                 create_event=create,
             )
         except AuthError as e:

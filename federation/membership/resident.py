@@ -49,10 +49,10 @@ def incompatible_version(version: RoomVersion) -> MatrixError:
     )
 
 
-def check_membership_pdu(pdu: Any, room_id: str, membership: str, origin: str) -> None:
+def check_membership_pdu(pdu: Any, room_id: str, membership: str, origin: str) -> dict[str, Any]:
     """The checks every membership endpoint makes before anything else (M_INVALID_PARAM,
     as the spec suggests): an m.room.member event of the expected membership, sent by a
-    user of the requesting server, for this room."""
+    user of the requesting server, for this room. Returns the event."""
     if not isinstance(pdu, dict):
         raise bad_json("The event must be a JSON object")
     if pdu.get("type") != "m.room.member":
@@ -65,6 +65,7 @@ def check_membership_pdu(pdu: Any, room_id: str, membership: str, origin: str) -
         raise invalid_param("The sender is not a user of the requesting server")
     if pdu.get("room_id") != room_id:
         raise invalid_param("The event belongs to another room")
+    return pdu
 
 
 class Resident:
@@ -159,7 +160,7 @@ class Resident:
         members = await hs.membership_store.server_members(
             room_id, hs.server_name, joined_only=True, limit=100
         )
-        head = await hs.events._head(room_id)
+        head = await hs.events.room_head(room_id)
         pl = await hs.events.current_state_event(room_id, "m.room.power_levels")
         auth_state = {("m.room.power_levels", ""): pl.event} if pl else {}
         needed = get_named_level(version, "invite", pl.content if pl else None)
@@ -218,8 +219,9 @@ class Resident:
         hs = self.hs
         existing = await hs.event_store.get_event(event_id)
         if existing is not None and existing.status is None:
-            groups = await hs.event_store.state_groups([existing.state_group_before])
-            return existing.event, groups.get(existing.state_group_before, {})
+            group = existing.state_group_before
+            groups = await hs.event_store.state_groups([group])
+            return existing.event, groups.get(group, {}) if group is not None else {}
         state_before = await self._state_before(room_id, version, event)
         await self._authorise(room_id, version, event, state_before)
         await hs.events.persist_federated(
@@ -237,7 +239,7 @@ class Resident:
         self, room_id: str, version: RoomVersion, event: dict[str, Any]
     ) -> StateMap:
         prev = list(dict.fromkeys(_prev_event_ids(event)))
-        head = await self.hs.events._head(room_id)
+        head = await self.hs.events.room_head(room_id)
         if prev and set(prev) == set(head.extremities):
             return dict(head.state)
         states = await self.hs.events.state_after_events(prev)
@@ -250,7 +252,7 @@ class Resident:
         self, room_id: str, version: RoomVersion, event: dict[str, Any], state_before: StateMap
     ) -> None:
         hs = self.hs
-        head = await hs.events._head(room_id)
+        head = await hs.events.room_head(room_id)
         create = head.create_event
         auth_ids = list(dict.fromkeys(auth_event_ids(event)))
         auth = await hs.event_store.get_events(auth_ids)
@@ -267,7 +269,7 @@ class Resident:
             check_auth(
                 version,
                 event,
-                {(a.type, a.state_key): a.event for a in auth.values()},
+                {(a.type, str(a.state_key)): a.event for a in auth.values()},
                 create_event=create,
                 verify_signature=verify,
             )
@@ -315,7 +317,7 @@ class Resident:
         }
 
     async def knock_answer(self, room_id: str, user_id: str) -> dict[str, Any]:
-        state = dict((await self.hs.events._head(room_id)).state)
+        state = dict((await self.hs.events.room_head(room_id)).state)
         return {"knock_room_state": await stripped_state_pdus(self.hs, state, user_id)}
 
 

@@ -14,20 +14,13 @@ logger = logging.getLogger(__name__)
 MEMBER = "m.room.member"
 
 
-def _sender(hs):
-    """hs.events.create_and_send, or None while the rooms engineer's service lacks it."""
-    return getattr(hs.events, "create_and_send", None)
-
-
 async def propagate_profile(hs, user_id: str, displayname, avatar_url) -> None:
     """Sends a new join event carrying the new profile into each room the user is in.
 
     A room where the user may no longer send (e.g. power levels) keeps the old profile;
     the profile change itself has already succeeded.
     """
-    send = _sender(hs)
-    if send is None:
-        return
+    send = hs.events.create_and_send
     for row in await hs.membership_store.joined_member_events(user_id):
         content = dict(orjson.loads(row["json"]).get("content") or {})
         content["membership"] = "join"
@@ -43,9 +36,7 @@ async def propagate_profile(hs, user_id: str, displayname, avatar_url) -> None:
 
 
 async def leave_all_rooms(hs, user_id: str) -> None:
-    send = _sender(hs)
-    if send is None:
-        return
+    send = hs.events.create_and_send
     for room_id in await hs.membership_store.joined_rooms(user_id):
         try:
             await send(user_id, room_id, MEMBER, {"membership": "leave"}, state_key=user_id)

@@ -45,8 +45,8 @@ async def _can_edit_directory(store: DirectoryStore, room, user_id: str) -> bool
     levels = state.get("m.room.power_levels")
     if levels is None:
         return False
-    users = levels.get("users") if isinstance(levels.get("users"), dict) else {}
-    events = levels.get("events") if isinstance(levels.get("events"), dict) else {}
+    users = _dict(levels.get("users"))
+    events = _dict(levels.get("events"))
     mine = _int(users.get(user_id), _int(levels.get("users_default"), 0))
     needed = _int(events.get("m.room.canonical_alias"), _int(levels.get("state_default"), 50))
     return mine >= needed
@@ -244,3 +244,7 @@ async def search_users(request: web.Request, requester: Requester) -> web.Respon
             entry["avatar_url"] = r["avatar_url"]
         results.append(entry)
     return json_response({"results": results, "limited": len(rows) > limit})
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}

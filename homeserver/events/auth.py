@@ -115,7 +115,7 @@ def room_creators(room_version: RoomVersion, create_event: Event | None) -> set[
     if not room_version.v11_redactions_and_creator:
         creator = _content(create_event).get("creator")
         return {creator} if isinstance(creator, str) else set()
-    creators = {create_event.get("sender")}
+    creators = {str(create_event.get("sender"))}
     if room_version.creators_have_infinite_power:
         extra = _content(create_event).get("additional_creators")
         if isinstance(extra, list):
@@ -244,7 +244,7 @@ def check_auth_events_list(
     allowed = set(auth_types_for_event(room_version, event))
     seen: set[StateKey] = set()
     for auth_event in auth_events:
-        key = (auth_event.get("type"), auth_event.get("state_key"))
+        key = (str(auth_event.get("type")), str(auth_event.get("state_key")))
         if key in seen:
             raise AuthError(f"duplicate auth event for {key}")
         seen.add(key)
@@ -278,7 +278,7 @@ def check_auth(
     callers handling federated events must pass it.
     """
     sender = event.get("sender")
-    if not _is_valid_user_id(sender):
+    if not isinstance(sender, str) or not _is_valid_user_id(sender):
         raise AuthError("event has no valid sender")
     if event.get("type") == CREATE:
         _check_create(room_version, event)
@@ -329,7 +329,7 @@ def check_auth(
             raise AuthError(f"{sender} may not invite users")
         return
 
-    required = get_required_level(room_version, event_type, "state_key" in event, pl_content)
+    required = get_required_level(room_version, str(event_type), "state_key" in event, pl_content)
     if required > sender_level:
         raise AuthError(f"{sender} needs power level {required} to send {event_type}")
 
@@ -459,7 +459,7 @@ def _single_creator(room_version: RoomVersion, create: Event) -> set[str]:
     # The creator-join shortcut names "the sender of the m.room.create" (or `creator`
     # before v11), not v12's additional creators, who must join like anyone else.
     if room_version.v11_redactions_and_creator:
-        return {create.get("sender")}
+        return {str(create.get("sender"))}
     return room_creators(room_version, create)
 
 

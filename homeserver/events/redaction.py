@@ -74,7 +74,7 @@ def _pruned_content(event: dict[str, Any], room_version: RoomVersion) -> dict[st
         return copy.deepcopy(content)
     kept = {
         key: copy.deepcopy(content[key])
-        for key in _kept_content_keys(event_type, room_version)
+        for key in _kept_content_keys(str(event_type), room_version)
         if key in content
     }
     # v11 (MSC3821): the signed block of a third-party invite is needed to re-check the

@@ -86,7 +86,7 @@ def _split(state_sets: list[StateMap]) -> tuple[StateMap, set[str]]:
     for key in set().union(*state_sets):
         values = {s.get(key) for s in state_sets}
         if len(values) == 1 and None not in values:
-            unconflicted[key] = values.pop()
+            unconflicted[key] = str(values.pop())
         else:
             conflicted.update(v for v in values if v is not None)
     return unconflicted, conflicted
@@ -252,7 +252,7 @@ def resolve_state(
     resolver = _Resolver(room_version, event_map, auth_chain_fn, rejected)
 
     chains = [auth_chain_fn(s.values()) for s in state_sets]
-    full_conflicted = conflicted | (set().union(*chains) - set.intersection(*chains))
+    full_conflicted = conflicted | (set[str]().union(*chains) - set[str].intersection(*chains))
     if room_version.state_res == STATE_RES_V2_1:
         full_conflicted |= _conflicted_subgraph(conflicted, event_map)
     full_conflicted &= event_map.keys()

@@ -5,7 +5,7 @@ Validation happens here, before a handler writes anything, so bad input changes 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from aiohttp import web
@@ -49,6 +49,23 @@ def field(body: dict, name: str, kind: type | tuple[type, ...], default: Any = _
 
 def _as_tuple(kind) -> tuple:
     return kind if isinstance(kind, tuple) else (kind,)
+
+
+@overload
+def query_int(
+    request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int: ...
+
+
+@overload
+def query_int(
+    request: web.Request,
+    name: str,
+    default: None = None,
+    *,
+    minimum: int = 0,
+    maximum: int | None = None,
+) -> int | None: ...
 
 
 def query_int(
@@ -96,3 +113,12 @@ def query_json(request: web.Request, name: str) -> Any:
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def required_query_int(
+    request: web.Request, name: str, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    number = query_int(request, name, minimum=minimum, maximum=maximum)
+    if number is None:
+        raise missing_param(f"Missing '{name}'")
+    return number

@@ -44,6 +44,7 @@ class RouteTable:
         raw_path: bool = False,
     ):
         """`path` follows the version prefix unless raw_path, e.g. "/rooms/{room_id}/state"."""
+        paths: tuple[str, ...]
         if raw_path:
             paths = (path,)
         else:

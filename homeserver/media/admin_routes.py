@@ -11,10 +11,9 @@ from homeserver.http.errors import (
     MatrixError,
     forbidden,
     invalid_param,
-    missing_param,
     not_found,
 )
-from homeserver.http.request import json_response, query_int
+from homeserver.http.request import json_response, query_int, required_query_int
 from homeserver.http.routes import RouteTable
 from homeserver.media import ids
 from homeserver.media.room_media import media_in_room
@@ -80,9 +79,7 @@ async def purge_media_cache(request: web.Request, requester) -> web.Response:
     """Synapse's purge of cached remote media. Here `before_ts` is compared with when the
     file was cached (access times are not tracked)."""
     _require_admin(request, requester)
-    if not request.query.get("before_ts"):
-        raise missing_param("Missing 'before_ts'")
-    before_ts = query_int(request, "before_ts")
+    before_ts = required_query_int(request, "before_ts")
     return json_response({"deleted": await get_hs(request).media.purge_remote_cache(before_ts)})
 
 

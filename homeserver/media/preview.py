@@ -220,7 +220,8 @@ class UrlPreviewService:
                         return await self._image_answer(resp, {})
                     if base not in ("text/html", "application/xhtml+xml"):
                         # Not HTML: what a client can still show.
-                        return {"og:url": final_url, "og:type": base or "application/octet-stream"}
+                        og = {"og:url": final_url, "og:type": base or "application/octet-stream"}
+                        return og, None
                     body = await _read_up_to(resp.content, MAX_BODY)
                     og = parse_html(body.decode(_charset(resp), "replace"))
             except (aiohttp.ClientError, TimeoutError):

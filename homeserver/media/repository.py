@@ -13,6 +13,7 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from homeserver.http.errors import MatrixError, limit_exceeded, not_found
 from homeserver.media import ids
 from homeserver.media.backends import StreamTooLarge, build_backend, stream_to_file
 from homeserver.media.headers import clean_media_type, content_disposition, media_headers
+from homeserver.media.preview import UrlPreviewService
 from homeserver.media.remote import RemoteMediaFetcher
 from homeserver.media.singleflight import SingleFlight
 from homeserver.media.thumbnailer import (
@@ -30,6 +32,9 @@ from homeserver.media.thumbnailer import (
     make_thumbnails,
 )
 from storage.media import Completion, MediaInfo, MediaStore, ThumbnailInfo
+
+if TYPE_CHECKING:
+    from homeserver.app import Homeserver
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ def too_large(error: str = "Upload is larger than the server allows") -> MatrixE
 
 
 class MediaRepository:
-    def __init__(self, hs):
+    def __init__(self, hs: Homeserver):
         self.hs = hs
         self.server_name = hs.server_name
         self.config = hs.config.media
@@ -69,7 +74,6 @@ class MediaRepository:
         self.remote_fetcher: RemoteMediaFetcher | None = None
         # One fetch per remote file however many clients ask for it at once.
         self.remote_fetches = SingleFlight(hs.run_in_background)
-        from homeserver.media.preview import UrlPreviewService
 
         self.previews = UrlPreviewService(self)
 

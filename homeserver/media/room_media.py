@@ -19,7 +19,8 @@ _BATCH = 500
 
 
 def _attachment_urls(content: dict) -> Iterator[object]:
-    info = content.get("info") if isinstance(content.get("info"), dict) else {}
+    info_value = content.get("info")
+    info = info_value if isinstance(info_value, dict) else {}
     yield content.get("url")
     yield info.get("thumbnail_url")
     for encrypted in (content.get("file"), info.get("thumbnail_file")):

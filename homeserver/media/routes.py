@@ -8,7 +8,7 @@ from aiohttp import web
 
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, invalid_param, missing_param, not_found
-from homeserver.http.request import json_response, query_bool, query_int
+from homeserver.http.request import json_response, query_bool, query_int, required_query_int
 from homeserver.http.routes import RouteTable
 from homeserver.media import admin_routes
 from homeserver.media.headers import valid_filename
@@ -80,11 +80,8 @@ async def _download(request: web.Request, filename: str | None = None) -> web.St
 
 def thumbnail_params(request: web.Request) -> tuple[int, int, str]:
     """width, height and method of a thumbnail request (client and federation alike)."""
-    for name in ("width", "height"):
-        if not request.query.get(name):
-            raise missing_param(f"Missing '{name}'")
-    width = query_int(request, "width", minimum=1, maximum=4096)
-    height = query_int(request, "height", minimum=1, maximum=4096)
+    width = required_query_int(request, "width", minimum=1, maximum=4096)
+    height = required_query_int(request, "height", minimum=1, maximum=4096)
     method = request.query.get("method", "scale")
     if method not in ("crop", "scale"):
         raise invalid_param("'method' must be 'crop' or 'scale'")

@@ -184,7 +184,7 @@ def _sender_notification_permission(cond: dict, event: dict, ctx: PushContext) -
     if ctx.sender_power_level is not None:
         sender_level = ctx.sender_power_level
     else:
-        users = levels.get("users") if isinstance(levels.get("users"), dict) else {}
+        users = _as_dict(levels.get("users"))
         default = _as_int(levels.get("users_default"), 0)
         sender_level = _as_int(users.get(event.get("sender")), default)
     return sender_level >= required
@@ -247,7 +247,7 @@ def evaluate(ranked_rules: list[tuple[str, dict]], event: dict, ctx: PushContext
 
 
 def notifies(actions: list | None) -> bool:
-    return bool(actions) and "notify" in actions
+    return bool(actions) and "notify" in (actions or ())
 
 
 def highlights(actions: list | None) -> bool:
@@ -255,3 +255,7 @@ def highlights(actions: list | None) -> bool:
         if isinstance(action, dict) and action.get("set_tweak") == "highlight":
             return action.get("value", True) is True
     return False
+
+
+def _as_dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}

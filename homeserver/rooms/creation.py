@@ -126,9 +126,9 @@ async def create_room(hs: Homeserver, creator: str, body: dict[str, Any]) -> dic
         await hs.directory.create_alias(alias, room_id, creator)
         await send(creator, room_id, "m.room.canonical_alias", {"alias": alias}, "")
     given = {(s["type"], s.get("state_key", "")) for s in initial_state}
-    for etype, content in _PRESETS[preset].items():
+    for etype, preset_content in _PRESETS[preset].items():
         if (etype, "") not in given:
-            await send(creator, room_id, etype, dict(content), "")
+            await send(creator, room_id, etype, dict(preset_content), "")
     for st in initial_state:
         await send(creator, room_id, st["type"], st["content"], st.get("state_key", ""))
     if name is not None:

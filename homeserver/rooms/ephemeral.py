@@ -13,6 +13,7 @@ from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.http.request import field, json_body, json_response
 from homeserver.http.routes import RouteTable
+from homeserver.jsonutil import dumps_str
 
 if TYPE_CHECKING:
     from homeserver.app import Homeserver
@@ -90,7 +91,6 @@ async def store_receipt(
 
 
 async def _set_fully_read(hs: Homeserver, room_id: str, user_id: str, event_id: str) -> None:
-    from homeserver.jsonutil import dumps_str
 
     async with hs.streams.write("account_data") as w:
         content = dumps_str({"event_id": event_id})

@@ -97,7 +97,7 @@ class EventService:
 
         def on_change(change: StreamChange) -> None:
             # A room changed by another process: our cached head is stale.
-            if change.stream == "events" and getattr(change, "remote", False):
+            if change.stream == "events" and change.remote:
                 for room_id in change.rooms:
                     self._heads.pop(room_id, None)
             previous(change)
@@ -120,7 +120,9 @@ class EventService:
             lock = self._locks[room_id] = asyncio.Lock()
         return lock
 
-    async def _head(self, room_id: str) -> RoomHead:
+    async def room_head(self, room_id: str) -> RoomHead:
+        """The room's cached head: version, forward extremities, depth, current state.
+        Callers read it; only this service changes it (under the room lock)."""
         head = self._heads.get(room_id)
         if head is not None:
             return head
@@ -142,19 +144,19 @@ class EventService:
         return head
 
     async def room_version(self, room_id: str) -> RoomVersion:
-        return (await self._head(room_id)).version
+        return (await self.room_head(room_id)).version
 
     async def current_state_event(
         self, room_id: str, etype: str, state_key: str = ""
     ) -> StoredEvent | None:
-        head = await self._head(room_id)
+        head = await self.room_head(room_id)
         event_id = head.state.get((etype, state_key))
         return await self.store.get_event(event_id) if event_id else None
 
     async def current_state(
         self, room_id: str, keys: list[tuple[str, str]] | None = None
     ) -> dict[tuple[str, str], StoredEvent]:
-        head = await self._head(room_id)
+        head = await self.room_head(room_id)
         ids = {k: v for k, v in head.state.items() if keys is None or k in keys}
         events = await self.store.get_events(ids.values())
         return {k: events[v] for k, v in ids.items() if v in events}
@@ -195,7 +197,7 @@ class EventService:
 
     async def _send(self, sender, room_id, event_type, content, state_key, txn, redacts) -> str:
         async with self._lock(room_id):
-            head = await self._head(room_id)
+            head = await self.room_head(room_id)
             item = await self._build(head, sender, event_type, content, state_key, txn, redacts)
             self._advance_head(head, item)
             fut = asyncio.get_running_loop().create_future()
@@ -212,7 +214,7 @@ class EventService:
         make_leave and make_knock hand it to the user's server; refused (M_FORBIDDEN) if
         the auth rules would not allow it now."""
         async with self._lock(room_id):
-            head = await self._head(room_id)
+            head = await self.room_head(room_id)
             event, auth_state = await self._template(
                 head, user_id, "m.room.member", content, user_id
             )
@@ -235,7 +237,7 @@ class EventService:
         invitee's server countersigns first); returns it with the state before it. Persist
         it with persist_federated(..., federated=False)."""
         async with self._lock(room_id):
-            head = await self._head(room_id)
+            head = await self.room_head(room_id)
             item = await self._build(head, sender, event_type, content, state_key, None, None)
             return item, dict(head.state)
 
@@ -472,7 +474,7 @@ class EventService:
         if outcome not in ("accepted", "soft_failed", "rejected"):
             raise ValueError(outcome)
         async with self._lock(room_id):
-            head = await self._head(room_id)
+            head = await self.room_head(room_id)
             before = head.group if head.group is not None and head.state == state_before else None
             if outcome != "accepted":
                 # The state before is kept for rejected events too: an event referencing
@@ -588,7 +590,9 @@ class EventService:
         for event_id, ev in events.items():
             if ev.state_group_before is None and ev.status is not None:
                 continue
-            state = dict(groups.get(ev.state_group_before, {}))
+            state = dict(
+                groups.get(ev.state_group_before, {}) if ev.state_group_before is not None else {}
+            )
             if ev.state_key is not None and ev.status != "rejected":
                 state[(ev.type, ev.state_key)] = event_id
             result[event_id] = state
@@ -598,7 +602,9 @@ class EventService:
         self, room_id: str, version: RoomVersion, target_id: str | None
     ) -> tuple[str, str] | None:
         """PersistItem.redacts for a redaction of `target_id`, if we hold that event."""
-        target = await self.store.get_event(target_id) if target_id else None
+        if target_id is None:
+            return None
+        target = await self.store.get_event(target_id)
         if target is None or target.room_id != room_id:
             return None
         return target_id, canonical_str(prune_event(target.event, version))

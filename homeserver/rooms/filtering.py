@@ -70,7 +70,8 @@ class SyncFilter:
 
     def __init__(self, spec: dict[str, Any] | None):
         spec = spec if isinstance(spec, dict) else {}
-        room = spec.get("room") if isinstance(spec.get("room"), dict) else {}
+        room_value = spec.get("room")
+        room: dict[str, Any] = room_value if isinstance(room_value, dict) else {}
         self.spec = spec
         self.rooms = EventFilter({k: room[k] for k in ("rooms", "not_rooms") if k in room})
         self.timeline = EventFilter(room.get("timeline"))

@@ -13,6 +13,7 @@ from homeserver.rooms import membership
 from homeserver.rooms.creation import create_room
 from homeserver.rooms.filtering import EventFilter
 from homeserver.rooms.history import context_around, paginate, visible_event
+from homeserver.rooms.redaction import redact_event
 from homeserver.rooms.serialize import client_event
 from homeserver.tokens import decode_pagination_token
 
@@ -171,8 +172,10 @@ async def _state_for_reader(request: web.Request, requester: Requester, room_id:
     if current == "join":
         return await hs.events.current_state(room_id)
     if current in ("leave", "ban") and ev is not None:
-        groups = await hs.event_store.state_groups([ev.state_group_before])
-        ids = groups.get(ev.state_group_before, {})
+        group = ev.state_group_before
+        ids = (
+            (await hs.event_store.state_groups([group])).get(group, {}) if group is not None else {}
+        )
         ids[("m.room.member", requester.user_id)] = ev.event_id
         events = await hs.event_store.get_events(ids.values())
         return {k: events[v] for k, v in ids.items() if v in events}
@@ -307,7 +310,6 @@ async def get_context(request: web.Request, requester: Requester) -> web.Respons
 
 @routes.put("/rooms/{room_id}/redact/{event_id}/{txn_id}", ratelimit=True)
 async def redact(request: web.Request, requester: Requester) -> web.Response:
-    from homeserver.rooms.redaction import redact_event
 
     body = await json_body(request, allow_empty=True)
     reason = field(body, "reason", str, None)

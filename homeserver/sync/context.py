@@ -1,4 +1,4 @@
-"""What one /sync computation knows, shared with the sync extensions of other packages."""
+"""What one /sync computation knows, shared by its stream providers."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ REMOTE_KEY = generate_signing_key("r1")
 async def _remote_event(server, room_id, etype, content, *, state_key=None, prev=None, depth=None):
     """An event as the remote server would build it on top of our room's head."""
     hs = server.hs
-    head = await hs.events._head(room_id)
+    head = await hs.events.room_head(room_id)
     version = head.version
     event = {
         "room_id": room_id,
@@ -53,7 +53,7 @@ async def _join_bob(server, room_id):
     event_id, event = await _remote_event(
         server, room_id, "m.room.member", {"membership": "join"}, state_key=BOB
     )
-    before = dict((await hs.events._head(room_id)).state)
+    before = dict((await hs.events.room_head(room_id)).state)
     await hs.events.persist_federated(room_id, event, event_id, state_before=before)
     return event_id
 
@@ -68,7 +68,7 @@ async def test_remote_join_and_message_reach_local_clients(server):
     msg_id, msg = await _remote_event(
         server, room_id, "m.room.message", {"msgtype": "m.text", "body": "from afar"}
     )
-    state = dict((await server.hs.events._head(room_id)).state)
+    state = dict((await server.hs.events.room_head(room_id)).state)
     await server.hs.events.persist_federated(room_id, msg, msg_id, state_before=state)
 
     sync = await alice.sync(timeout=0, since=first.next_batch)
@@ -90,8 +90,8 @@ async def test_soft_failed_rejected_and_outliers_stay_out_of_the_timeline(server
     alice = await server.client("alice")
     room_id = (await alice.room_create(name="Guarded")).room_id
     await _join_bob(server, room_id)
-    head_before = list((await hs.events._head(room_id)).extremities)
-    state = dict((await hs.events._head(room_id)).state)
+    head_before = list((await hs.events.room_head(room_id)).extremities)
+    state = dict((await hs.events.room_head(room_id)).state)
 
     soft_id, soft = await _remote_event(
         server, room_id, "m.room.message", {"msgtype": "m.text", "body": "soft"}
@@ -117,7 +117,7 @@ async def test_soft_failed_rejected_and_outliers_stay_out_of_the_timeline(server
         out_id: "outlier",
     }
     # Neither the forward extremities nor the current state moved.
-    assert (await hs.events._head(room_id)).extremities == head_before
+    assert (await hs.events.room_head(room_id)).extremities == head_before
     assert ("m.room.topic", "") not in await hs.event_store.current_state_ids(room_id)
     # The soft-failed event can still be placed: the state after it is known.
     after = await hs.events.state_after_events([soft_id, out_id])
@@ -139,7 +139,7 @@ async def test_an_outlier_reaching_the_timeline_leaves_the_outlier_table(server)
         server, room_id, "m.room.message", {"msgtype": "m.text", "body": "twice"}
     )
     await hs.events.persist_outliers(room_id, [(msg_id, msg)])
-    state = dict((await hs.events._head(room_id)).state)
+    state = dict((await hs.events.room_head(room_id)).state)
     await hs.events.persist_federated(room_id, msg, msg_id, state_before=state)
     stored = await hs.event_store.get_event(msg_id)
     assert stored.status is None and stored.stream_ordering > 0
@@ -154,7 +154,7 @@ async def test_resolved_current_state_replaces_the_branch_state(server):
     alice = await server.client("alice")
     room_id = (await alice.room_create(name="Fork", topic="original")).room_id
     await _join_bob(server, room_id)
-    head = await hs.events._head(room_id)
+    head = await hs.events.room_head(room_id)
     topic_before = head.state[("m.room.topic", "")]
     state = dict(head.state)
     topic_id, topic = await _remote_event(
@@ -172,7 +172,7 @@ async def test_resolved_current_state_replaces_the_branch_state(server):
     ] == topic_id
     # After losing the head cache, the state comes back as resolved.
     hs.events._heads.clear()
-    assert (await hs.events._head(room_id)).state[("m.room.topic", "")] == topic_before
+    assert (await hs.events.room_head(room_id)).state[("m.room.topic", "")] == topic_before
 
 
 async def test_backfilled_history_pages_in_messages_but_not_in_sync(server):
@@ -181,7 +181,7 @@ async def test_backfilled_history_pages_in_messages_but_not_in_sync(server):
     room_id = (await alice.room_create(name="Old")).room_id
     await _join_bob(server, room_id)
     first = await alice.sync(timeout=0)
-    state = dict((await hs.events._head(room_id)).state)
+    state = dict((await hs.events.room_head(room_id)).state)
     create_id = state[("m.room.create", "")]
     old_id, old = await _remote_event(
         server,

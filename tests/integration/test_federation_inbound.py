@@ -188,7 +188,7 @@ async def test_event_failing_auth_is_rejected_and_changes_nothing(room):
 
 async def test_event_citing_wrong_auth_events_is_rejected(room):
     before = await room.state(room.hs1)
-    state = dict((await room.hs1.hs.events._head(room.room_id)).state)
+    state = dict((await room.hs1.hs.events.room_head(room.room_id)).state)
     # Alice's membership instead of Bob's: not an auth event Bob's message may cite.
     state[("m.room.member", room.bob.user_id)] = state[("m.room.member", room.alice.user_id)]
     event_id, event = await room.bad_event(

@@ -136,7 +136,7 @@ async def test_remote_invite_shows_in_sync_then_join_through_the_inviter(pair):
     assert isinstance(invited, RoomInviteResponse), invited
     assert await _membership(alice, room_id, bob.user_id) == "invite"
     # The stored invite carries both servers' signatures.
-    head = (await hs1.hs.events._head(room_id)).state
+    head = (await hs1.hs.events.room_head(room_id)).state
     stored = await hs1.hs.event_store.get_event(head[("m.room.member", bob.user_id)])
     assert set(stored.event["signatures"]) == {hs1.server_name, hs2.server_name}
 
@@ -651,7 +651,7 @@ async def test_restricted_room_admits_members_of_the_allowed_room(pair):
     assert isinstance(await bob.join(f"#space:{hs1.server_name}"), JoinResponse)
     joined = await bob.join(f"#inner:{hs1.server_name}")
     assert isinstance(joined, JoinResponse), joined
-    head = (await hs1.hs.events._head(restricted)).state
+    head = (await hs1.hs.events.room_head(restricted)).state
     join = await hs1.hs.event_store.get_event(head[("m.room.member", bob.user_id)])
     assert join.content["join_authorised_via_users_server"] == alice.user_id
     assert hs1.server_name in join.event["signatures"]

@@ -143,15 +143,7 @@ async def test_pdus_go_to_the_inbound_pipeline(trio, ca):
         "hashes": {"sha256": "x"},
         "signatures": {},
     }
-    # Without the pipeline each PDU is answered as not supported, under its event ID.
-    hs1.hs.federation.inbound = None
-    status, body = await signed_request(
-        hs2, hs1, ca, "PUT", SEND + new_txn_id(), transaction(hs2.server_name, pdus=[pdu])
-    )
-    assert status == 200
-    [(event_id, result)] = body["pdus"].items()
-    assert event_id.startswith("$") and result == {"error": "not supported"}
-    # With it, the PDUs are handed over with the authenticated origin.
+    # The PDUs are handed over with the authenticated origin.
     recorder = RecordingInbound()
     hs1.hs.federation.inbound = recorder
     status, body = await signed_request(

@@ -229,3 +229,14 @@ async def test_concurrent_previews_of_one_url_fetch_it_once(make_server):
         answers = await asyncio.gather(*requests)
         assert all(a == answers[0] for a in answers)
         assert site.hits["/slow"] == 1 and site.hits["/logo.png"] == 1
+
+
+async def test_a_url_that_is_not_html_previews_as_its_type(make_server):
+    # Regression: the answer for a non-HTML page was a bare dict where (og, image) was
+    # expected, so its two keys were unpacked as the answer and the image ID (found by mypy).
+    server, client = await _previewer(make_server)
+    async with Site() as site:
+        site.pages["/notes.txt"] = (b"plain words", "text/plain")
+        url = site.url("/notes.txt")
+        body = await _preview(server, client, url)
+    assert body == {"og:url": url, "og:type": "text/plain"}

@@ -53,7 +53,8 @@ class AccountDataStream(StreamProvider):
             rows.extend(r for r in extra if (r["room_id"], r["type"]) not in seen)
 
         sync_filter = ctx.filter if isinstance(ctx.filter, dict) else {}
-        room_filter = sync_filter.get("room") if isinstance(sync_filter.get("room"), dict) else {}
+        room_value = sync_filter.get("room")
+        room_filter: dict = room_value if isinstance(room_value, dict) else {}
         global_events = response.setdefault("account_data", {}).setdefault("events", [])
         for row in rows:
             room_id, data_type = row["room_id"], row["type"]

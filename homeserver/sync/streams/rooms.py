@@ -48,13 +48,13 @@ class RoomsStream(StreamProvider):
         self.push_rules = push_rules
         self.notifier = notifier
 
-    async def _membership_changes(self, ctx: SyncContext) -> list[StoredEvent]:
-        ids = await self.memberships.member_event_ids_between(
-            ctx.user_id, ctx.since["events"], ctx.now["events"]
-        )
+    async def _membership_changes(self, ctx: SyncContext, since: int) -> list[StoredEvent]:
+        """The user's member events since the token: in rooms we are in, and out of band."""
+        upto = ctx.now["events"]
+        ids = await self.memberships.member_event_ids_between(ctx.user_id, since, upto)
         found = await self.events.get_events(ids)
         changes = [found[i] for i in ids if i in found]
-        oob = await self.out_of_band.changed(ctx.user_id, ctx.since["events"], ctx.now["events"])
+        oob = await self.out_of_band.changed(ctx.user_id, since, upto)
         if oob:
             events = await self.events.get_events(o.event_id for o in oob)
             changes.extend(events[o.event_id] for o in oob if o.event_id in events)
@@ -68,7 +68,7 @@ class RoomsStream(StreamProvider):
         if ctx.since is not None and self.notifier.changed_since(
             ctx.user_id, "events", ctx.since["events"]
         ):
-            changes = await self._membership_changes(ctx)
+            changes = await self._membership_changes(ctx, ctx.since["events"])
             for ev in changes:
                 if ev.content.get("membership") == "join":
                     prev = (ev.unsigned or {}).get("prev_content", {}).get("membership")
@@ -103,23 +103,23 @@ class RoomsStream(StreamProvider):
                 continue
             if ordering > ctx.now["events"]:
                 continue
-            ev = await self.events.get_event(event_id)
-            if ev is None:
+            member_ev = await self.events.get_event(event_id)
+            if member_ev is None:
                 continue
-            stripped = (ev.unsigned or {}).get("invite_room_state")
-            if ev.status is not None:  # an outlier: the membership is out of band
+            stripped = (member_ev.unsigned or {}).get("invite_room_state")
+            if member_ev.status is not None:  # an outlier: the membership is out of band
                 if out_of_band is None:
                     out_of_band = await self.out_of_band.for_user(ctx.user_id)
                 stripped = out_of_band[room_id].stripped_state if room_id in out_of_band else []
             stripped = list(stripped or [])
             stripped.append(
                 {
-                    "type": ev.type,
-                    "state_key": ev.state_key,
-                    "sender": ev.sender,
-                    "content": ev.content,
-                    "event_id": ev.event_id,
-                    "origin_server_ts": ev.event["origin_server_ts"],
+                    "type": member_ev.type,
+                    "state_key": member_ev.state_key,
+                    "sender": member_ev.sender,
+                    "content": member_ev.content,
+                    "event_id": member_ev.event_id,
+                    "origin_server_ts": member_ev.event["origin_server_ts"],
                 }
             )
             key = "invite_state" if membership == "invite" else "knock_state"
@@ -209,19 +209,22 @@ class RoomsStream(StreamProvider):
                 empty_timeline, upto[empty_timeline[0]]
             )
             start_groups.update(last)
-        since_groups = (
-            await self.events.last_state_groups_before(sorted(need_diff), ctx.since["events"])
-            if need_diff
-            else {}
-        )
+        since_groups: dict[str, int | None] = {}
+        if need_diff and ctx.since is not None:  # need_diff is empty on an initial sync
+            since_groups = await self.events.last_state_groups_before(
+                sorted(need_diff), ctx.since["events"]
+            )
         resolved = await self.events.state_groups([*start_groups.values(), *since_groups.values()])
+
+        def state_of(group: int | None) -> dict:
+            return resolved.get(group, {}) if group is not None else {}
 
         state_ids: dict[str, dict] = {}
         for room_id in need_full:
-            state_ids[room_id] = resolved.get(start_groups.get(room_id), {})
+            state_ids[room_id] = state_of(start_groups.get(room_id))
         for room_id in need_diff:
-            start = resolved.get(start_groups.get(room_id), {})
-            before = resolved.get(since_groups.get(room_id), {})
+            start = state_of(start_groups.get(room_id))
+            before = state_of(since_groups.get(room_id))
             state_ids[room_id] = {k: v for k, v in start.items() if before.get(k) != v}
 
         lazy = f.lazy_load_members
