@@ -31,6 +31,8 @@ def type_allowed(data_type: str, event_filter: dict | None) -> bool:
 
 
 class AccountDataStream(StreamProvider):
+    stream = "account_data"
+
     def __init__(self, store: AccountDataStore, notifier: Notifier):
         self.store = store
         self.notifier = notifier

@@ -14,13 +14,16 @@ client's token before it queries anything.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from homeserver.sync.context import SyncContext
 from homeserver.sync.notifier import Notifier
 
 
 class StreamProvider(ABC):
+    # The stream of storage/streams.py whose position in the sync token this provider reads.
+    stream: ClassVar[str]
+
     @abstractmethod
     async def fill(self, ctx: SyncContext, response: dict[str, Any]) -> None:
         """Adds what this stream has for `ctx` (since its token, up to ctx.now) to `response`."""

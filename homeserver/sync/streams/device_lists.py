@@ -21,6 +21,8 @@ from storage.membership import MembershipStore
 
 
 class DeviceListsStream(StreamProvider):
+    stream = "device_lists"
+
     def __init__(
         self,
         device_lists: DeviceListStore,

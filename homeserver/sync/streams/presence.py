@@ -13,6 +13,8 @@ from storage.presence import PresenceStore
 
 
 class PresenceStream(StreamProvider):
+    stream = "presence"
+
     def __init__(self, store: PresenceStore, notifier: Notifier):
         self.store = store
         self.notifier = notifier

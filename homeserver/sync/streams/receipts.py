@@ -11,6 +11,8 @@ from storage.ephemeral import EphemeralStore
 
 
 class ReceiptsStream(StreamProvider):
+    stream = "receipts"
+
     def __init__(self, store: EphemeralStore, notifier: Notifier):
         self.store = store
         self.notifier = notifier
@@ -19,7 +21,7 @@ class ReceiptsStream(StreamProvider):
         if not ctx.sync_filter.ephemeral.allows_dict("m.receipt", None, None, None):
             return
         rooms = sorted(r for r in ctx.joined_room_ids if ctx.sync_filter.rooms.allows_room(r))
-        rooms = changed_rooms(self.notifier, ctx, rooms, "receipts")
+        rooms = changed_rooms(self.notifier, ctx, rooms, self.stream)
         if not rooms:
             return
         rows = await self.store.receipt_changes(

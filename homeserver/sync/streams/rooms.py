@@ -30,6 +30,8 @@ MAX_UNREAD = 100
 
 
 class RoomsStream(StreamProvider):
+    stream = "events"
+
     def __init__(
         self,
         events: EventStore,

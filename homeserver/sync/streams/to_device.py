@@ -17,6 +17,8 @@ _MAX_ACKED = 200_000
 
 
 class ToDeviceStream(StreamProvider):
+    stream = "to_device"
+
     def __init__(self, store: ToDeviceStore, notifier: Notifier):
         self.store = store
         self.notifier = notifier

@@ -12,6 +12,8 @@ from storage.ephemeral import EphemeralStore
 
 
 class TypingStream(StreamProvider):
+    stream = "typing"
+
     def __init__(self, store: EphemeralStore, notifier: Notifier):
         self.store = store
         self.notifier = notifier
@@ -20,7 +22,7 @@ class TypingStream(StreamProvider):
         if not ctx.sync_filter.ephemeral.allows_dict("m.typing", None, None, None):
             return
         rooms = sorted(r for r in ctx.joined_room_ids if ctx.sync_filter.rooms.allows_room(r))
-        rooms = changed_rooms(self.notifier, ctx, rooms, "typing")
+        rooms = changed_rooms(self.notifier, ctx, rooms, self.stream)
         if not rooms:
             return
         typing = await self.store.typing_changes(
