@@ -23,10 +23,16 @@ def parse_version(value: str | None) -> int:
     return int(value)
 
 
+BACKUP_ALGORITHMS = ("m.megolm_backup.v1.curve25519-aes-sha2",)
+
+
 def check_version_body(body: dict) -> tuple[str, dict]:
     algorithm = body.get("algorithm")
     if not isinstance(algorithm, str) or not algorithm:
         raise bad_json("'algorithm' must be a non-empty string")
+    if algorithm not in BACKUP_ALGORITHMS:
+        # The spec defines one algorithm; any other string would be stored and echoed back.
+        raise invalid_param(f"Unsupported backup algorithm {algorithm!r}")
     auth_data = require_dict(body.get("auth_data"), "auth_data")
     return algorithm, auth_data
 

@@ -51,6 +51,8 @@ class CrossSigning:
             usage = key.get("usage")
             if not isinstance(usage, list) or key_type not in usage:
                 raise invalid_param(f"{key_type}_key must have usage {key_type!r}")
+            if not all(u in KEY_TYPES for u in usage):
+                raise invalid_param(f"{key_type}_key usage can only name {', '.join(KEY_TYPES)}")
             keys = require_dict(key.get("keys"), f"{key_type}_key.keys")
             if len(keys) != 1:
                 raise invalid_param(f"{key_type}_key must hold exactly one key")

@@ -159,17 +159,22 @@ class KeyService:
         return result
 
     async def query_local_keys(
-        self, user_devices: dict[str, list[str]], requester_id: str | None = None
+        self, user_devices: dict[str, list[str]], requester_id: str | None = None, *, conn=None
     ) -> dict:
         """Keys of local users: {device_keys, master_keys, self_signing_keys, user_signing_keys}.
 
         `requester_id` is the local user asking, or None for a remote server: a user's
         user-signing key, and the signatures made with it, are shown only to that user.
+        `conn`: read in that transaction (one that is changing the keys).
         """
         users = list(user_devices)
-        signatures = self._index_signatures(await self.store.signatures_for(users), requester_id)
+        signatures = self._index_signatures(
+            await self.store.signatures_for(users, conn), requester_id
+        )
         device_keys: dict[str, dict] = {u: {} for u in users}
-        for user_id, device_id, keys, display_name in await self.store.devices_with_keys(users):
+        for user_id, device_id, keys, display_name in await self.store.devices_with_keys(
+            users, conn
+        ):
             wanted = user_devices[user_id]
             if wanted and device_id not in wanted:
                 continue
@@ -183,7 +188,7 @@ class KeyService:
             "self_signing_keys": {},
             "user_signing_keys": {},
         }
-        for (user_id, key_type), key in (await self.store.cross_signing_keys(users)).items():
+        for (user_id, key_type), key in (await self.store.cross_signing_keys(users, conn)).items():
             if key_type == "user_signing" and user_id != requester_id:
                 continue
             public = next(iter(key.get("keys", {}).values()), None)

@@ -5,8 +5,8 @@ homeserver/sync/streams/to_device.py)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, Protocol
 
 from e2ee.keys import server_of
 from e2ee.signatures import require_dict
@@ -22,12 +22,23 @@ MAX_TXN_ID_LENGTH = 255
 MAX_EVENT_TYPE_LENGTH = 255
 
 
+class RemoteToDevice(Protocol):
+    """Messages for users of other servers (the federation package): `queue` stores
+    them in the caller's transaction and returns the servers to `wake` after commit."""
+
+    async def queue(
+        self, conn: Any, sender: str, event_type: str, messages: dict
+    ) -> Collection[str]: ...
+
+    def wake(self, servers: Collection[str]) -> None: ...
+
+
 class ToDevice:
     def __init__(self, hs: Homeserver, store: ToDeviceStore):
         self.hs = hs
         self.store = store
-        # Set by the federation package: async (sender, type, {user: {device: content}}).
-        self.send_remote: Callable[[str, str, dict], Awaitable[None]] | None = None
+        # Set by the federation package when it federates.
+        self.remote: RemoteToDevice | None = None
 
     @staticmethod
     def check(event_type: str, txn_id: str, body: dict) -> dict[str, dict[str, dict]]:
@@ -50,7 +61,13 @@ class ToDevice:
         local = {u: d for u, d in messages.items() if server_of(u) == self.hs.server_name}
         remote = {u: d for u, d in messages.items() if u not in local}
         rows = await self._expand_local(local)
+        if remote and self.remote is None:
+            logger.info("dropping to-device messages for %d remote users", len(remote))
+            remote = {}
+        servers: Collection[str] = ()
         try:
+            # Messages for other servers are queued in the transaction that accepts the
+            # request (an outbox): a crash after the commit cannot lose them.
             if rows:
                 # The stream write's transaction is the outermost one: the notifier hears
                 # of the position when it ends, which must be at commit.
@@ -58,18 +75,19 @@ class ToDevice:
                     if not await self.store.claim_txn(w.conn, sender, sender_device, txn_id):
                         raise _AlreadySent
                     await self.store.add_messages(w.conn, w.positions, sender, event_type, rows)
+                    if remote and self.remote is not None:
+                        servers = await self.remote.queue(w.conn, sender, event_type, remote)
                     w.wake(users={user_id for user_id, _, _ in rows})
             else:
                 async with self.hs.db.acquire() as conn, conn.transaction():
                     if not await self.store.claim_txn(conn, sender, sender_device, txn_id):
                         raise _AlreadySent
+                    if remote and self.remote is not None:
+                        servers = await self.remote.queue(conn, sender, event_type, remote)
         except _AlreadySent:
             return  # a retry of a transaction already handled: rolled back, nothing sent
-        if remote:
-            if self.send_remote is None:
-                logger.info("dropping to-device messages for %d remote users", len(remote))
-            else:
-                await self.send_remote(sender, event_type, remote)
+        if servers and self.remote is not None:
+            self.remote.wake(servers)
 
     async def deliver_local(self, sender: str, event_type: str, messages: dict, claim=None) -> None:
         """For the federation package: messages from a remote sender to local devices.

@@ -1,9 +1,12 @@
 """The outbound transaction queue: what we owe each destination, delivered in order.
 
 PDUs and the EDUs that must not be lost (device lists, signing keys, to-device) are
-queued in PostgreSQL (storage/federation_queue.py), so a restart loses nothing; typing,
-receipts and presence are ephemeral and wait in memory, coalesced so that only the
-latest state per user and room is kept.
+queued in PostgreSQL (storage/federation_queue.py) in the very transaction that commits
+what they announce (a transactional outbox: EventService calls `queue_events` inside its
+write, the to-device and device-list code pass their transaction to `queue_edus`), so
+neither a restart nor a crash right after the commit loses them; after the commit only
+a wake-up happens, in memory. Typing, receipts and presence are ephemeral and wait in
+memory, coalesced so that only the latest state per user and room is kept.
 
 One task per destination sends at a time (across processes too: a lease row in
 federation_destinations). A transaction carries at most 50 PDUs and 100 EDUs, oldest
@@ -21,20 +24,21 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
 from federation.client import FederationError
-from federation.rooms import server_of, servers_in_rooms
+from federation.rooms import server_of
 from homeserver.metrics import federation_transactions, federation_units_sent
 from storage.federation_queue import DestinationState, FederationQueueStore, QueuedRow
 
 if TYPE_CHECKING:
     from federation.service import Federation
     from homeserver.app import Homeserver
+    from storage.events import PersistItem
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ MAX_EPHEMERAL_PER_DESTINATION = 500
 # Answers that retrying cannot change: the transaction is dropped instead of wedging
 # the queue behind it.
 _PERMANENT_STATUSES = frozenset({400, 404, 405, 413})
-_LOCAL_EVENT_ATTEMPTS = 4
+_LISTENER_ATTEMPTS = 4
 
 
 def _now_ms() -> int:
@@ -75,14 +79,14 @@ class FederationSender:
         # down costs no query; the poller looks in the database.
         self._backoff_until: dict[str, int] = {}
         self._ephemeral: dict[str, OrderedDict[Hashable, dict]] = {}
-        # Batches of (events to send, rooms whose membership changed); None ends the task.
-        self._local_events: asyncio.Queue = asyncio.Queue()
+        # Sets of rooms whose membership changed, for the listeners; None ends the task.
+        self._membership_changes: asyncio.Queue[set[str] | None] = asyncio.Queue()
         # Called with the rooms whose membership changed in a batch of persisted events
         # (local or from other servers): the device-list cache forgets users we no longer
         # share a room with.
         self.membership_listeners: list = []
         self._poller: asyncio.Task | None = None
-        self._events_task: asyncio.Task | None = None
+        self._membership_task: asyncio.Task | None = None
         self._poke = asyncio.Event()
         self.running = False
 
@@ -94,23 +98,23 @@ class FederationSender:
         self.running = True
         loop = asyncio.get_running_loop()
         self._poller = loop.create_task(self._poll_loop())
-        self._events_task = loop.create_task(self._local_events_loop())
+        self._membership_task = loop.create_task(self._membership_loop())
 
     async def stop(self) -> None:
         self.running = False
-        if self._events_task is not None:
-            # Events already committed must reach the queue: let that task finish them.
-            self._local_events.put_nowait(None)
+        if self._membership_task is not None:
+            # Let the listeners see the changes committed so far (they keep caches right).
+            self._membership_changes.put_nowait(None)
             try:
-                await asyncio.wait_for(asyncio.shield(self._events_task), 30)
+                await asyncio.wait_for(asyncio.shield(self._membership_task), 10)
             except (TimeoutError, asyncio.CancelledError):
-                logger.warning("federation: stopped before queueing every local event")
-        tasks = [t for t in (self._poller, self._events_task) if t is not None]
+                logger.warning("federation: stopped before every membership listener ran")
+        tasks = [t for t in (self._poller, self._membership_task) if t is not None]
         tasks += self._tasks.values()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._poller = self._events_task = None
+        self._poller = self._membership_task = None
         self._tasks.clear()
         if tasks:
             # Another process (or our successor) may send at once rather than after the
@@ -125,18 +129,6 @@ class FederationSender:
             {d for d in destinations if d != self.server_name and self.policy.is_allowed(d)}
         )
 
-    async def send_pdu(self, room_id: str, event_id: str, destinations: Iterable[str]) -> None:
-        """Queues an already-stored event for `destinations`."""
-        if room_id.startswith("$") and not event_id.startswith("$"):
-            # The plan names the arguments (event_id, room_id); accept both orders.
-            room_id, event_id = event_id, room_id
-        dests = self.admitted(destinations)
-        if not dests or not self.running:
-            return
-        async with self.hs.db.acquire() as conn, conn.transaction():
-            await self.store.enqueue(conn, dests, _now_ms(), event_ids=[event_id])
-        self.wake(dests)
-
     async def send_edu(
         self,
         destinations: Iterable[str],
@@ -144,13 +136,19 @@ class FederationSender:
         content: dict,
         *,
         key: Hashable | None = None,
-    ) -> None:
-        """Queues an EDU. Ephemeral types wait in memory, where a newer EDU with the same
-        `key` replaces an older one; the others are stored before this returns."""
+        conn=None,
+    ) -> list[str]:
+        """Queues an EDU; returns the destinations it is queued for. Ephemeral types wait
+        in memory, where a newer EDU with the same `key` replaces an older one. The others
+        are stored: in `conn`'s transaction when given (the caller then calls `wake` with
+        the answer after its commit), else in a transaction of their own, before this
+        returns."""
         dests = self.admitted(destinations)
-        if not dests or not self.running:
-            return
+        if not dests or not self.policy.federates:
+            return []
         if edu_type in EPHEMERAL_EDU_TYPES:
+            if not self.running:
+                return []
             edu = {"edu_type": edu_type, "content": content}
             for d in dests:
                 buffer = self._ephemeral.setdefault(d, OrderedDict())
@@ -159,86 +157,111 @@ class FederationSender:
                 buffer[k] = edu
                 while len(buffer) > MAX_EPHEMERAL_PER_DESTINATION:
                     buffer.popitem(last=False)
+        elif conn is not None:
+            return await self.queue_edus(conn, dests, [(edu_type, content)])
         else:
-            async with self.hs.db.acquire() as conn, conn.transaction():
-                await self.queue_edus(conn, dests, [(edu_type, content)])
+            async with self.hs.db.acquire() as own, own.transaction():
+                await self.queue_edus(own, dests, [(edu_type, content)])
         self.wake(dests)
+        return dests
 
-    async def queue_edus(self, conn, destinations: list[str], edus: list[tuple[str, dict]]):
-        """Stores EDUs in the caller's transaction; call `wake` after it commits."""
+    async def queue_edus(
+        self, conn, destinations: Iterable[str], edus: list[tuple[str, dict]]
+    ) -> list[str]:
+        """Stores EDUs in the caller's transaction; returns the destinations they are
+        queued for: call `wake` with them after the commit."""
+        dests = self.admitted(destinations) if self.policy.federates else []
         encoded = [(t, orjson.dumps(c).decode()) for t, c in edus]
-        await self.store.enqueue(conn, self.admitted(destinations), _now_ms(), edus=encoded)
+        await self.store.enqueue(conn, dests, _now_ms(), edus=encoded)
+        return dests if encoded else []
 
-    def on_local_events(self, items) -> None:
-        """Called by EventService after every batch of events it persists commits: each
-        event created here goes to the other servers in its room (events from other
-        servers are not sent on), and membership changes reach `membership_listeners`.
-        Returns at once; a single task does the work in commit order."""
+    # --- the outbox of events persisted here ------------------------------------------------
+
+    async def queue_events(
+        self, conn, items: Sequence[PersistItem], relayed: Mapping[str, str]
+    ) -> list[str]:
+        """Called by EventService in the transaction that persists `items`, before it
+        writes them: the room's current state is still the one before the batch. Queues
+        each event built here (and each of `relayed`, {event ID: origin}: events that only
+        we received, from their origin) for the servers in its room; returns the
+        destinations to `events_committed` after the commit.
+
+        An event goes to the servers joined before it: before the batch, plus those that
+        joined earlier in the batch; a server joining after it does not see it (it may not
+        be allowed to by history_visibility). The target of a kick or ban hears of it too.
+        An invite reached its invitee's server through /invite already."""
+        if not self.policy.federates:
+            return []
+        outgoing = {
+            it.event_id
+            for it in items
+            if it.event_id in relayed
+            or (not it.federated and server_of(it.event.get("sender", "")) == self.server_name)
+        }
+        if not outgoing:
+            return []
+        rooms = {it.room_id for it in items if it.event_id in outgoing}
+        servers = await self.hs.membership_store.servers_in_rooms(rooms, conn)
+        by_destination: dict[str, list[str]] = {}
+        for it in items:
+            if it.room_id not in rooms:
+                continue
+            joined = servers.setdefault(it.room_id, set())
+            if it.event_id in outgoing:
+                dests = set(joined)
+                target = _kicked_or_banned(it.event)
+                if target is not None:
+                    dests.add(server_of(target))
+                dests.discard(relayed.get(it.event_id, self.server_name))
+                for d in self.admitted(dests):
+                    by_destination.setdefault(d, []).append(it.event_id)
+            joined.update(server_of(user_id) for user_id in _joins(it))
+        now = _now_ms()
+        for dest, event_ids in by_destination.items():
+            await self.store.enqueue(conn, [dest], now, event_ids=event_ids)
+        return sorted(by_destination)
+
+    def events_committed(self, items: Sequence[PersistItem], destinations: Iterable[str]) -> None:
+        """Called by EventService after the transaction of `queue_events` commits: wakes
+        the destinations, and hands the rooms whose membership changed to
+        `membership_listeners` (a cache: in memory, in commit order, by one task)."""
+        self.wake(destinations)
         if not self.running:
             return
-        batch = [
-            (it.room_id, it.event_id, it.event)
-            for it in items
-            if not getattr(it, "federated", False)
-            and server_of(it.event.get("sender", "")) == self.server_name
-        ]
         rooms = {
             it.room_id
             for it in items
             if it.event.get("type") == "m.room.member"
             # State resolution may change memberships through another event.
-            or any(d[0] == "m.room.member" for d in getattr(it, "current_state_delta", None) or ())
+            or any(d[0] == "m.room.member" for d in it.current_state_delta or ())
         }
-        if batch or rooms:
-            self._local_events.put_nowait((batch, rooms))
+        if rooms:
+            self._membership_changes.put_nowait(rooms)
 
-    async def _local_events_loop(self) -> None:
+    async def _membership_loop(self) -> None:
         done = False
         while not done:
-            batch: list[tuple[str, str, dict]] = []
             rooms: set[str] = set()
-            entry = await self._local_events.get()
+            entry = await self._membership_changes.get()
             while True:
                 if entry is None:
                     done = True
                 else:
-                    batch += entry[0]
-                    rooms |= entry[1]
-                if self._local_events.empty():
+                    rooms |= entry
+                if self._membership_changes.empty():
                     break
-                entry = self._local_events.get_nowait()
-            for attempt in range(_LOCAL_EVENT_ATTEMPTS):
+                entry = self._membership_changes.get_nowait()
+            if not rooms:
+                continue
+            for attempt in range(_LISTENER_ATTEMPTS):
                 try:
-                    if batch:
-                        await self._queue_local_events(batch)
-                        batch = []
                     for listener in self.membership_listeners:
-                        if rooms:
-                            await listener(rooms)
+                        await listener(rooms)
                     break
                 except Exception:
-                    # A database hiccup must not lose the events for the other servers.
-                    logger.exception("queueing local events for federation failed")
-                    if attempt + 1 < _LOCAL_EVENT_ATTEMPTS and not done:
+                    logger.exception("membership listener failed")
+                    if attempt + 1 < _LISTENER_ATTEMPTS and not done:
                         await asyncio.sleep(2**attempt)
-
-    async def _queue_local_events(self, batch: list[tuple[str, str, dict]]) -> None:
-        servers = await servers_in_rooms(self.hs.db, {room_id for room_id, _, _ in batch})
-        by_destination: dict[str, list[str]] = {}
-        for room_id, event_id, event in batch:
-            dests = set(servers.get(room_id, ()))
-            if event.get("type") == "m.room.member" and isinstance(event.get("state_key"), str):
-                # The target's server hears of its own invite, kick or ban.
-                dests.add(server_of(event["state_key"]))
-            for d in self.admitted(dests):
-                by_destination.setdefault(d, []).append(event_id)
-        if not by_destination:
-            return
-        now = _now_ms()
-        async with self.hs.db.acquire() as conn, conn.transaction():
-            for dest, event_ids in by_destination.items():
-                await self.store.enqueue(conn, [dest], now, event_ids=event_ids)
-        self.wake(by_destination)
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -445,3 +468,36 @@ def _failed_pdus(answer: Any) -> int:
     if not isinstance(pdus, dict):
         return 0
     return sum(1 for r in pdus.values() if isinstance(r, dict) and "error" in r)
+
+
+def _kicked_or_banned(event: dict) -> str | None:
+    """The user another member kicks or bans (or whose invite is withdrawn) by `event`."""
+    target = event.get("state_key")
+    content = event.get("content")
+    if (
+        event.get("type") == "m.room.member"
+        and isinstance(target, str)
+        and target != event.get("sender")
+        and isinstance(content, dict)
+        and content.get("membership") in ("leave", "ban")
+    ):
+        return target
+    return None
+
+
+def _joins(item: PersistItem) -> list[str]:
+    """The users whom `item` makes joined members of its room's current state."""
+    if item.current_state_delta is not None:
+        return [
+            sk for t, sk, _, m in item.current_state_delta if t == "m.room.member" and m == "join"
+        ]
+    event = item.event
+    content = event.get("content")
+    if (
+        event.get("type") == "m.room.member"
+        and isinstance(event.get("state_key"), str)
+        and isinstance(content, dict)
+        and content.get("membership") == "join"
+    ):
+        return [event["state_key"]]
+    return []

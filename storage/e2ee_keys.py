@@ -48,10 +48,11 @@ class E2EKeyStore:
         )
 
     async def devices_with_keys(
-        self, user_ids: Iterable[str]
+        self, user_ids: Iterable[str], conn=None
     ) -> list[tuple[str, str, dict, str | None]]:
-        """(user_id, device_id, keys, display name) of every existing device with keys."""
-        rows = await self.db.fetch(
+        """(user_id, device_id, keys, display name) of every existing device with keys;
+        read in `conn`'s transaction when given."""
+        rows = await (conn or self.db).fetch(
             "SELECT k.user_id, k.device_id, k.key_json, d.display_name"
             " FROM e2e_device_keys k JOIN devices d"
             " ON d.user_id = k.user_id AND d.device_id = k.device_id"
@@ -152,8 +153,10 @@ class E2EKeyStore:
 
     # --- cross-signing -----------------------------------------------------------
 
-    async def cross_signing_keys(self, user_ids: Iterable[str]) -> dict[tuple[str, str], dict]:
-        rows = await self.db.fetch(
+    async def cross_signing_keys(
+        self, user_ids: Iterable[str], conn=None
+    ) -> dict[tuple[str, str], dict]:
+        rows = await (conn or self.db).fetch(
             "SELECT user_id, key_type, key_json FROM e2e_cross_signing_keys"
             " WHERE user_id = ANY($1::text[])",
             list(user_ids),
@@ -170,8 +173,8 @@ class E2EKeyStore:
             orjson.dumps(key).decode(),
         )
 
-    async def signatures_for(self, user_ids: Iterable[str]) -> list:
-        return await self.db.fetch(
+    async def signatures_for(self, user_ids: Iterable[str], conn=None) -> list:
+        return await (conn or self.db).fetch(
             "SELECT target_user_id, target_id, signer_user_id, signer_key_id, signature"
             " FROM e2e_signatures WHERE target_user_id = ANY($1::text[])",
             list(user_ids),

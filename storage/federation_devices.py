@@ -92,8 +92,8 @@ class FederationDeviceStore:
                 deleted,
             )
 
-    async def stream_id(self, user_id: str) -> int:
-        value = await self.db.fetchval(
+    async def stream_id(self, user_id: str, conn=None) -> int:
+        value = await (conn or self.db).fetchval(
             "SELECT stream_id FROM federation_device_list_streams WHERE user_id = $1", user_id
         )
         return value or 0

@@ -192,9 +192,10 @@ class MembershipStore:
 
     # -- servers -----------------------------------------------------------------------
 
-    async def servers_in_rooms(self, room_ids: Iterable[str]) -> dict[str, set[str]]:
-        """{room_id: joined servers} for several rooms in one query."""
-        rows = await self.db.fetch(
+    async def servers_in_rooms(self, room_ids: Iterable[str], conn=None) -> dict[str, set[str]]:
+        """{room_id: joined servers} for several rooms in one query (in `conn`'s
+        transaction when given: the federation outbox reads them where it queues)."""
+        rows = await (conn or self.db).fetch(
             f"SELECT DISTINCT room_id, {_SERVER_OF.format(col='state_key')} AS server"
             " FROM current_state WHERE room_id = ANY($1::text[])"
             " AND type = 'm.room.member' AND membership = 'join'",
@@ -208,9 +209,9 @@ class MembershipStore:
     async def servers_in_room(self, room_id: str) -> set[str]:
         return (await self.servers_in_rooms([room_id])).get(room_id, set())
 
-    async def servers_sharing_room_with(self, user_id: str) -> set[str]:
+    async def servers_sharing_room_with(self, user_id: str, conn=None) -> set[str]:
         """Servers with a user joined to a room that `user_id` is joined to."""
-        rows = await self.db.fetch(
+        rows = await (conn or self.db).fetch(
             f"SELECT DISTINCT {_SERVER_OF.format(col='other.state_key')} AS server"
             " FROM current_state mine JOIN current_state other ON other.room_id = mine.room_id"
             " WHERE mine.type = 'm.room.member' AND mine.state_key = $1"

@@ -71,3 +71,16 @@ def assert_matches_schema(api_file: str, path: str, method: str, status: int, bo
     if errors:
         details = "\n".join(f"  at {list(e.path)}: {e.message}" for e in errors)
         raise AssertionError(f"{method.upper()} {path} {status} body violates the spec:\n{details}")
+
+
+def client_server_operations():
+    """Every operation of the Client-Server API: (file name, method, path, base path, the
+    operation with its $refs inlined). The base path is the file's server `basePath`."""
+    for file in sorted(_CLIENT_SERVER.glob("*.yaml")):
+        spec = _load(file)
+        servers = spec.get("servers") or [{}]
+        base = servers[0].get("variables", {}).get("basePath", {}).get("default", "")
+        for path, methods in (spec.get("paths") or {}).items():
+            for method, op in methods.items():
+                if isinstance(op, dict):
+                    yield file.name, method.upper(), path, base, _resolve(op, file)

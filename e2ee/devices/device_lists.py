@@ -9,8 +9,8 @@ who stop sharing every room appear in `left`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from storage.e2ee_device_lists import DeviceListStore
 from storage.membership import MembershipStore
@@ -19,13 +19,23 @@ if TYPE_CHECKING:
     from homeserver.app import Homeserver
 
 
+class DeviceListOutbox(Protocol):
+    """Tells other servers of changes to local users' devices (the federation package):
+    `queue` stores the EDUs in the transaction that records the change, and returns the
+    servers to `wake` after its commit."""
+
+    async def queue(self, conn: Any, user_ids: list[str]) -> Collection[str]: ...
+
+    def wake(self, servers: Collection[str]) -> None: ...
+
+
 class DeviceLists:
     def __init__(self, hs: Homeserver, store: DeviceListStore, memberships: MembershipStore):
         self.hs = hs
         self.store = store
         self.memberships = memberships
-        # Called with the changed user IDs after commit; federation sends the EDUs.
-        self.on_local_change: list = []
+        # Set by the federation package when it federates.
+        self.outbox: DeviceListOutbox | None = None
 
     async def mark_changed(self, user_ids: Iterable[str], work=None) -> None:
         """Records a change for each user, committing `await work(conn)` with it.
@@ -40,13 +50,18 @@ class DeviceLists:
         wake = set(users)
         for user_id in users:
             wake |= await self.memberships.users_sharing_room_with(user_id)
+        servers: Collection[str] = ()
         async with self.hs.streams.write("device_lists", len(users)) as w:
             if work is not None:
                 await work(w.conn)
             await self.store.add_changes(w.conn, w.positions, users)
+            if self.outbox is not None:
+                # After `work`, in its transaction: what other servers are told commits
+                # with the change itself (a crash in between cannot lose it).
+                servers = await self.outbox.queue(w.conn, users)
             w.wake(users=wake)
-        for callback in self.on_local_change:
-            await callback(users)
+        if servers and self.outbox is not None:
+            self.outbox.wake(servers)
 
     async def changes_between(self, since: int, now: int) -> set[str]:
         return await self.store.changed_between(since, now)

@@ -1,12 +1,12 @@
 """m.device_list_update and m.signing_key_update, both ways.
 
-Outbound: after a local user's devices or cross-signing keys change (DeviceLists'
-on_local_change), the difference between what their devices look like now and what
-we last announced goes out as one m.device_list_update per changed or deleted device,
-numbered in a sequence per user (stream_id, prev_id = the previous update), and an
-m.signing_key_update if the master or self-signing key changed; to every server
-sharing a room with the user, queued in the same transaction that records what was
-announced.
+Outbound: when a local user's devices or cross-signing keys change (DeviceLists calls
+`queue` in the transaction that makes the change), the difference between what their
+devices look like now and what we last announced goes out as one m.device_list_update
+per changed or deleted device, numbered in a sequence per user (stream_id, prev_id =
+the previous update), and an m.signing_key_update if the master or self-signing key
+changed; to every server sharing a room with the user, queued in that same transaction,
+with the record of what was announced.
 
 Inbound: remote users' device lists are cached while they share a room with one of
 ours. An update whose prev_ids we have all applied is applied; otherwise an update was
@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import quote
 
@@ -94,7 +95,7 @@ class DeviceListEdus:
         }
 
     def install(self) -> None:
-        self.hs.e2ee.device_lists.on_local_change.append(self.on_local_change)
+        self.hs.e2ee.device_lists.outbox = self
         self.sender.membership_listeners.append(self.on_membership_change)
 
     def _lock(self, user_id: str):
@@ -102,9 +103,10 @@ class DeviceListEdus:
 
     # --- what we serve: a local user's device list -----------------------------------------
 
-    async def local_device_list(self, user_id: str) -> dict:
-        """The /user/devices answer: devices with keys, cross-signing keys, stream_id."""
-        keys = await self.hs.e2ee.keys.query_local_keys({user_id: []}, None)
+    async def local_device_list(self, user_id: str, conn=None) -> dict:
+        """The /user/devices answer: devices with keys, cross-signing keys, stream_id
+        (read in `conn`'s transaction when given)."""
+        keys = await self.hs.e2ee.keys.query_local_keys({user_id: []}, None, conn=conn)
         devices = []
         for device_id, device_keys in sorted(keys["device_keys"].get(user_id, {}).items()):
             entry = {"device_id": device_id, "keys": _without_unsigned(device_keys)}
@@ -114,7 +116,7 @@ class DeviceListEdus:
             devices.append(entry)
         answer: dict[str, Any] = {
             "user_id": user_id,
-            "stream_id": await self.store.stream_id(user_id),
+            "stream_id": await self.store.stream_id(user_id, conn),
             "devices": devices,
         }
         if user_id in keys["master_keys"]:
@@ -125,65 +127,72 @@ class DeviceListEdus:
 
     # --- outbound ---------------------------------------------------------------------------
 
-    async def on_local_change(self, user_ids: list[str]) -> None:
+    async def queue(self, conn, user_ids: list[str]) -> list[str]:
+        """Called by DeviceLists in the transaction that changes these users' devices or
+        keys: queues what the local ones' servers must hear; returns the servers to `wake`
+        after the commit."""
+        servers: set[str] = set()
         for user_id in user_ids:
-            if server_of(user_id) == self.hs.server_name and self.sender.running:
-                async with self._lock(user_id):
-                    await self._announce(user_id)
+            if server_of(user_id) == self.hs.server_name:
+                servers.update(await self._announce(conn, user_id))
+        return sorted(servers)
 
-    async def _announce(self, user_id: str) -> None:
+    def wake(self, servers: Collection[str]) -> None:
+        self.sender.wake(servers)
+
+    async def _announce(self, conn, user_id: str) -> list[str]:
+        """In the caller's transaction, which holds the device_lists stream's row lock:
+        changes to device lists commit one at a time, so the comparison with what was
+        announced cannot race another process's."""
         dests = self.sender.admitted(
-            await self.hs.membership_store.servers_sharing_room_with(user_id)
+            await self.hs.membership_store.servers_sharing_room_with(user_id, conn)
         )
-        async with self.hs.db.acquire() as conn, conn.transaction():
-            stream_id, cross_digest = await self.store.lock_stream(conn, user_id)
-            # Read after taking the lock: a concurrent change (another process) then
-            # either is already visible here or will be announced after us.
-            now = await self.local_device_list(user_id)
-            announced = await self.store.announced(conn, user_id)
-            edus: list[tuple[str, dict]] = []
-            changed: dict[str, str] = {}
-            current = {d["device_id"]: d for d in now["devices"]}
-            for device_id, device in current.items():
-                digest = _digest(device)
-                if announced.get(device_id) == digest:
-                    continue
-                changed[device_id] = digest
-                stream_id += 1
-                content = {
-                    "user_id": user_id,
-                    "device_id": device_id,
-                    "stream_id": stream_id,
-                    "prev_id": [stream_id - 1] if stream_id > 1 else [],
-                    "deleted": False,
-                    "keys": device["keys"],
-                }
-                if "device_display_name" in device:
-                    content["device_display_name"] = device["device_display_name"]
-                edus.append(("m.device_list_update", content))
-            deleted = sorted(set(announced) - set(current))
-            for device_id in deleted:
-                stream_id += 1
-                content = {
-                    "user_id": user_id,
-                    "device_id": device_id,
-                    "stream_id": stream_id,
-                    "prev_id": [stream_id - 1] if stream_id > 1 else [],
-                    "deleted": True,
-                }
-                edus.append(("m.device_list_update", content))
-            cross = {k: now[k] for k in ("master_key", "self_signing_key") if k in now}
-            new_cross_digest = _digest(cross) if cross else None
-            if new_cross_digest != cross_digest and cross:
-                edus.append(("m.signing_key_update", {"user_id": user_id, **cross}))
-            if not edus and new_cross_digest == cross_digest:
-                return
-            await self.store.save_announced(
-                conn, user_id, stream_id, new_cross_digest, changed, deleted
-            )
-            if dests and edus:
-                await self.sender.queue_edus(conn, dests, edus)
-        self.sender.wake(dests)
+        stream_id, cross_digest = await self.store.lock_stream(conn, user_id)
+        now = await self.local_device_list(user_id, conn)
+        announced = await self.store.announced(conn, user_id)
+        edus: list[tuple[str, dict]] = []
+        changed: dict[str, str] = {}
+        current = {d["device_id"]: d for d in now["devices"]}
+        for device_id, device in current.items():
+            digest = _digest(device)
+            if announced.get(device_id) == digest:
+                continue
+            changed[device_id] = digest
+            stream_id += 1
+            content = {
+                "user_id": user_id,
+                "device_id": device_id,
+                "stream_id": stream_id,
+                "prev_id": [stream_id - 1] if stream_id > 1 else [],
+                "deleted": False,
+                "keys": device["keys"],
+            }
+            if "device_display_name" in device:
+                content["device_display_name"] = device["device_display_name"]
+            edus.append(("m.device_list_update", content))
+        deleted = sorted(set(announced) - set(current))
+        for device_id in deleted:
+            stream_id += 1
+            content = {
+                "user_id": user_id,
+                "device_id": device_id,
+                "stream_id": stream_id,
+                "prev_id": [stream_id - 1] if stream_id > 1 else [],
+                "deleted": True,
+            }
+            edus.append(("m.device_list_update", content))
+        cross = {k: now[k] for k in ("master_key", "self_signing_key") if k in now}
+        new_cross_digest = _digest(cross) if cross else None
+        if new_cross_digest != cross_digest and cross:
+            edus.append(("m.signing_key_update", {"user_id": user_id, **cross}))
+        if not edus and new_cross_digest == cross_digest:
+            return []
+        await self.store.save_announced(
+            conn, user_id, stream_id, new_cross_digest, changed, deleted
+        )
+        if dests and edus:
+            return await self.sender.queue_edus(conn, dests, edus)
+        return []
 
     # --- inbound ----------------------------------------------------------------------------
 

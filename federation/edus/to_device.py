@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from federation.rooms import server_of
@@ -38,9 +39,11 @@ class ToDeviceEdus:
         return {"m.direct_to_device": (self.on_direct_to_device, _sender_of)}
 
     def install(self) -> None:
-        self.hs.e2ee.to_device.send_remote = self.send_remote
+        self.hs.e2ee.to_device.remote = self
 
-    async def send_remote(self, sender: str, event_type: str, messages: dict) -> None:
+    async def queue(self, conn, sender: str, event_type: str, messages: dict) -> list[str]:
+        """Stores one EDU per admitted server in the caller's transaction (the one that
+        accepts the client's request); returns the servers to `wake` after its commit."""
         by_server: dict[str, dict] = {}
         for user_id, devices in messages.items():
             by_server.setdefault(server_of(user_id), {})[user_id] = devices
@@ -48,19 +51,22 @@ class ToDeviceEdus:
         refused = len(by_server) - len(admitted)
         if refused:
             logger.info("not sending to-device messages to %d non-admitted servers", refused)
-        if not admitted:
-            return
-        async with self.hs.db.acquire() as conn, conn.transaction():
-            for server in sorted(admitted):
-                content = {
-                    "sender": sender,
-                    "type": event_type,
-                    # Within the spec's 32 characters; unique per message.
-                    "message_id": secrets.token_urlsafe(18),
-                    "messages": by_server[server],
-                }
-                await self.sender.queue_edus(conn, [server], [("m.direct_to_device", content)])
-        self.sender.wake(admitted)
+        queued: list[str] = []
+        for server in sorted(admitted):
+            content = {
+                "sender": sender,
+                "type": event_type,
+                # Within the spec's 32 characters; unique per message.
+                "message_id": secrets.token_urlsafe(18),
+                "messages": by_server[server],
+            }
+            queued += await self.sender.queue_edus(
+                conn, [server], [("m.direct_to_device", content)]
+            )
+        return queued
+
+    def wake(self, servers: Collection[str]) -> None:
+        self.sender.wake(servers)
 
     async def on_direct_to_device(self, origin: str, content: dict) -> None:
         sender = content["sender"]

@@ -230,9 +230,10 @@ class Resident:
             event_id,
             state_before=state_before,
             current_state=on_top_of_current_state(event_id, event),
+            # We are the only server that got it: the outbound queue sends it on to the
+            # room's other servers, in the transaction that stores it.
+            relay_from=origin if forward else None,
         )
-        if forward:
-            await self._forward(room_id, event_id, origin)
         return event, state_before
 
     async def _state_before(
@@ -280,16 +281,6 @@ class Resident:
                 check_auth(version, event, at, create_event=create, verify_signature=verify)
         except AuthError as e:
             raise forbidden(f"The event is not allowed: {e}") from None
-
-    async def _forward(self, room_id: str, event_id: str, origin: str) -> None:
-        """The outbound queue sends only events built here; this one came from `origin`,
-        and the room's other servers learn of it from us."""
-        servers = await self.hs.events.servers_in_room(room_id)
-        servers -= {self.hs.server_name, origin}
-        if servers:
-            await self.hs.federation.sender.send_pdu(
-                room_id=room_id, event_id=event_id, destinations=servers
-            )
 
     # ---- answers -------------------------------------------------------------------------
 

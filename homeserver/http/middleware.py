@@ -1,4 +1,5 @@
-"""Request middleware: request IDs, metrics, CORS, per-IP rate limits and Matrix error bodies."""
+"""Request middleware: request IDs, metrics, CORS, per-IP rate limits, U+0000 in parameters
+and Matrix error bodies."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from homeserver.http.context import REQUEST_ID_KEY, get_hs
 from homeserver.http.errors import MatrixError
-from homeserver.http.request import json_response
+from homeserver.http.request import json_response, refuse_nul_in_params
 from homeserver.metrics import http_latency, http_requests
 
 logger = logging.getLogger("homeserver.http")
@@ -50,6 +51,9 @@ async def matrix_middleware(request: web.Request, handler) -> web.StreamResponse
     try:
         hs = get_hs(request)
         hs.ip_limiter.check(request.remote or "")
+        if request.match_info.http_exception is None:
+            # An unknown endpoint stays a 404, whatever its parameters.
+            refuse_nul_in_params(request)
         response = await handler(request)
     except MatrixError as err:
         response = error_response(err)

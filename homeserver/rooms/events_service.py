@@ -17,9 +17,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 
@@ -78,6 +78,25 @@ class RoomHead:
 class _Pending:
     item: PersistItem
     future: asyncio.Future = field(repr=False)
+    # An event of another server's that only we received (a send_join): the origin it
+    # came from, the room's other servers get it from us.
+    relay_from: str | None = None
+
+
+class EventOutbox(Protocol):
+    """Where persisted events bound for other servers are queued (the federation sender).
+
+    `queue_events` runs in the transaction that persists the batch, before the events
+    are written (the room's current state is the one before them), so that the queue
+    rows commit or roll back with the events; `events_committed` follows the commit."""
+
+    async def queue_events(
+        self, conn: Any, items: Sequence[PersistItem], relayed: Mapping[str, str]
+    ) -> Collection[str]: ...
+
+    def events_committed(
+        self, items: Sequence[PersistItem], destinations: Collection[str]
+    ) -> None: ...
 
 
 class EventService:
@@ -459,10 +478,12 @@ class EventService:
         outcome: str = "accepted",
         reason: str | None = None,
         federated: bool = True,
+        relay_from: str | None = None,
     ) -> None:
         """Stores an event received from another server, validated and authorised by the
         caller. (`federated=False`: one of ours that another server had to countersign
-        first, which the outbound queue sends like any local event.)
+        first, which the outbound queue sends like any local event. `relay_from`: an event
+        only we received, from that server, which the queue sends to the room's others.)
 
         `state_before` is the state before the event on its own branch (resolved across its
         prev_events). `current_state` is the room's state after accepting it, resolved by
@@ -534,7 +555,7 @@ class EventService:
                 create = await self.store.get_event(current_state[("m.room.create", "")])
                 head.create_event = create.event if create else None
             fut = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait(_Pending(item, fut))
+            self._queue.put_nowait(_Pending(item, fut, relay_from))
         await fut
 
     async def _state_delta(
@@ -638,7 +659,12 @@ class EventService:
 
     async def _persist(self, batch: list[_Pending]) -> None:
         items = [p.item for p in batch]
+        relayed = {p.item.event_id: p.relay_from for p in batch if p.relay_from is not None}
+        outbox: EventOutbox = self.hs.federation.sender
         async with self.hs.streams.write("events", len(items)) as w:
+            # The outbound federation queue commits with the events (a crash after the
+            # commit loses nothing); it reads the rooms' servers before the events land.
+            destinations = await outbox.queue_events(w.conn, items, relayed)
             await self.store.persist_batch(w.conn, items, w.first)
             w.wake(rooms={it.room_id for it in items})
             # A redaction can change a state event's content (power levels, say).
@@ -661,7 +687,7 @@ class EventService:
                     if etype == "m.room.member"
                 }
             )
-        self.hs.federation.sender.on_local_events(items)
+        outbox.events_committed(items, destinations)
         for it in items:
             if it.redacts is not None:
                 self.store.cache.invalidate(it.redacts[0])

@@ -7,7 +7,14 @@ from aiohttp import web
 from homeserver.http.auth import Requester
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, bad_json, forbidden, not_found
-from homeserver.http.request import field, json_body, json_response, query_int, query_json
+from homeserver.http.request import (
+    field,
+    json_body,
+    json_response,
+    query_enum,
+    query_int,
+    query_json,
+)
 from homeserver.http.routes import RouteTable
 from homeserver.rooms import membership
 from homeserver.rooms.creation import create_room
@@ -115,7 +122,7 @@ async def forget_room(request: web.Request, requester: Requester) -> web.Respons
 async def send_event(request: web.Request, requester: Requester) -> web.Response:
     hs = get_hs(request)
     room_id = _room_id(request)
-    content = await json_body(request)
+    content = await json_body(request, event_content=True)
     event_id = await hs.events.create_and_send(
         requester.user_id,
         room_id,
@@ -129,7 +136,7 @@ async def send_event(request: web.Request, requester: Requester) -> web.Response
 async def _put_state(request: web.Request, requester: Requester, state_key: str) -> web.Response:
     hs = get_hs(request)
     room_id = _room_id(request)
-    content = await json_body(request)
+    content = await json_body(request, event_content=True)
     etype = request.match_info["event_type"]
     if etype == "m.room.member":
         # Membership has its own endpoints with their own checks; allow it here as Synapse does.
@@ -198,7 +205,7 @@ async def _get_state_event(
     ev = state.get((request.match_info["event_type"], state_key))
     if ev is None:
         raise not_found("Event not found")
-    if request.query.get("format") == "event":
+    if query_enum(request, "format", ("content", "event")) == "event":
         return json_response(client_event(ev))
     return json_response(ev.content)
 
@@ -218,6 +225,9 @@ async def get_state_event(request: web.Request, requester: Requester) -> web.Res
     return await _get_state_event(request, requester, request.match_info["state_key"])
 
 
+_MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
+
+
 @routes.get("/rooms/{room_id}/members")
 async def get_members(request: web.Request, requester: Requester) -> web.Response:
     hs = get_hs(request)
@@ -234,8 +244,8 @@ async def get_members(request: web.Request, requester: Requester) -> web.Respons
             ]
             events = await hs.event_store.get_events(ids.values())
             members = {k: events[v] for k, v in ids.items() if v in events}
-    only = request.query.get("membership")
-    excluded = request.query.get("not_membership")
+    only = query_enum(request, "membership", _MEMBERSHIPS)
+    excluded = query_enum(request, "not_membership", _MEMBERSHIPS)
     chunk = [
         client_event(e)
         for e in members.values()

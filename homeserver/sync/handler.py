@@ -8,6 +8,7 @@ from typing import Any
 
 from homeserver.http.auth import Requester
 from homeserver.http.errors import MatrixError, not_found
+from homeserver.http.request import contains_nul
 from homeserver.jsonutil import loads
 from homeserver.presence.service import Presence
 from homeserver.rooms.filtering import SyncFilter
@@ -28,6 +29,8 @@ async def load_filter(filters: FilterStore, user_id: str, value: str | None) -> 
             raise MatrixError(400, "M_INVALID_PARAM", "filter is not valid JSON") from None
         if not isinstance(spec, dict):
             raise MatrixError(400, "M_INVALID_PARAM", "filter must be a JSON object")
+        if contains_nul(spec):
+            raise MatrixError(400, "M_INVALID_PARAM", "filter must not contain U+0000")
         return spec
     if not value.isdigit():
         raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter")

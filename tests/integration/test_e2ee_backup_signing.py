@@ -82,6 +82,11 @@ async def test_key_backup_bad_input_stores_nothing(server):
     status, body = await req("POST", "/room_keys/version", json={"algorithm": 5, "auth_data": {}})
     assert status == 400 and body["errcode"] == "M_BAD_JSON"
     status, body = await req("POST", "/room_keys/version", json={"algorithm": "x", "auth_data": {}})
+    assert status == 400 and body["errcode"] == "M_INVALID_PARAM"
+    algorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
+    status, body = await req(
+        "POST", "/room_keys/version", json={"algorithm": algorithm, "auth_data": {}}
+    )
     version = body["version"]
     status, body = await req("PUT", "/room_keys/keys", json={"rooms": {}})
     assert status == 400 and body["errcode"] == "M_MISSING_PARAM"
