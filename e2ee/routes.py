@@ -63,7 +63,7 @@ async def key_changes(request, requester):
     since = _device_list_position(request, "from")
     to = _device_list_position(request, "to")
     changed = await hs.e2ee.device_lists.changes_between(requester.user_id, since, to)
-    sharing = await hs.e2ee.device_lists.store.users_sharing_room_with(requester.user_id)
+    sharing = await hs.membership_store.users_sharing_room_with(requester.user_id)
     sharing.add(requester.user_id)
     return json_response({"changed": sorted(changed & sharing), "left": []})
 

@@ -10,7 +10,6 @@ from e2ee.backup import KeyBackup
 from e2ee.cross_signing import CrossSigning
 from e2ee.devices.device_lists import DeviceLists
 from e2ee.keys import KeyService
-from e2ee.sync import E2EESync
 from e2ee.to_device import ToDevice
 from storage.e2ee_backup import BackupStore
 from storage.e2ee_device_lists import DeviceListStore
@@ -26,12 +25,11 @@ class E2EEService:
         self.hs = hs
         self.key_store = E2EKeyStore(hs.db)
         self.to_device_store = ToDeviceStore(hs.db)
-        self.device_lists = DeviceLists(hs, DeviceListStore(hs.db))
+        self.device_lists = DeviceLists(hs, DeviceListStore(hs.db), hs.membership_store)
         self.keys = KeyService(hs, self.key_store, self.device_lists)
         self.cross_signing = CrossSigning(hs, self.key_store, self.device_lists)
         self.to_device = ToDevice(hs, self.to_device_store)
         self.backup = KeyBackup(BackupStore(hs.db))
-        hs.sync_extensions.append(E2EESync(self).extend)
         hs.accounts.devices_deleted_hooks.append(self.on_devices_deleted)
 
     async def on_devices_deleted(self, user_id: str, device_ids: list[str]) -> None:

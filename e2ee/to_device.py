@@ -1,5 +1,6 @@
 """Send-to-device messaging: stored per recipient device, relayed as given, deleted
-once the recipient's next /sync acknowledges it (its `since` covers the position)."""
+once the recipient's next /sync acknowledges it (its `since` covers the position;
+homeserver/sync/streams/to_device.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ logger = logging.getLogger(__name__)
 
 MAX_TXN_ID_LENGTH = 255
 MAX_EVENT_TYPE_LENGTH = 255
-_MAX_ACKED = 200_000
 
 
 class RemoteToDevice(Protocol):
@@ -39,9 +39,6 @@ class ToDevice:
         self.store = store
         # Set by the federation package when it federates.
         self.remote: RemoteToDevice | None = None
-        # (user, device) -> the `since` its last acknowledgement deleted up to. With the
-        # notifier it lets a /sync skip both queries when nothing came after that.
-        self._acked: dict[tuple[str, str], int] = {}
 
     @staticmethod
     def check(event_type: str, txn_id: str, body: dict) -> dict[str, dict[str, dict]]:
@@ -114,13 +111,7 @@ class ToDevice:
         """(user, device, content) per existing recipient device; `*` means all of them."""
         if not messages:
             return []
-        device_rows = await self.hs.db.fetch(
-            "SELECT user_id, device_id FROM devices WHERE user_id = ANY($1::text[])",
-            list(messages),
-        )
-        devices: dict[str, set[str]] = {}
-        for r in device_rows:
-            devices.setdefault(r["user_id"], set()).add(r["device_id"])
+        devices = await self.hs.accounts.devices.devices_of(list(messages))
         rows: list[tuple] = []
         for user_id, by_device in messages.items():
             known = devices.get(user_id, set())
@@ -129,26 +120,6 @@ class ToDevice:
                 continue
             rows.extend((user_id, d, c) for d, c in by_device.items() if d in known)
         return rows
-
-    async def sync_events(self, ctx) -> list[dict]:
-        if ctx.device_id is None:
-            return []
-        key = (ctx.user_id, ctx.device_id)
-        since = ctx.since.get("to_device", 0) if ctx.since is not None else None
-        acked = self._acked.get(key)
-        if (
-            since is not None
-            and acked is not None
-            and not self.hs.notifier.changed_since(ctx.user_id, "to_device", min(since, acked))
-        ):
-            return []  # nothing arrived after what was acknowledged: nothing to delete or send
-        if since:
-            await self.store.acknowledge(ctx.user_id, ctx.device_id, since)
-        if since is not None:
-            if len(self._acked) >= _MAX_ACKED:
-                self._acked.clear()
-            self._acked[key] = since
-        return await self.store.pending(ctx.user_id, ctx.device_id, ctx.now.get("to_device", 0))
 
 
 class _AlreadySent(Exception):

@@ -19,7 +19,6 @@ from federation.edus.device_lists import (
     valid_cross_signing_key,
     valid_device_keys,
 )
-from federation.rooms import users_sharing_room_with_local
 
 if TYPE_CHECKING:
     from federation.service import Federation
@@ -76,7 +75,9 @@ class RemoteKeys:
         return {"one_time_keys": claimed}
 
     async def _sharing(self, users) -> set[str]:
-        return await users_sharing_room_with_local(self.hs.db, users, self.hs.server_name)
+        return await self.hs.membership_store.users_sharing_room_with_server(
+            users, self.hs.server_name
+        )
 
     async def _tracked(self, users) -> set[str]:
         """Users whose cached list is current: cached, and still sharing a room with us

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import orjson
 
 from federation.client import FederationError
-from federation.rooms import server_of, servers_in_rooms
+from federation.rooms import server_of
 from homeserver.metrics import federation_transactions, federation_units_sent
 from storage.federation_queue import DestinationState, FederationQueueStore, QueuedRow
 
@@ -201,7 +201,7 @@ class FederationSender:
         if not outgoing:
             return []
         rooms = {it.room_id for it in items if it.event_id in outgoing}
-        servers = await servers_in_rooms(conn, rooms)
+        servers = await self.hs.membership_store.servers_in_rooms(rooms, conn)
         by_destination: dict[str, list[str]] = {}
         for it in items:
             if it.room_id not in rooms:

@@ -28,12 +28,14 @@ from homeserver.metrics import REGISTRY, db_pool_connections
 from homeserver.presence.service import Presence
 from homeserver.push.rules import PushRules
 from homeserver.rooms.events_service import EventService
-from homeserver.sync.caches import SyncCaches
-from homeserver.sync.context import SyncExtension
+from homeserver.sync.handler import SyncHandler
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.streams import stream_providers
 from storage.database import Database
 from storage.directory import DirectoryStore
+from storage.ephemeral import EphemeralStore
 from storage.events import EventStore
+from storage.membership import MembershipStore
 from storage.out_of_band import OutOfBandStore
 from storage.presence import PresenceStore
 from storage.push import PushStore
@@ -78,10 +80,9 @@ class Homeserver:
     user_limiter: RateLimiter
     login_limiter: RateLimiter
     register_limiter: RateLimiter
-    # Functions that add sections to every /sync response (e2ee, presence, ...).
-    sync_extensions: list[SyncExtension]
-    sync_caches: SyncCaches
     event_store: EventStore
+    membership_store: MembershipStore
+    ephemeral_store: EphemeralStore
     out_of_band: OutOfBandStore
     accounts: AccountService
     events: EventService
@@ -93,6 +94,7 @@ class Homeserver:
     e2ee: E2EEService
     media: MediaRepository
     housekeeping: Housekeeping
+    sync_handler: SyncHandler
 
     def __init__(self, config: Config, db: Database, signing_key: SigningKey):
         self.config = config
@@ -107,16 +109,15 @@ class Homeserver:
         self.login_limiter = RateLimiter("login", limits.login, limits.enabled)
         self.register_limiter = RateLimiter("register", limits.register, limits.enabled)
         self._background: set[asyncio.Task] = set()
-        self.sync_extensions = []
-        self.sync_caches = SyncCaches(self)
         self.event_store = EventStore(db)
+        self.membership_store = MembershipStore(db)
+        self.ephemeral_store = EphemeralStore(db)
         self.out_of_band = OutOfBandStore(db, self.streams)
         self.accounts = AccountService(self)
         self.events = EventService(self)
         self.push_store = PushStore(db, self.streams)
         self.push_rules = PushRules(self.push_store, self.notifier)
         self.presence = Presence(PresenceStore(db, self.streams), self.notifier)
-        self.sync_extensions.append(self.presence.sync_extension)
         self.directory = DirectoryStore(db)
         self.federation = Federation(self)
         self.e2ee = E2EEService(self)  # after accounts: hooks device deletion
@@ -131,6 +132,14 @@ class Homeserver:
             self.presence,
             self.media,
             self.event_store.cache,
+        )
+        # Last: /sync's stream providers read the stores of all the services above.
+        self.sync_handler = SyncHandler(
+            self.accounts.filters,
+            self.presence,
+            self.notifier,
+            stream_providers(self),
+            config.max_sync_timeout_ms,
         )
 
     def run_in_background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:

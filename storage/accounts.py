@@ -25,6 +25,14 @@ class AccountStore:
     async def user_exists(self, user_id: str) -> bool:
         return bool(await self.db.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id))
 
+    async def is_active(self, user_id: str) -> bool:
+        """The user exists and is not deactivated."""
+        return bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM users WHERE user_id = $1 AND NOT deactivated", user_id
+            )
+        )
+
     async def create_user(
         self, conn, user_id: str, password_hash: str | None, is_admin: bool, displayname: str
     ) -> bool:
@@ -90,19 +98,8 @@ class ProfileStore:
             value,
         )
 
-    async def joined_member_events(self, user_id: str) -> list:
-        """(room_id, event json) of the user's current join event in every joined room."""
-        return await self.db.fetch(
-            "SELECT c.room_id, e.json FROM current_state c"
-            " JOIN events e ON e.event_id = c.event_id"
-            " WHERE c.type = 'm.room.member' AND c.state_key = $1 AND c.membership = 'join'",
-            user_id,
-        )
-
-    async def joined_room_ids(self, user_id: str) -> list[str]:
+    async def display_names(self, user_ids: list[str]) -> dict[str, str | None]:
         rows = await self.db.fetch(
-            "SELECT room_id FROM current_state"
-            " WHERE type = 'm.room.member' AND state_key = $1 AND membership = 'join'",
-            user_id,
+            "SELECT user_id, displayname FROM profiles WHERE user_id = ANY($1)", user_ids
         )
-        return [r["room_id"] for r in rows]
+        return {r["user_id"]: r["displayname"] for r in rows}

@@ -86,3 +86,22 @@ class DeviceStore:
         return await self.db.fetchrow(
             "SELECT user_id, device_id FROM access_tokens WHERE token_hash = $1", token_hash
         )
+
+    async def session_of_token(self, token_hash: bytes):
+        """(user_id, device_id, is_admin) of an access token of an active user, or None."""
+        return await self.db.fetchrow(
+            "SELECT t.user_id, t.device_id, u.is_admin FROM access_tokens t"
+            " JOIN users u ON u.user_id = t.user_id"
+            " WHERE t.token_hash = $1 AND NOT u.deactivated",
+            token_hash,
+        )
+
+    async def devices_of(self, user_ids: list[str]) -> dict[str, set[str]]:
+        """user -> their device IDs, for the users that have devices."""
+        rows = await self.db.fetch(
+            "SELECT user_id, device_id FROM devices WHERE user_id = ANY($1::text[])", user_ids
+        )
+        devices: dict[str, set[str]] = {}
+        for r in rows:
+            devices.setdefault(r["user_id"], set()).add(r["device_id"])
+        return devices

@@ -11,6 +11,7 @@ import time
 import orjson
 
 from storage.database import Database
+from storage.membership import JOINED_MEMBERS_SQL
 
 # The state events a public room summary is made of (all with state_key "").
 SUMMARY_TYPES = [
@@ -71,14 +72,6 @@ class DirectoryStore:
             "SELECT room_id, creator, is_public FROM rooms WHERE room_id = $1", room_id
         )
 
-    async def membership(self, room_id: str, user_id: str) -> str | None:
-        return await self.db.fetchval(
-            "SELECT membership FROM current_state"
-            " WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2",
-            room_id,
-            user_id,
-        )
-
     async def set_public(self, room_id: str, public: bool) -> None:
         await self.db.execute("UPDATE rooms SET is_public = $2 WHERE room_id = $1", room_id, public)
 
@@ -101,9 +94,8 @@ class DirectoryStore:
     async def public_rooms(self) -> list[tuple[str, int]]:
         """(room_id, joined member count) of every published room, most joined first."""
         rows = await self.db.fetch(
-            "SELECT r.room_id, count(cs.state_key) AS joined FROM rooms r"
-            " LEFT JOIN current_state cs ON cs.room_id = r.room_id"
-            " AND cs.type = 'm.room.member' AND cs.membership = 'join'"
+            "SELECT r.room_id, count(m.user_id) AS joined FROM rooms r"
+            f" LEFT JOIN ({JOINED_MEMBERS_SQL}) m ON m.room_id = r.room_id"
             " WHERE r.is_public GROUP BY r.room_id ORDER BY joined DESC, r.room_id"
         )
         return [(r["room_id"], r["joined"]) for r in rows]
@@ -115,23 +107,22 @@ class DirectoryStore:
         in their user id or display name. Returns up to limit + 1 rows (to detect more)."""
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         return await self.db.fetch(
-            "WITH visible AS ("
-            "  SELECT other.state_key AS user_id FROM current_state mine"
-            "  JOIN current_state other ON other.room_id = mine.room_id"
-            "   AND other.type = 'm.room.member' AND other.membership = 'join'"
-            "  WHERE mine.type = 'm.room.member' AND mine.state_key = $1"
-            "   AND mine.membership = 'join'"
+            "WITH joined AS NOT MATERIALIZED ("  # inlined: each branch uses the indexes
+            f"  {JOINED_MEMBERS_SQL}"
+            "), visible AS ("
+            "  SELECT other.user_id FROM joined mine"
+            "  JOIN joined other ON other.room_id = mine.room_id"
+            "  WHERE mine.user_id = $1"
             "  UNION"
-            "  SELECT m.state_key FROM current_state m"
+            "  SELECT m.user_id FROM joined m"
             "  JOIN current_state jr ON jr.room_id = m.room_id"
             "   AND jr.type = 'm.room.join_rules' AND jr.state_key = ''"
             "  JOIN events e ON e.event_id = jr.event_id"
-            "  WHERE m.type = 'm.room.member' AND m.membership = 'join'"
             # Canonical JSON has no whitespace, and a cast to jsonb would choke on \u0000.
-            '   AND e.json LIKE \'%"join_rule":"public"%\''
+            '  WHERE e.json LIKE \'%"join_rule":"public"%\''
             "  UNION"
-            "  SELECT m.state_key FROM current_state m JOIN rooms r ON r.room_id = m.room_id"
-            "  WHERE r.is_public AND m.type = 'm.room.member' AND m.membership = 'join'"
+            "  SELECT m.user_id FROM joined m JOIN rooms r ON r.room_id = m.room_id"
+            "  WHERE r.is_public"
             ")"
             " SELECT v.user_id, p.displayname, p.avatar_url FROM visible v"
             " LEFT JOIN profiles p ON p.user_id = v.user_id"

@@ -361,7 +361,7 @@ class EventStore:
     async def get_event(self, event_id: str) -> StoredEvent | None:
         return (await self.get_events([event_id])).get(event_id)
 
-    async def events_by_ordering(self, query: str, *args) -> list[StoredEvent]:
+    async def _events_by_query(self, query: str, *args) -> list[StoredEvent]:
         """Runs a query selecting event_ids (column `event_id`) and returns them in row order."""
         rows = await self.db.fetch(query, *args)
         ids = [r["event_id"] for r in rows]
@@ -379,7 +379,7 @@ class EventStore:
     ) -> list[StoredEvent]:
         """Events with after < ordering <= upto, newest first when backwards."""
         order = "DESC" if backwards else "ASC"
-        return await self.events_by_ordering(
+        return await self._events_by_query(
             "SELECT event_id FROM events WHERE room_id = $1"
             " AND ($2::bigint IS NULL OR stream_ordering > $2)"
             " AND ($3::bigint IS NULL OR stream_ordering <= $3)"
@@ -523,18 +523,42 @@ class EventStore:
             "state": {(r["type"], r["state_key"]): r["event_id"] for r in state_rows},
         }
 
-    async def joined_servers(self, room_id: str) -> set[str]:
-        """Servers with at least one joined member in the room's current state."""
-        rows = await self.db.fetch(
-            "SELECT DISTINCT substring(state_key from position(':' in state_key) + 1) AS server"
-            " FROM current_state WHERE room_id = $1 AND type = 'm.room.member'"
-            " AND membership = 'join'",
-            room_id,
-        )
-        return {r["server"] for r in rows}
-
     async def clear_forward_extremities(self, room_id: str) -> None:
         await self.db.execute("DELETE FROM room_forward_extremities WHERE room_id = $1", room_id)
+
+    async def room_exists(self, room_id: str) -> bool:
+        return bool(await self.db.fetchval("SELECT 1 FROM rooms WHERE room_id = $1", room_id))
+
+    async def room_versions(self, room_ids: Iterable[str]) -> dict[str, str]:
+        """room -> room version identifier, for the rooms we know."""
+        rows = await self.db.fetch(
+            "SELECT room_id, room_version FROM rooms WHERE room_id = ANY($1::text[])",
+            list(room_ids),
+        )
+        return {r["room_id"]: r["room_version"] for r in rows}
+
+    async def state_contents(
+        self, room_ids: Sequence[str], etype: str, state_key: str = ""
+    ) -> dict[str, dict]:
+        """room -> content of its current (etype, state_key) event, where it has one."""
+        rows = await self.db.fetch(
+            "SELECT c.room_id, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id"
+            " WHERE c.room_id = ANY($1::text[]) AND c.type = $2 AND c.state_key = $3",
+            list(room_ids),
+            etype,
+            state_key,
+        )
+        return {r["room_id"]: orjson.loads(r["json"]).get("content", {}) for r in rows}
+
+    async def rooms_with_state(self, room_ids: Sequence[str], types: Sequence[str]) -> set[str]:
+        """Those of the rooms whose current state has an event of one of `types` (state key '')."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT room_id FROM current_state WHERE room_id = ANY($1::text[])"
+            " AND type = ANY($2::text[]) AND state_key = ''",
+            list(room_ids),
+            list(types),
+        )
+        return {r["room_id"] for r in rows}
 
     async def create_room_row(self, room_id: str, room_version: str, creator: str, ts: int) -> None:
         await self.db.execute(

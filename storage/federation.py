@@ -103,15 +103,3 @@ class FederationStore:
 
     async def alias_room(self, alias: str) -> str | None:
         return await self.db.fetchval("SELECT room_id FROM room_aliases WHERE alias = $1", alias)
-
-    async def joined_servers(self, room_id: str) -> list[str]:
-        """Server names of the room's joined members, from its current state."""
-        rows = await self.db.fetch(
-            "SELECT DISTINCT split_part(state_key, ':', 2) ||"
-            " CASE WHEN split_part(state_key, ':', 3) <> ''"
-            " THEN ':' || split_part(state_key, ':', 3) ELSE '' END AS server"
-            " FROM current_state WHERE room_id = $1 AND type = 'm.room.member'"
-            " AND membership = 'join'",
-            room_id,
-        )
-        return sorted(r["server"] for r in rows)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import orjson
 
 from storage.database import Database
+from storage.membership import MEMBERS_SQL
 
 # How many applied update IDs are remembered per remote user for prev_id checks.
 MAX_SEEN_IDS = 50
@@ -135,12 +136,12 @@ class FederationDeviceStore:
     async def cached_members(self, room_ids: Iterable[str]) -> set[str]:
         """Members (in any membership) of these rooms whose device list we cache."""
         rows = await self.db.fetch(
-            "SELECT DISTINCT cs.state_key FROM current_state cs"
-            " JOIN federation_remote_device_lists d ON d.user_id = cs.state_key"
-            " WHERE cs.room_id = ANY($1::text[]) AND cs.type = 'm.room.member'",
+            f"SELECT DISTINCT m.user_id FROM ({MEMBERS_SQL}) m"
+            " JOIN federation_remote_device_lists d ON d.user_id = m.user_id"
+            " WHERE m.room_id = ANY($1::text[])",
             list(room_ids),
         )
-        return {r["state_key"] for r in rows}
+        return {r["user_id"] for r in rows}
 
     async def cached_devices(
         self, user_ids: Iterable[str]

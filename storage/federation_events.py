@@ -7,10 +7,6 @@ from collections.abc import Iterable
 from storage.database import Database
 
 
-def _like_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 class FederationEventStore:
     def __init__(self, db: Database):
         self.db = db
@@ -30,14 +26,3 @@ class FederationEventStore:
             "SELECT event_id FROM events WHERE event_id = ANY($1)", list(event_ids)
         )
         return {r["event_id"] for r in rows}
-
-    async def server_members(self, room_id: str, server_name: str) -> list[str]:
-        """Users of `server_name` with a membership event in the room's current state:
-        every user who ever had a membership keeps one there."""
-        rows = await self.db.fetch(
-            "SELECT state_key FROM current_state WHERE room_id = $1"
-            " AND type = 'm.room.member' AND state_key LIKE $2",
-            room_id,
-            "%:" + _like_escape(server_name),
-        )
-        return [r["state_key"] for r in rows if r["state_key"].split(":", 1)[1] == server_name]

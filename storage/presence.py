@@ -9,16 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.database import Database
+from storage.membership import CO_MEMBERS_SQL as _CO_MEMBERS
 from storage.streams import Streams
-
-# The users joined to at least one room that $1 is joined to, $1 included.
-_CO_MEMBERS = (
-    "SELECT $1::text AS user_id UNION"
-    " SELECT other.state_key FROM current_state mine"
-    " JOIN current_state other ON other.room_id = mine.room_id"
-    " AND other.type = 'm.room.member' AND other.membership = 'join'"
-    " WHERE mine.type = 'm.room.member' AND mine.state_key = $1 AND mine.membership = 'join'"
-)
 
 
 @dataclass

@@ -27,12 +27,7 @@ from urllib.parse import quote
 
 from federation.client import FederationError
 from federation.locks import KeyedLocks
-from federation.rooms import (
-    server_of,
-    servers_sharing_room_with,
-    shares_room_with_local_user,
-    users_sharing_room_with_local,
-)
+from federation.rooms import server_of
 from homeserver.jsonutil import canonical
 from storage.federation_devices import FederationDeviceStore
 
@@ -149,7 +144,9 @@ class DeviceListEdus:
         """In the caller's transaction, which holds the device_lists stream's row lock:
         changes to device lists commit one at a time, so the comparison with what was
         announced cannot race another process's."""
-        dests = self.sender.admitted(await servers_sharing_room_with(conn, user_id))
+        dests = self.sender.admitted(
+            await self.hs.membership_store.servers_sharing_room_with(user_id, conn)
+        )
         stream_id, cross_digest = await self.store.lock_stream(conn, user_id)
         now = await self.local_device_list(user_id, conn)
         announced = await self.store.announced(conn, user_id)
@@ -222,7 +219,7 @@ class DeviceListEdus:
             return
         if name is not None:
             name = name[:MAX_DISPLAY_NAME_LENGTH]
-        if not await shares_room_with_local_user(self.hs.db, user_id, self.hs.server_name):
+        if not await self.hs.membership_store.shares_room_with_server(user_id, self.hs.server_name):
             return  # nobody here tracks this user
         async with self._lock(user_id):
             cached = await self.store.remote_list(user_id)
@@ -255,7 +252,7 @@ class DeviceListEdus:
             return
         if master is None and self_signing is None:
             return
-        if not await shares_room_with_local_user(self.hs.db, user_id, self.hs.server_name):
+        if not await self.hs.membership_store.shares_room_with_server(user_id, self.hs.server_name):
             return
 
         async def apply(conn) -> None:
@@ -271,7 +268,9 @@ class DeviceListEdus:
         cached = await self.store.cached_members(room_ids)
         if not cached:
             return
-        sharing = await users_sharing_room_with_local(self.hs.db, cached, self.hs.server_name)
+        sharing = await self.hs.membership_store.users_sharing_room_with_server(
+            cached, self.hs.server_name
+        )
         for user_id in sorted(cached - sharing):
             async with self._lock(user_id):
                 async with self.hs.db.acquire() as conn, conn.transaction():

@@ -13,12 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from federation.rooms import (
-    is_joined,
-    server_of,
-    servers_sharing_room_with,
-    shares_room_with_local_user,
-)
+from federation.rooms import server_of
 from homeserver.presence.service import presence_content
 from homeserver.rooms.ephemeral import set_typing, store_receipt
 
@@ -111,7 +106,7 @@ class EphemeralEdus:
         }
         if row.status_msg is not None:
             entry["status_msg"] = row.status_msg
-        dests = await servers_sharing_room_with(self.hs.db, user_id)
+        dests = await self.hs.membership_store.servers_sharing_room_with(user_id)
         await self.sender.send_edu(dests, "m.presence", {"push": [entry]}, key=user_id)
 
     # --- inbound ------------------------------------------------------------------------
@@ -121,7 +116,7 @@ class EphemeralEdus:
         room_id, user_id, typing = content["room_id"], content["user_id"], content["typing"]
         if not isinstance(room_id, str) or not isinstance(typing, bool):
             return
-        if not await is_joined(self.hs.db, room_id, user_id):
+        if not await self.hs.membership_store.is_joined(room_id, user_id):
             return
         if not await self._acl_allows(room_id, origin):
             return
@@ -139,7 +134,9 @@ class EphemeralEdus:
                 continue
             for user_id, receipt in receipts.items():
                 event_id, thread_id = _parse_receipt(receipt)
-                if event_id is None or not await is_joined(self.hs.db, room_id, user_id):
+                if event_id is None or not await self.hs.membership_store.is_joined(
+                    room_id, user_id
+                ):
                     continue
                 await store_receipt(self.hs, room_id, user_id, "m.read", event_id, thread_id)
 
@@ -159,7 +156,9 @@ class EphemeralEdus:
             ):
                 continue
             user_id = entry["user_id"]
-            if not await shares_room_with_local_user(self.hs.db, user_id, self.hs.server_name):
+            if not await self.hs.membership_store.shares_room_with_server(
+                user_id, self.hs.server_name
+            ):
                 continue
             await self.hs.presence.store.set(user_id, state, status_msg, now - ago)
 

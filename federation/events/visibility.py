@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from homeserver.events.redaction import prune_event
 from homeserver.events.room_versions import RoomVersion
 from storage.events import StoredEvent
-from storage.federation_events import FederationEventStore
 
 if TYPE_CHECKING:
     from homeserver.app import Homeserver
@@ -62,7 +61,7 @@ async def events_for_server(
     memberships: dict[int | None, set[str | None]] = {}
     users = []
     if restricted:
-        users = await FederationEventStore(hs.db).server_members(events[0].room_id, origin)
+        users = await hs.membership_store.server_members(events[0].room_id, origin)
     if users:
         member_keys = [("m.room.member", u) for u in users]
         member_groups = await store.state_groups(

@@ -98,9 +98,7 @@ class Invites:
             or server_of(target) != hs.server_name
         ):
             raise invalid_param("The invitee is not a user of this server")
-        if not await hs.db.fetchval(
-            "SELECT 1 FROM users WHERE user_id = $1 AND NOT deactivated", target
-        ):
+        if not await hs.accounts.users.is_active(target):
             raise not_found("No such user")
         checked_id, event = await checked_handshake_event(hs, origin, pdu, version)
         if checked_id != event_id:

@@ -157,21 +157,16 @@ class Resident:
 
     async def _local_inviter(self, room_id: str, version: RoomVersion) -> str | None:
         hs = self.hs
-        rows = await hs.db.fetch(
-            "SELECT state_key FROM current_state WHERE room_id = $1 AND type = 'm.room.member'"
-            " AND membership = 'join' AND state_key LIKE $2 ORDER BY state_key LIMIT 100",
-            room_id,
-            "%:" + hs.server_name.replace("%", r"\%").replace("_", r"\_"),
+        members = await hs.membership_store.server_members(
+            room_id, hs.server_name, joined_only=True, limit=100
         )
         head = await hs.events.room_head(room_id)
         pl = await hs.events.current_state_event(room_id, "m.room.power_levels")
         auth_state = {("m.room.power_levels", ""): pl.event} if pl else {}
         needed = get_named_level(version, "invite", pl.content if pl else None)
         levels = {
-            r["state_key"]: get_power_level(
-                version, r["state_key"], auth_state, create_event=head.create_event
-            )
-            for r in rows
+            u: get_power_level(version, u, auth_state, create_event=head.create_event)
+            for u in members
         }
         able = [u for u, level in levels.items() if level >= needed]
         return max(able, key=lambda u: levels[u]) if able else None

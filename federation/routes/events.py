@@ -32,7 +32,6 @@ from homeserver.http.errors import (
 )
 from homeserver.http.request import json_response
 from storage.events import StoredEvent
-from storage.federation_events import FederationEventStore
 
 routes = FederationRouteTable()
 
@@ -45,7 +44,7 @@ _SERVABLE = (None, "soft_failed")  # timeline events, and soft-failed ones when 
 async def _joined_at(hs, origin: str, event: StoredEvent) -> bool:
     if event.state_group_before is None:
         return False
-    users = await FederationEventStore(hs.db).server_members(event.room_id, origin)
+    users = await hs.membership_store.server_members(event.room_id, origin)
     if not users:
         return False
     groups = await hs.event_store.state_groups(

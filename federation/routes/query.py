@@ -57,6 +57,6 @@ async def query_directory(request: web.Request, _origin: str, _content) -> web.R
     hs = get_hs(request)
     # Our own name first: we answered, so we surely hold the room's state.
     servers = [hs.server_name] + [
-        s for s in await store.joined_servers(room_id) if s != hs.server_name
+        s for s in sorted(await hs.membership_store.servers_in_room(room_id)) if s != hs.server_name
     ]
     return json_response({"room_id": room_id, "servers": servers})

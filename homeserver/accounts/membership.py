@@ -21,7 +21,7 @@ async def propagate_profile(hs, user_id: str, displayname, avatar_url) -> None:
     the profile change itself has already succeeded.
     """
     send = hs.events.create_and_send
-    for row in await hs.accounts.profiles.joined_member_events(user_id):
+    for row in await hs.membership_store.joined_member_events(user_id):
         content = dict(orjson.loads(row["json"]).get("content") or {})
         content["membership"] = "join"
         for key, value in (("displayname", displayname), ("avatar_url", avatar_url)):
@@ -37,7 +37,7 @@ async def propagate_profile(hs, user_id: str, displayname, avatar_url) -> None:
 
 async def leave_all_rooms(hs, user_id: str) -> None:
     send = hs.events.create_and_send
-    for room_id in await hs.accounts.profiles.joined_room_ids(user_id):
+    for room_id in await hs.membership_store.joined_rooms(user_id):
         try:
             await send(user_id, room_id, MEMBER, {"membership": "leave"}, state_key=user_id)
         except MatrixError as err:

@@ -46,10 +46,6 @@ class AccountService:
         # clean up after devices that no longer exist: `async def hook(user_id, device_ids)`.
         self.devices_deleted_hooks: list[DevicesDeletedHook] = []
 
-        from homeserver.accounts.account_data import AccountDataSync
-
-        hs.sync_extensions.append(AccountDataSync(self).extend)
-
     def is_server_admin(self, user_id: str, is_admin_flag: bool) -> bool:
         return is_admin_flag or user_id in self.hs.config.admins
 

@@ -71,7 +71,7 @@ async def put_alias(request: web.Request, requester: Requester) -> web.Response:
     store = _store(request)
     if await store.room(room_id) is None:
         raise not_found("Unknown room")
-    if await store.membership(room_id, requester.user_id) != "join":
+    if await get_hs(request).membership_store.membership(room_id, requester.user_id) != "join":
         raise forbidden("You must be in the room to give it an alias")
     try:
         await store.create_alias(alias, room_id, requester.user_id)
@@ -117,7 +117,7 @@ async def room_aliases(request: web.Request, requester: Requester) -> web.Respon
     store = _store(request)
     if await store.room(room_id) is None:
         raise forbidden("You are not in this room")
-    if await store.membership(room_id, requester.user_id) != "join":
+    if await get_hs(request).membership_store.membership(room_id, requester.user_id) != "join":
         state = (await store.summary_state([room_id]))[room_id]
         visibility = state.get("m.room.history_visibility", {}).get("history_visibility")
         if visibility != "world_readable":

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from homeserver.http.errors import MatrixError
+from storage.devices import DeviceStore
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,7 @@ def token_from_request(request: web.Request) -> str | None:
 
 
 async def requester_for_token(db, token: str) -> Requester:
-    row = await db.fetchrow(
-        "SELECT t.user_id, t.device_id, u.is_admin FROM access_tokens t"
-        " JOIN users u ON u.user_id = t.user_id"
-        " WHERE t.token_hash = $1 AND NOT u.deactivated",
-        hash_token(token),
-    )
+    row = await DeviceStore(db).session_of_token(hash_token(token))
     if row is None:
         raise MatrixError(
             401, "M_UNKNOWN_TOKEN", "Unknown or expired access token", soft_logout=False

@@ -81,25 +81,3 @@ class Presence:
             await self._changed(user_id)
         elif now - current.last_active_ts > TOUCH_INTERVAL_MS:
             await self.store.touch(user_id, now)
-
-    async def sync_extension(self, ctx, response: dict) -> None:
-        """Adds presence changes of users sharing a room with the syncing user."""
-        until = ctx.now.get("presence", 0)
-        since = (ctx.since or {}).get("presence", 0)
-        if since >= until:
-            return
-        if (
-            ctx.since is not None
-            and self.notifier is not None
-            and not self.notifier.changed_since(ctx.user_id, "presence", since)
-        ):
-            return  # a presence change wakes every co-member: none of theirs moved
-        rows = await self.store.changes_for(ctx.user_id, since, until)
-        if not rows:
-            return
-        now = _now_ms()
-        events = [
-            {"type": "m.presence", "sender": r.user_id, "content": presence_content(r, now)}
-            for r in rows
-        ]
-        response.setdefault("presence", {}).setdefault("events", []).extend(events)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
@@ -102,7 +101,7 @@ async def create_room(hs: Homeserver, creator: str, body: dict[str, Any]) -> dic
         if not _ALIAS_LOCALPART.match(alias_name):
             raise MatrixError(400, "M_INVALID_PARAM", "Invalid room_alias_name")
         alias = f"#{alias_name}:{hs.server_name}"
-        if await hs.db.fetchval("SELECT 1 FROM room_aliases WHERE alias = $1", alias):
+        if await hs.directory.alias(alias) is not None:
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
     if "m.federate" in creation_content and not isinstance(creation_content["m.federate"], bool):
         raise bad_json("m.federate must be a boolean")
@@ -124,13 +123,7 @@ async def create_room(hs: Homeserver, creator: str, body: dict[str, Any]) -> dic
         pl.update(pl_override)
     await send(creator, room_id, "m.room.power_levels", pl, "")
     if alias is not None:
-        await hs.db.execute(
-            "INSERT INTO room_aliases (alias, room_id, creator, created_ts) VALUES ($1,$2,$3,$4)",
-            alias,
-            room_id,
-            creator,
-            int(time.time() * 1000),
-        )
+        await hs.directory.create_alias(alias, room_id, creator)
         await send(creator, room_id, "m.room.canonical_alias", {"alias": alias}, "")
     given = {(s["type"], s.get("state_key", "")) for s in initial_state}
     for etype, preset_content in _PRESETS[preset].items():
@@ -155,5 +148,5 @@ async def create_room(hs: Homeserver, creator: str, body: dict[str, Any]) -> dic
             # The room exists by now: a remote invite that fails must not hide it.
             logger.info("createRoom: inviting a remote user failed: %s", e.errcode)
     if visibility == "public":
-        await hs.db.execute("UPDATE rooms SET is_public = TRUE WHERE room_id = $1", room_id)
+        await hs.directory.set_public(room_id, True)
     return {"room_id": room_id, **({"room_alias": alias} if alias else {})}

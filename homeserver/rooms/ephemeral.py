@@ -25,7 +25,7 @@ MAX_TYPING_MS = 120_000
 
 
 async def _require_joined(hs: Homeserver, room_id: str, user_id: str) -> None:
-    if not await hs.db.fetchval("SELECT 1 FROM rooms WHERE room_id = $1", room_id):
+    if not await hs.event_store.room_exists(room_id):
         raise forbidden("You are not in this room")
     if await hs.events.membership(room_id, user_id) != "join":
         raise forbidden("You are not joined to this room")
@@ -36,23 +36,8 @@ async def set_typing(
 ) -> None:
     expires = int(time.time() * 1000) + timeout_ms
     async with hs.streams.write("typing") as w:
-        if typing:
-            await w.conn.execute(
-                "INSERT INTO typing (room_id, user_id, expires_ts) VALUES ($1, $2, $3)"
-                " ON CONFLICT (room_id, user_id) DO UPDATE SET expires_ts = EXCLUDED.expires_ts",
-                room_id,
-                user_id,
-                expires,
-            )
-        else:
-            await w.conn.execute(
-                "DELETE FROM typing WHERE room_id = $1 AND user_id = $2", room_id, user_id
-            )
-        await w.conn.execute(
-            "INSERT INTO typing_changes (room_id, stream_pos) VALUES ($1, $2)"
-            " ON CONFLICT (room_id) DO UPDATE SET stream_pos = EXCLUDED.stream_pos",
-            room_id,
-            w.last,
+        await hs.ephemeral_store.set_typing(
+            w.conn, room_id, user_id, expires if typing else None, w.last
         )
         w.wake(rooms=[room_id])
     if typing:
@@ -64,9 +49,7 @@ async def _expire_typing(
     hs: Homeserver, room_id: str, user_id: str, expires: int, timeout_ms: int
 ) -> None:
     await asyncio.sleep(timeout_ms / 1000)
-    still = await hs.db.fetchval(
-        "SELECT expires_ts FROM typing WHERE room_id = $1 AND user_id = $2", room_id, user_id
-    )
+    still = await hs.ephemeral_store.typing_expiry(room_id, user_id)
     if still == expires:
         await set_typing(hs, room_id, user_id, False, 0)
 
@@ -98,18 +81,8 @@ async def store_receipt(
         return
     ts = int(time.time() * 1000)
     async with hs.streams.write("receipts") as w:
-        await w.conn.execute(
-            "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_pos)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (room_id, receipt_type, user_id, thread_id)"
-            " DO UPDATE SET event_id = EXCLUDED.event_id, ts = EXCLUDED.ts,"
-            " stream_pos = EXCLUDED.stream_pos",
-            room_id,
-            receipt_type,
-            user_id,
-            thread_id or "",
-            event_id,
-            ts,
-            w.last,
+        await hs.ephemeral_store.put_receipt(
+            w.conn, room_id, receipt_type, user_id, thread_id or "", event_id, ts, w.last
         )
         w.wake(rooms=[room_id], users=[user_id])
     await hs.federation.edus.ephemeral.local_receipt(
@@ -120,14 +93,9 @@ async def store_receipt(
 async def _set_fully_read(hs: Homeserver, room_id: str, user_id: str, event_id: str) -> None:
 
     async with hs.streams.write("account_data") as w:
-        await w.conn.execute(
-            "INSERT INTO account_data (user_id, room_id, type, content, stream_pos)"
-            " VALUES ($1,$2,'m.fully_read',$3,$4) ON CONFLICT (user_id, room_id, type)"
-            " DO UPDATE SET content = EXCLUDED.content, stream_pos = EXCLUDED.stream_pos",
-            user_id,
-            room_id,
-            dumps_str({"event_id": event_id}),
-            w.last,
+        content = dumps_str({"event_id": event_id})
+        await hs.accounts.account_data.put(
+            w.conn, user_id, room_id, "m.fully_read", content, w.last
         )
         w.wake(users=[user_id])
 

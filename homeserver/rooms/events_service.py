@@ -631,7 +631,7 @@ class EventService:
         return target_id, canonical_str(prune_event(target.event, version))
 
     async def servers_in_room(self, room_id: str) -> set[str]:
-        return await self.store.joined_servers(room_id)
+        return await self.hs.membership_store.servers_in_room(room_id)
 
     # ---- group commit ---------------------------------------------------------------------
 

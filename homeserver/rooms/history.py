@@ -22,7 +22,7 @@ _MAX_SCAN_ROUNDS = 5
 async def _reader_membership(
     hs: Homeserver, user_id: str, room_id: str
 ) -> tuple[str | None, StoredEvent | None]:
-    if not await hs.db.fetchval("SELECT 1 FROM rooms WHERE room_id = $1", room_id):
+    if not await hs.event_store.room_exists(room_id):
         raise forbidden("You are not in this room")
     ev = await hs.events.current_state_event(room_id, "m.room.member", user_id)
     return (ev.content.get("membership") if ev else None), ev

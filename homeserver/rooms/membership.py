@@ -22,9 +22,7 @@ async def member_content(
 ) -> dict[str, Any]:
     content: dict[str, Any] = {"membership": membership}
     if membership in ("join", "invite", "knock"):
-        row = await hs.db.fetchrow(
-            "SELECT displayname, avatar_url FROM profiles WHERE user_id = $1", user_id
-        )
+        row = await hs.accounts.profiles.get(user_id)
         if row is not None:
             if row["displayname"] is not None:
                 content["displayname"] = row["displayname"]
@@ -51,19 +49,17 @@ async def resolve_room(
                 room_id_or_alias
             )
             return room_id, servers + alias_servers
-        room_id = await hs.db.fetchval(
-            "SELECT room_id FROM room_aliases WHERE alias = $1", room_id_or_alias
-        )
-        if room_id is None:
+        row = await hs.directory.alias(room_id_or_alias)
+        if row is None:
             raise not_found("Room alias not found")
-        return room_id, servers
+        return row["room_id"], servers
     if not room_id_or_alias.startswith("!"):
         raise MatrixError(400, "M_INVALID_PARAM", "Not a room ID or alias")
     return room_id_or_alias, servers
 
 
 async def room_exists(hs: Homeserver, room_id: str) -> bool:
-    return bool(await hs.db.fetchval("SELECT 1 FROM rooms WHERE room_id = $1", room_id))
+    return await hs.event_store.room_exists(room_id)
 
 
 async def joins_locally(hs: Homeserver, room_id: str) -> bool:
@@ -103,18 +99,14 @@ async def join(
 ) -> str:
     if not await joins_locally(hs, room_id):
         await _through_other_server(hs, user_id, room_id, "join", reason, servers or [])
-        await hs.db.execute(
-            "DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2", user_id, room_id
-        )
+        await hs.membership_store.unforget(user_id, room_id)
         return room_id
     current = await hs.events.current_state_event(room_id, "m.room.member", user_id)
     content = await member_content(hs, user_id, "join", reason)
     if current is not None and current.content == content:
         return room_id
     await hs.events.create_and_send(user_id, room_id, "m.room.member", content, user_id)
-    await hs.db.execute(
-        "DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2", user_id, room_id
-    )
+    await hs.membership_store.unforget(user_id, room_id)
     return room_id
 
 
@@ -146,9 +138,7 @@ async def set_membership(
         await hs.federation.membership.invites.send(sender, room_id, target, content)
         return
     if membership == "invite" and target.split(":", 1)[1] == hs.server_name:
-        if not await hs.db.fetchval(
-            "SELECT 1 FROM users WHERE user_id = $1 AND NOT deactivated", target
-        ):
+        if not await hs.accounts.users.is_active(target):
             raise not_found("No such user")
     if membership == "leave" and sender != target:
         # Kicking someone who is not in the room is refused by the spec's errors, not auth.
@@ -187,12 +177,7 @@ async def _invited_out_of_band(hs: Homeserver, room_id: str, user_id: str) -> bo
         return True
     if hs.server_name in await hs.events.servers_in_room(room_id):
         return False
-    ordering = await hs.db.fetchval(
-        "SELECT e.stream_ordering FROM current_state c JOIN events e ON e.event_id = c.event_id"
-        " WHERE c.room_id = $1 AND c.type = 'm.room.member' AND c.state_key = $2",
-        room_id,
-        user_id,
-    )
+    ordering = await hs.membership_store.member_event_ordering(room_id, user_id)
     return ordering is None or ordering < oob.stream_ordering
 
 
@@ -202,8 +187,4 @@ async def forget(hs: Homeserver, user_id: str, room_id: str) -> None:
     )
     if membership in ("join", "invite", "knock"):
         raise MatrixError(400, "M_UNKNOWN", "Leave the room before forgetting it")
-    await hs.db.execute(
-        "INSERT INTO forgotten_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        user_id,
-        room_id,
-    )
+    await hs.membership_store.forget(user_id, room_id)

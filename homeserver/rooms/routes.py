@@ -50,12 +50,8 @@ async def post_create_room(request: web.Request, requester: Requester) -> web.Re
 
 @routes.get("/joined_rooms")
 async def joined_rooms(request: web.Request, requester: Requester) -> web.Response:
-    rows = await get_hs(request).db.fetch(
-        "SELECT room_id FROM current_state WHERE type = 'm.room.member' AND state_key = $1"
-        " AND membership = 'join'",
-        requester.user_id,
-    )
-    return json_response({"joined_rooms": [r["room_id"] for r in rows]})
+    rooms = await get_hs(request).membership_store.joined_rooms(requester.user_id)
+    return json_response({"joined_rooms": rooms})
 
 
 def _via(request: web.Request) -> list[str]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from homeserver.jsonutil import loads
-from homeserver.sync.notifier import state_key_of
-
-if TYPE_CHECKING:
-    from homeserver.app import Homeserver
+from homeserver.sync.notifier import Notifier, state_key_of
+from storage.accounts import ProfileStore
+from storage.events import EventStore
+from storage.membership import MembershipStore
+from storage.out_of_band import OutOfBandStore
 
 # Heroes are the first five members other than the syncing user: keep one spare.
 _HERO_CANDIDATES = 6
@@ -27,8 +27,8 @@ class _KeyedCache:
     """Values per key, each remembered with the events position it was read at and
     dropped once the notifier reports a change of its notifier key after that."""
 
-    def __init__(self, hs: Homeserver, notifier_key: Callable[[str], str], size: int):
-        self.notifier = hs.notifier
+    def __init__(self, notifier: Notifier, notifier_key: Callable[[str], str], size: int):
+        self.notifier = notifier
         self.notifier_key = notifier_key
         self.size = size
         self._items: OrderedDict[str, tuple[int, Any]] = OrderedDict()
@@ -65,12 +65,22 @@ def _user_key(user_id: str) -> str:
 
 
 class SyncCaches:
-    def __init__(self, hs: Homeserver):
-        self.hs = hs
-        self._summaries = _KeyedCache(hs, state_key_of, 100_000)
-        self._power_levels = _KeyedCache(hs, state_key_of, 100_000)
-        self._display_names = _KeyedCache(hs, _user_key, 100_000)
-        self._memberships = _KeyedCache(hs, _user_key, 100_000)
+    def __init__(
+        self,
+        notifier: Notifier,
+        memberships: MembershipStore,
+        events: EventStore,
+        profiles: ProfileStore,
+        out_of_band: OutOfBandStore,
+    ):
+        self.memberships_store = memberships
+        self.events = events
+        self.profiles = profiles
+        self.out_of_band = out_of_band
+        self._summaries = _KeyedCache(notifier, state_key_of, 100_000)
+        self._power_levels = _KeyedCache(notifier, state_key_of, 100_000)
+        self._display_names = _KeyedCache(notifier, _user_key, 100_000)
+        self._memberships = _KeyedCache(notifier, _user_key, 100_000)
 
     async def memberships(self, user_id: str) -> dict[str, tuple[str, str, int]]:
         """room -> (membership, event id, stream ordering): the user's member events in
@@ -79,24 +89,12 @@ class SyncCaches:
         return found[user_id]
 
     async def _load_memberships(self, user_ids: list[str]) -> dict[str, dict]:
-        rows = await self.hs.db.fetch(
-            "SELECT c.state_key, c.room_id, c.membership, c.event_id, e.stream_ordering"
-            " FROM current_state c JOIN events e ON e.event_id = c.event_id"
-            " WHERE c.type = 'm.room.member' AND c.state_key = ANY($1)",
-            user_ids,
-        )
-        out: dict[str, dict] = {u: {} for u in user_ids}
-        for r in rows:
-            out[r["state_key"]][r["room_id"]] = (
-                r["membership"],
-                r["event_id"],
-                r["stream_ordering"],
-            )
+        out = await self.memberships_store.memberships_of(user_ids)
         # Invites and knocks in rooms we are not in (recording one wakes its user), where
         # newer than what current state says.
         for user_id in user_ids:
             memberships = out[user_id]
-            for room_id, oob in (await self.hs.out_of_band.for_user(user_id)).items():
+            for room_id, oob in (await self.out_of_band.for_user(user_id)).items():
                 if room_id not in memberships or memberships[room_id][2] < oob.stream_ordering:
                     memberships[room_id] = (oob.membership, oob.event_id, oob.stream_ordering)
         return out
@@ -107,53 +105,32 @@ class SyncCaches:
         return await self._summaries.get_many(room_ids, self._load_summaries)
 
     async def _load_summaries(self, room_ids: list[str]) -> dict[str, dict[str, Any]]:
-        db = self.hs.db
-        out = {r: {"joined": 0, "invited": 0, "named": False, "candidates": []} for r in room_ids}
-        for r in await db.fetch(
-            "SELECT room_id, membership, count(*) AS n FROM current_state"
-            " WHERE room_id = ANY($1) AND type = 'm.room.member'"
-            " AND membership IN ('join', 'invite') GROUP BY room_id, membership",
-            room_ids,
-        ):
-            out[r["room_id"]]["joined" if r["membership"] == "join" else "invited"] = r["n"]
-        for r in await db.fetch(
-            "SELECT DISTINCT room_id FROM current_state WHERE room_id = ANY($1)"
-            " AND type IN ('m.room.name', 'm.room.canonical_alias') AND state_key = ''",
-            room_ids,
-        ):
-            out[r["room_id"]]["named"] = True
-        unnamed = [r for r in room_ids if not out[r]["named"]]
-        if unnamed:
-            # A few rows per room through the index, however big the room.
-            for r in await db.fetch(
-                "SELECT r.room_id, h.state_key FROM unnest($1::text[]) AS r(room_id)"
-                " CROSS JOIN LATERAL (SELECT m.state_key FROM current_state m"
-                "   WHERE m.room_id = r.room_id AND m.type = 'm.room.member'"
-                "   AND m.membership IN ('join', 'invite') ORDER BY m.state_key LIMIT $2) h",
-                unnamed,
-                _HERO_CANDIDATES,
-            ):
-                out[r["room_id"]]["candidates"].append(r["state_key"])
-        return out
+        counts = await self.memberships_store.member_counts(room_ids)
+        named = await self.events.rooms_with_state(
+            room_ids, ("m.room.name", "m.room.canonical_alias")
+        )
+        unnamed = [r for r in room_ids if r not in named]
+        # Heroes only matter for rooms that have neither a name nor a canonical alias.
+        heroes = (
+            await self.memberships_store.first_members(unnamed, _HERO_CANDIDATES) if unnamed else {}
+        )
+        return {
+            r: {
+                "joined": counts.get(r, (0, 0))[0],
+                "invited": counts.get(r, (0, 0))[1],
+                "named": r in named,
+                "candidates": heroes.get(r, []),
+            }
+            for r in room_ids
+        }
 
     async def power_levels(self, room_ids: list[str]) -> dict[str, dict | None]:
         return await self._power_levels.get_many(room_ids, self._load_power_levels)
 
     async def _load_power_levels(self, room_ids: list[str]) -> dict[str, dict]:
-        rows = await self.hs.db.fetch(
-            "SELECT c.room_id, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id"
-            " WHERE c.room_id = ANY($1) AND c.type = 'm.room.power_levels' AND c.state_key = ''",
-            room_ids,
-        )
-        return {r["room_id"]: loads(r["json"]).get("content", {}) for r in rows}
+        return await self.events.state_contents(room_ids, "m.room.power_levels")
 
     async def display_name(self, user_id: str) -> str | None:
         """A display name change re-sends the user's member events, which wake them."""
-        found = await self._display_names.get_many([user_id], self._load_display_names)
+        found = await self._display_names.get_many([user_id], self.profiles.display_names)
         return found[user_id]
-
-    async def _load_display_names(self, user_ids: list[str]) -> dict[str, str | None]:
-        rows = await self.hs.db.fetch(
-            "SELECT user_id, displayname FROM profiles WHERE user_id = ANY($1)", user_ids
-        )
-        return {r["user_id"]: r["displayname"] for r in rows}

@@ -1,8 +1,7 @@
-"""What one /sync computation knows, shared with the sync extensions of other packages."""
+"""What one /sync computation knows, shared by its stream providers."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,3 @@ class SyncContext:
     @property
     def initial(self) -> bool:
         return self.since is None
-
-
-# A function another package adds to every /sync response: it fills its own sections.
-SyncExtension = Callable[[SyncContext, dict[str, Any]], Awaitable[None]]

@@ -9,7 +9,6 @@ from homeserver.http.context import get_hs
 from homeserver.http.errors import invalid_param
 from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.http.routes import RouteTable
-from homeserver.sync.handler import sync
 
 routes = RouteTable()
 
@@ -21,8 +20,7 @@ async def get_sync(request: web.Request, requester: Requester) -> web.Response:
     set_presence = request.query.get("set_presence")
     if set_presence is not None and set_presence not in _PRESENCE:
         raise invalid_param("set_presence must be online, offline or unavailable")
-    response = await sync(
-        get_hs(request),
+    response = await get_hs(request).sync_handler.sync(
         requester,
         request.query.get("since"),
         query_int(request, "timeout", 0, minimum=0) or 0,

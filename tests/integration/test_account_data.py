@@ -5,6 +5,7 @@ from urllib.parse import quote
 
 from nio import RoomCreateResponse
 
+from homeserver.sync.streams.account_data import AccountDataStream
 from tests.schema import assert_matches_schema
 
 V3 = "/_matrix/client/v3"
@@ -157,8 +158,8 @@ async def test_sync_extension_filters_by_type(server):
         filter={"account_data": {"not_types": ["b.*"]}},
     )
     response = {}
-    for extend in hs.sync_extensions:
-        if getattr(extend, "__self__", None).__class__.__name__ == "AccountDataSync":
-            await extend(ctx, response)
+    for provider in hs.sync_handler.providers:
+        if isinstance(provider, AccountDataStream):
+            await provider.fill(ctx, response)
     assert [e["type"] for e in response["account_data"]["events"]] == ["a.keep"]
     assert "rooms" not in response

@@ -1,0 +1,144 @@
+"""Typing notifications and read receipts: the rooms' ephemeral data.
+
+Typing keeps who types now (`typing`, with an expiry) and the typing stream position at
+which each room's set last changed (`typing_changes`); receipts keep the latest receipt
+per (room, type, user, thread), stamped with its receipts stream position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from storage.database import Database
+
+
+class EphemeralStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- typing --------------------------------------------------------------------------
+
+    async def set_typing(
+        self, conn, room_id: str, user_id: str, expires_ts: int | None, pos: int
+    ) -> None:
+        """The user types until `expires_ts`, or stopped (None); the room's set changed at `pos`."""
+        if expires_ts is not None:
+            await conn.execute(
+                "INSERT INTO typing (room_id, user_id, expires_ts) VALUES ($1, $2, $3)"
+                " ON CONFLICT (room_id, user_id) DO UPDATE SET expires_ts = EXCLUDED.expires_ts",
+                room_id,
+                user_id,
+                expires_ts,
+            )
+        else:
+            await conn.execute(
+                "DELETE FROM typing WHERE room_id = $1 AND user_id = $2", room_id, user_id
+            )
+        await conn.execute(
+            "INSERT INTO typing_changes (room_id, stream_pos) VALUES ($1, $2)"
+            " ON CONFLICT (room_id) DO UPDATE SET stream_pos = EXCLUDED.stream_pos",
+            room_id,
+            pos,
+        )
+
+    async def typing_expiry(self, room_id: str, user_id: str) -> int | None:
+        return await self.db.fetchval(
+            "SELECT expires_ts FROM typing WHERE room_id = $1 AND user_id = $2", room_id, user_id
+        )
+
+    async def typing_changes(
+        self,
+        room_ids: Sequence[str],
+        since: int | None,
+        upto: int,
+        now_ms: int,
+        whole: Sequence[str],
+    ) -> dict[str, list[str]]:
+        """room -> users typing now (sorted), for the rooms whose typing set changed in
+        (since, upto], or at all up to `upto` when `since` is None or the room is in
+        `whole`. One query for all the rooms."""
+        rows = await self.db.fetch(
+            "SELECT c.room_id, array_remove(array_agg(t.user_id ORDER BY t.user_id), NULL)"
+            " AS users FROM typing_changes c"
+            " LEFT JOIN typing t ON t.room_id = c.room_id AND t.expires_ts > $4"
+            " WHERE c.room_id = ANY($1) AND ($2::bigint IS NULL OR c.stream_pos > $2"
+            "   OR c.room_id = ANY($5)) AND c.stream_pos <= $3"
+            " GROUP BY c.room_id",
+            list(room_ids),
+            since,
+            upto,
+            now_ms,
+            list(whole),
+        )
+        return {r["room_id"]: list(r["users"]) for r in rows}
+
+    # -- receipts ------------------------------------------------------------------------
+
+    async def put_receipt(
+        self,
+        conn,
+        room_id: str,
+        receipt_type: str,
+        user_id: str,
+        thread_id: str,
+        event_id: str,
+        ts: int,
+        pos: int,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_pos)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (room_id, receipt_type, user_id, thread_id)"
+            " DO UPDATE SET event_id = EXCLUDED.event_id, ts = EXCLUDED.ts,"
+            " stream_pos = EXCLUDED.stream_pos",
+            room_id,
+            receipt_type,
+            user_id,
+            thread_id,
+            event_id,
+            ts,
+            pos,
+        )
+
+    async def receipt_changes(
+        self,
+        room_ids: Sequence[str],
+        since: int | None,
+        upto: int,
+        viewer: str,
+        whole: Sequence[str],
+    ) -> list:
+        """Receipts `viewer` may see (private ones only their own) in (since, upto], or all
+        up to `upto` when `since` is None or the room is in `whole`. One query."""
+        return await self.db.fetch(
+            "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts FROM receipts"
+            " WHERE room_id = ANY($1) AND stream_pos <= $3"
+            " AND ($2::bigint IS NULL OR stream_pos > $2 OR room_id = ANY($5))"
+            " AND (receipt_type <> 'm.read.private' OR user_id = $4)",
+            list(room_ids),
+            since,
+            upto,
+            viewer,
+            list(whole),
+        )
+
+    async def unread_event_ids(
+        self, room_ids: Sequence[str], user_id: str, joined_at: Sequence[int], limit: int
+    ) -> list[tuple[str, str]]:
+        """(room, event id) of the newest `limit` events per room from others after the
+        user's read receipt (public or private) and after `joined_at` (per room). One query."""
+        rows = await self.db.fetch(
+            "SELECT r.room_id, e.event_id"
+            " FROM unnest($1::text[], $3::bigint[]) AS r(room_id, joined_at)"
+            " CROSS JOIN LATERAL (SELECT ev.event_id FROM events ev"
+            "   WHERE ev.room_id = r.room_id AND ev.sender <> $2"
+            "   AND ev.stream_ordering > GREATEST(r.joined_at, COALESCE((SELECT max(re.stream_ordering)"
+            "     FROM receipts rc JOIN events re ON re.event_id = rc.event_id"
+            "     WHERE rc.room_id = r.room_id AND rc.user_id = $2"
+            "     AND rc.receipt_type IN ('m.read', 'm.read.private')), 0))"
+            "   ORDER BY ev.stream_ordering DESC LIMIT $4) e",
+            list(room_ids),
+            user_id,
+            list(joined_at),
+            limit,
+        )
+        return [(r["room_id"], r["event_id"]) for r in rows]
