@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from storage.database import Database
 from storage.membership import CO_MEMBERS_SQL as _CO_MEMBERS
+from storage.membership import JOINED_MEMBERS_SQL
 from storage.streams import Streams
 
 
@@ -118,14 +119,12 @@ class PresenceStore:
             changed = [r["user_id"] for r in rows]
             if changed:
                 members = await w.conn.fetch(
-                    "SELECT DISTINCT other.state_key FROM current_state mine"
-                    " JOIN current_state other ON other.room_id = mine.room_id"
-                    " AND other.type = 'm.room.member' AND other.membership = 'join'"
-                    " WHERE mine.type = 'm.room.member' AND mine.state_key = ANY($1::text[])"
-                    " AND mine.membership = 'join'",
+                    f"SELECT DISTINCT other.user_id FROM ({JOINED_MEMBERS_SQL}) mine"
+                    f" JOIN ({JOINED_MEMBERS_SQL}) other ON other.room_id = mine.room_id"
+                    " WHERE mine.user_id = ANY($1::text[])",
                     changed,
                 )
-                w.wake(users=[*changed, *(r["state_key"] for r in members)])
+                w.wake(users=[*changed, *(r["user_id"] for r in members)])
         return changed
 
     async def changes_for(self, viewer: str, since: int, until: int) -> list[PresenceRow]:
