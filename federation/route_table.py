@@ -9,7 +9,7 @@ operation in data/api/server-server/ has no `security`).
 
 Declared as client routes are (`@routes.get(path)`), but `path` is always the whole path:
 federation paths carry their own prefixes (/_matrix/federation/v1, v2, /_matrix/key/v2).
-tests/integration/test_federation_route_auth.py lists the public routes and sends an
+tests/integration/federation/test_federation_route_auth.py lists the public routes and sends an
 unsigned request to every route of the mounted federation app.
 """
 

@@ -13,7 +13,7 @@ from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
 from tests.harness import PASSWORD
-from tests.integration.e2ee_helpers import cross_signing_key, new_key
+from tests.integration.e2ee.helpers import cross_signing_key, new_key
 from tests.interop.helpers import MAX_SYNCS
 
 

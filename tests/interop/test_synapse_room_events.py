@@ -19,7 +19,7 @@ from nio import (
     TypingNoticeEvent,
 )
 
-from tests.integration.federation_helpers import (
+from tests.integration.federation.helpers import (
     start_federation_listener,
     stop_federation_listener,
 )

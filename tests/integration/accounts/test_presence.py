@@ -1,0 +1,115 @@
+"""Presence with matrix-nio: setting, reading, visibility through shared rooms, /sync."""
+
+from __future__ import annotations
+
+from nio import (
+    PresenceGetError,
+    PresenceGetResponse,
+    PresenceSetResponse,
+    RoomCreateResponse,
+    SyncResponse,
+)
+
+V3 = "/_matrix/client/v3"
+
+
+async def _shared_room(alice, bob):
+    resp = await alice.room_create(invite=[bob.user_id])
+    assert isinstance(resp, RoomCreateResponse), resp
+    await bob.join(resp.room_id)
+    return resp.room_id
+
+
+async def test_set_and_get_own_presence(server):
+    alice = await server.client()
+    resp = await alice.get_presence(alice.user_id)
+    assert isinstance(resp, PresenceGetResponse) and resp.presence == "offline"
+    resp = await alice.set_presence("unavailable", "at lunch")
+    assert isinstance(resp, PresenceSetResponse), resp
+    resp = await alice.get_presence(alice.user_id)
+    assert isinstance(resp, PresenceGetResponse), resp
+    assert resp.presence == "unavailable" and resp.status_msg == "at lunch"
+    assert resp.currently_active is False
+    await alice.set_presence("online")
+    resp = await alice.get_presence(alice.user_id)
+    assert resp.presence == "online" and resp.currently_active is True and resp.status_msg is None
+
+
+async def test_presence_errors_change_nothing(server):
+    alice, bob = await server.client(), await server.client()
+    await alice.set_presence("online", "here")
+    token = alice.access_token
+    status, body = await server.request(
+        "PUT", f"{V3}/presence/{bob.user_id}/status", token=token, json={"presence": "online"}
+    )
+    assert status == 403 and body["errcode"] == "M_FORBIDDEN"
+    for bad, errcode in (
+        ({"presence": "asleep"}, "M_INVALID_PARAM"),
+        ({"status_msg": "no state"}, "M_MISSING_PARAM"),
+        ({"presence": "offline", "status_msg": 5}, "M_BAD_JSON"),
+    ):
+        status, body = await server.request(
+            "PUT", f"{V3}/presence/{alice.user_id}/status", token=token, json=bad
+        )
+        assert (status, body["errcode"]) == (400, errcode)
+    resp = await alice.get_presence(alice.user_id)
+    assert resp.presence == "online" and resp.status_msg == "here"
+
+
+async def test_presence_visible_only_to_room_members(server):
+    alice, bob, eve = await server.client(), await server.client(), await server.client()
+    await alice.set_presence("online", "working")
+    resp = await eve.get_presence(alice.user_id)
+    assert isinstance(resp, PresenceGetError) and resp.status_code == "M_FORBIDDEN"
+    resp = await eve.get_presence(f"@nobody:{server.server_name}")
+    assert isinstance(resp, PresenceGetError) and resp.status_code == "M_NOT_FOUND"
+    await _shared_room(alice, bob)
+    resp = await bob.get_presence(alice.user_id)
+    assert isinstance(resp, PresenceGetResponse) and resp.status_msg == "working"
+
+
+async def test_presence_in_sync(server):
+    alice, bob, eve = await server.client(), await server.client(), await server.client()
+    await _shared_room(alice, bob)
+    first = await bob.sync(timeout=0, set_presence="offline")
+    assert isinstance(first, SyncResponse), first
+    eve_first = await eve.sync(timeout=0, set_presence="offline")
+
+    await alice.set_presence("unavailable", "in a meeting")
+    resp = await bob.sync(timeout=0, since=first.next_batch, set_presence="offline")
+    assert isinstance(resp, SyncResponse), resp
+    mine = [p for p in resp.presence_events if p.user_id == alice.user_id]
+    assert len(mine) == 1
+    assert mine[0].presence == "unavailable" and mine[0].status_msg == "in a meeting"
+    # Eve shares no room with Alice: nothing about her.
+    resp = await eve.sync(timeout=0, since=eve_first.next_batch, set_presence="offline")
+    assert all(p.user_id != alice.user_id for p in resp.presence_events)
+
+
+async def test_sync_set_presence_marks_online(server):
+    alice = await server.client()
+    await alice.sync(timeout=0, set_presence="online")
+    resp = await alice.get_presence(alice.user_id)
+    assert resp.presence == "online"
+    await alice.sync(timeout=0, set_presence="offline")
+    resp = await alice.get_presence(alice.user_id)
+    assert resp.presence == "online"
+    await alice.sync(timeout=0, set_presence="unavailable")
+    assert (await alice.get_presence(alice.user_id)).presence == "unavailable"
+
+
+async def test_presence_of_a_remote_user_who_shares_a_room(server):
+    """What another server told us of its user is readable by those who share a room with
+    that user (found with Synapse: a remote user was "Unknown user")."""
+    from tests.integration.federation.helpers import remote_member
+
+    alice = await server.client()
+    room = await alice.room_create()
+    remote, stranger = "@bob:elsewhere.example", "@carol:elsewhere.example"
+    await remote_member(server, room.room_id, remote)
+    await server.hs.presence.store.set(remote, "unavailable", "abroad", 0)
+    resp = await alice.get_presence(remote)
+    assert isinstance(resp, PresenceGetResponse), resp
+    assert (resp.presence, resp.status_msg) == ("unavailable", "abroad")
+    resp = await alice.get_presence(stranger)
+    assert isinstance(resp, PresenceGetError) and resp.status_code == "M_FORBIDDEN", resp
