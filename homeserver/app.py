@@ -56,7 +56,6 @@ ROUTE_MODULES = (
     "homeserver.directory.routes",
     "e2ee.routes",
     "homeserver.media.routes",
-    "homeserver.accounts.openid",
 )
 
 MAX_REQUEST_BYTES = 100 * 1024 * 1024

@@ -13,7 +13,7 @@ from homeserver.http.request import query_int
 from homeserver.media.headers import content_disposition
 from homeserver.media.remote import serve_federation_media
 from homeserver.media.repository import MAX_TIMEOUT_MS
-from homeserver.media.routes import thumbnail_params
+from homeserver.media.routes.client import thumbnail_params
 
 routes = FederationRouteTable()
 

@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 
 from federation.route_table import FederationRouteTable
-from homeserver.accounts.openid import openid_store
+from homeserver.accounts.routes.openid import openid_store
 from homeserver.http.auth import hash_token
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, missing_param

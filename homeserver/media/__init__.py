@@ -1,12 +1,13 @@
 """The media repository (content repository).
 
-What it owns: uploads (`POST /_matrix/media/v3/upload`, async `v1/create` + `PUT`),
-authenticated downloads and thumbnails under `/_matrix/client/v1/media/`, URL previews
-(`preview.py`: guarded fetches, og:image kept as server-owned media, a PostgreSQL cache),
-the legacy `/_matrix/media/v3` download paths (frozen by default), what the federation
-media endpoints serve (`federation_file`, `federation_thumbnail`; the routes and the remote
+What it owns (its handlers are in `routes/`): uploads (`POST /_matrix/media/v3/upload`,
+async `v1/create` + `PUT`), authenticated downloads and thumbnails under
+`/_matrix/client/v1/media/` (`routes/client.py`), URL previews (`preview.py`: guarded
+fetches, og:image kept as server-owned media, a PostgreSQL cache), the legacy
+`/_matrix/media/v3` download paths (frozen by default), what the federation media
+endpoints serve (`federation_file`, `federation_thumbnail`; the routes and the remote
 fetcher live in federation/: `routes/media.py`, `media_fetcher.py`), and the
-Synapse-shaped admin API (`admin_routes.py`: quarantine of one item or of a room's media
+Synapse-shaped admin API (`routes/admin.py`: quarantine of one item or of a room's media
 (`room_media.py`), deletion, remote cache purge, per-user usage).
 
 How data flows: an upload is streamed in chunks to a scratch file under the store path

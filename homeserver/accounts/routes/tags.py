@@ -9,7 +9,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from homeserver.accounts.account_data import check_target
+from homeserver.accounts.routes.account_data import check_target
 from homeserver.http.auth import Requester
 from homeserver.http.context import get_hs
 from homeserver.http.errors import bad_json, invalid_param

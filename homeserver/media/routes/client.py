@@ -10,7 +10,6 @@ from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, invalid_param, missing_param, not_found
 from homeserver.http.request import json_response, query_bool, query_int, required_query_int
 from homeserver.http.routes import RouteTable
-from homeserver.media import admin_routes
 from homeserver.media.headers import valid_filename
 from homeserver.media.repository import MAX_TIMEOUT_MS
 
@@ -172,5 +171,3 @@ routes.get("/media/config", versions=AUTHED)(_config)
 routes.get("/config", prefix=MEDIA, versions=LEGACY)(_config)
 routes.get("/media/preview_url", versions=AUTHED, ratelimit=True)(_preview)
 routes.get("/preview_url", prefix=MEDIA, versions=LEGACY, ratelimit=True)(_preview)
-
-routes.routes.extend(admin_routes.routes.routes)
