@@ -48,7 +48,6 @@ ROUTE_MODULES = (
     "homeserver.misc.routes",
     "homeserver.accounts.routes",
     "homeserver.rooms.routes",
-    "homeserver.rooms.ephemeral",
     "homeserver.sync.routes",
     "federation.routes.well_known",
     "homeserver.push.routes",
