@@ -13,7 +13,6 @@ import time
 from aiohttp import web
 
 from federation.route_table import FederationRouteTable
-from homeserver.accounts.routes.openid import openid_store
 from homeserver.http.auth import hash_token
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, missing_param
@@ -29,7 +28,7 @@ async def userinfo(request: web.Request) -> web.Response:
     token = request.query.get("access_token")
     if not token:
         raise missing_param("Missing 'access_token'")
-    user_id = await openid_store(get_hs(request)).user_for(
+    user_id = await get_hs(request).accounts.openid_tokens.user_for(
         hash_token(token), int(time.time() * 1000)
     )
     if user_id is None:

@@ -14,6 +14,7 @@ from storage.account_data import AccountDataStore
 from storage.accounts import AccountStore, ProfileStore
 from storage.devices import DeviceStore
 from storage.filters import FilterStore
+from storage.openid import OpenIdStore
 from storage.registration_tokens import NonceStore, RegistrationTokenStore
 from storage.uia import UIASessionStore
 
@@ -42,6 +43,8 @@ class AccountService:
         self.nonces = NonceStore(db)
         self.account_data = AccountDataStore(db)
         self.filters = FilterStore(db)
+        # Issued by accounts/routes/openid.py, checked by federation/routes/openid.py.
+        self.openid_tokens = OpenIdStore(db)
         # Other domains (e2ee device keys, to-device inboxes, pushers) register here to
         # clean up after devices that no longer exist: `async def hook(user_id, device_ids)`.
         self.devices_deleted_hooks: list[DevicesDeletedHook] = []

@@ -13,15 +13,10 @@ from homeserver.http.context import get_hs
 from homeserver.http.errors import forbidden
 from homeserver.http.request import json_body, json_response
 from homeserver.http.routes import RouteTable
-from storage.openid import OpenIdStore
 
 routes = RouteTable()
 
 TOKEN_LIFETIME_S = 3600
-
-
-def openid_store(hs) -> OpenIdStore:
-    return OpenIdStore(hs.db)
 
 
 @routes.post("/user/{user_id}/openid/request_token", ratelimit=True)
@@ -33,7 +28,7 @@ async def request_token(request: web.Request, requester: Requester) -> web.Respo
     token = secrets.token_urlsafe(32)
     now = int(time.time() * 1000)
     expires = now + TOKEN_LIFETIME_S * 1000
-    await openid_store(hs).add(hash_token(token), requester.user_id, expires, now)
+    await hs.accounts.openid_tokens.add(hash_token(token), requester.user_id, expires, now)
     return json_response(
         {
             "access_token": token,
