@@ -11,9 +11,9 @@ from federation.route_table import FederationRouteTable
 from homeserver.http.context import get_hs
 from homeserver.http.request import query_int
 from homeserver.media.headers import content_disposition
+from homeserver.media.params import thumbnail_params
 from homeserver.media.remote import serve_federation_media
 from homeserver.media.repository import MAX_TIMEOUT_MS
-from homeserver.media.routes.client import thumbnail_params
 
 routes = FederationRouteTable()
 

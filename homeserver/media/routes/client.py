@@ -8,9 +8,10 @@ from aiohttp import web
 
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, invalid_param, missing_param, not_found
-from homeserver.http.request import json_response, query_bool, query_int, required_query_int
+from homeserver.http.request import json_response, query_bool, query_int
 from homeserver.http.routes import RouteTable
 from homeserver.media.headers import valid_filename
+from homeserver.media.params import thumbnail_params
 from homeserver.media.repository import MAX_TIMEOUT_MS
 
 routes = RouteTable()
@@ -75,16 +76,6 @@ async def _download(request: web.Request, filename: str | None = None) -> web.St
         request.match_info["server_name"], request.match_info["media_id"], timeout_ms
     )
     return await repo.respond(request, info, filename)
-
-
-def thumbnail_params(request: web.Request) -> tuple[int, int, str]:
-    """width, height and method of a thumbnail request (client and federation alike)."""
-    width = required_query_int(request, "width", minimum=1, maximum=4096)
-    height = required_query_int(request, "height", minimum=1, maximum=4096)
-    method = request.query.get("method", "scale")
-    if method not in ("crop", "scale"):
-        raise invalid_param("'method' must be 'crop' or 'scale'")
-    return width, height, method
 
 
 async def _thumbnail(request: web.Request) -> web.StreamResponse:
