@@ -6,17 +6,14 @@ from aiohttp import web
 
 from homeserver.accounts import uia
 from homeserver.accounts.passwords import check_password_strength, hash_password
-from homeserver.accounts.usernames import generate_localpart, localpart_of, validate_localpart
+from homeserver.accounts.registration import create_account, user_in_use
+from homeserver.accounts.usernames import generate_localpart, validate_localpart
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, forbidden, invalid_param, missing_param
 from homeserver.http.request import field, json_body, json_response
 from homeserver.http.routes import RouteTable
 
 routes = RouteTable()
-
-
-def user_in_use() -> MatrixError:
-    return MatrixError(400, "M_USER_IN_USE", "User ID already taken")
 
 
 async def registration_flows(hs) -> list[list[str]]:
@@ -32,43 +29,6 @@ async def registration_flows(hs) -> list[list[str]]:
         # finish with a dummy request that receives the login.
         return [[uia.REGISTRATION_TOKEN, uia.DUMMY]]
     raise forbidden("Registration is disabled on this server")
-
-
-async def create_account(
-    hs,
-    user_id: str,
-    password_hash: str | None,
-    *,
-    is_admin: bool = False,
-    displayname: str | None = None,
-    login: bool = True,
-    device_id: str | None = None,
-    device_display_name: str | None = None,
-    ip: str | None = None,
-    registration_token: str | None = None,
-) -> dict:
-    """Creates the user (and a first login session) in one transaction.
-
-    Shared by /register and the shared-secret admin registration.
-    """
-    accounts = hs.accounts
-    async with hs.db.acquire() as conn:
-        async with conn.transaction():
-            if registration_token is not None:
-                if not await accounts.registration_tokens.consume(conn, registration_token):
-                    raise forbidden("The registration token is no longer valid")
-            created = await accounts.users.create_user(
-                conn, user_id, password_hash, is_admin, displayname or localpart_of(user_id)
-            )
-            if not created:
-                raise user_in_use()
-            response = {"user_id": user_id, "home_server": hs.server_name}
-            if login:
-                token, device_id = await accounts.start_session(
-                    conn, user_id, device_id, device_display_name, ip
-                )
-                response.update(access_token=token, device_id=device_id)
-    return response
 
 
 @routes.post("/register", auth=False)

@@ -13,7 +13,7 @@ import secrets
 from aiohttp import web
 
 from homeserver.accounts.passwords import check_password_strength, hash_password
-from homeserver.accounts.routes.registration import create_account, user_in_use
+from homeserver.accounts.registration import create_account, user_in_use
 from homeserver.accounts.usernames import validate_localpart
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, bad_json, forbidden
