@@ -23,6 +23,7 @@ from federation.discovery import (
     is_public_address,
     parse_cache_control,
 )
+from federation.errors import FederationError
 from federation.policy import ServerPolicy
 from federation.request_auth import authorization_header
 from federation.tls import client_context
@@ -32,22 +33,6 @@ logger = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 WELL_KNOWN_MAX_BYTES = 50 * 1024
-
-
-class FederationError(Exception):
-    """A federation request that did not produce a successful answer.
-
-    status is the remote HTTP status, or None when no answer came (refused by policy,
-    unresolvable, unreachable, timed out)."""
-
-    def __init__(self, message: str, status: int | None = None, body: Any = None):
-        super().__init__(message)
-        self.status = status
-        self.body = body
-
-    @property
-    def errcode(self) -> str | None:
-        return self.body.get("errcode") if isinstance(self.body, dict) else None
 
 
 async def read_capped(stream: aiohttp.StreamReader, max_bytes: int, status: int) -> bytes:

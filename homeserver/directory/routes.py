@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from federation.errors import FederationError
 from homeserver.directory.public_rooms import public_rooms
 from homeserver.http.auth import Requester, authenticate
 from homeserver.http.context import get_hs
@@ -162,8 +163,6 @@ def _remote_server(request: web.Request) -> str | None:
 async def _remote_public_rooms(request: web.Request, server: str, body: dict | None):
     """Another server's room directory, fetched over federation for a signed-in user
     (as Synapse does: an anonymous caller cannot make us contact other servers)."""
-    from federation.client import FederationError
-
     hs = get_hs(request)
     await authenticate(request, hs.db)
     if not hs.federation.policy.is_allowed(server):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from federation.errors import FederationError
 from homeserver.accounts.membership import propagate_profile
 from homeserver.http.auth import Requester, authenticate
 from homeserver.http.context import get_hs
@@ -31,8 +32,6 @@ async def _profile(request: web.Request) -> dict:
 async def _remote_profile(request: web.Request, user_id: str, server: str) -> dict:
     """Another server's user, asked of that server (federation query/profile); only for
     a signed-in user, so that an anonymous caller cannot make us contact other servers."""
-    from federation.client import FederationError
-
     hs = get_hs(request)
     await authenticate(request, hs.db)
     if not hs.federation.policy.is_allowed(server):
