@@ -42,13 +42,20 @@ RemoteKeysCall = Callable[[str, dict[str, Any]], Awaitable[dict]]
 
 
 class KeyService:
-    def __init__(self, hs: Homeserver, store: E2EKeyStore, device_lists: DeviceLists):
+    def __init__(
+        self,
+        hs: Homeserver,
+        store: E2EKeyStore,
+        device_lists: DeviceLists,
+        remote_query: RemoteKeysCall | None = None,
+        remote_claim: RemoteKeysCall | None = None,
+    ):
         self.hs = hs
         self.store = store
         self.device_lists = device_lists
-        # Set by the federation package: async (server, user_ids_to_devices) -> result dict.
-        self.remote_query: RemoteKeysCall | None = None
-        self.remote_claim: RemoteKeysCall | None = None
+        # Federation's, when this server federates; else remote users are failures.
+        self.remote_query = remote_query
+        self.remote_claim = remote_claim
 
     # --- upload ------------------------------------------------------------------
 

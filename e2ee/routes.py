@@ -156,7 +156,7 @@ def _backup_target(request) -> tuple[str | None, str | None, str | None]:
 async def put_backup_keys(request, requester):
     body = await limited_json(request, MAX_BACKUP_BODY)
     version, room_id, session_id = _backup_target(request)
-    if session_id is not None:
+    if session_id is not None and room_id is not None:  # the route gives both or neither
         sessions = parse_sessions(room_id, {"sessions": {session_id: body}})
     elif room_id is not None:
         sessions = parse_sessions(room_id, body)

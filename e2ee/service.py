@@ -4,13 +4,14 @@ call when devices come and go."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from e2ee.backup import KeyBackup
 from e2ee.cross_signing import CrossSigning
-from e2ee.devices.device_lists import DeviceLists
-from e2ee.keys import KeyService
-from e2ee.to_device import ToDevice
+from e2ee.devices.device_lists import DeviceListOutbox, DeviceLists
+from e2ee.keys import KeyService, RemoteKeysCall
+from e2ee.to_device import RemoteToDevice, ToDevice
 from storage.e2ee_backup import BackupStore
 from storage.e2ee_device_lists import DeviceListStore
 from storage.e2ee_keys import E2EKeyStore
@@ -20,15 +21,38 @@ if TYPE_CHECKING:
     from homeserver.app import Homeserver
 
 
+@dataclass(frozen=True)
+class RemoteE2EE:
+    """What the federation package lends these services when the server federates:
+    to-device and device-list EDUs queued in the caller's transaction, and key queries
+    and claims for users of other servers. The composition root hands it in."""
+
+    to_device: RemoteToDevice
+    device_lists: DeviceListOutbox
+    query_keys: RemoteKeysCall
+    claim_keys: RemoteKeysCall
+
+
 class E2EEService:
-    def __init__(self, hs: Homeserver):
+    def __init__(self, hs: Homeserver, remote: RemoteE2EE | None = None):
         self.hs = hs
         self.key_store = E2EKeyStore(hs.db)
         self.to_device_store = ToDeviceStore(hs.db)
-        self.device_lists = DeviceLists(hs, DeviceListStore(hs.db), hs.membership_store)
-        self.keys = KeyService(hs, self.key_store, self.device_lists)
+        self.device_lists = DeviceLists(
+            hs,
+            DeviceListStore(hs.db),
+            hs.membership_store,
+            remote.device_lists if remote else None,
+        )
+        self.keys = KeyService(
+            hs,
+            self.key_store,
+            self.device_lists,
+            remote.query_keys if remote else None,
+            remote.claim_keys if remote else None,
+        )
         self.cross_signing = CrossSigning(hs, self.key_store, self.device_lists)
-        self.to_device = ToDevice(hs, self.to_device_store)
+        self.to_device = ToDevice(hs, self.to_device_store, remote.to_device if remote else None)
         self.backup = KeyBackup(BackupStore(hs.db))
         hs.accounts.devices_deleted_hooks.append(self.on_devices_deleted)
 

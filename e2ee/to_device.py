@@ -34,11 +34,11 @@ class RemoteToDevice(Protocol):
 
 
 class ToDevice:
-    def __init__(self, hs: Homeserver, store: ToDeviceStore):
+    def __init__(self, hs: Homeserver, store: ToDeviceStore, remote: RemoteToDevice | None = None):
         self.hs = hs
         self.store = store
-        # Set by the federation package when it federates.
-        self.remote: RemoteToDevice | None = None
+        # Federation's, when this server federates.
+        self.remote = remote
 
     @staticmethod
     def check(event_type: str, txn_id: str, body: dict) -> dict[str, dict[str, dict]]:

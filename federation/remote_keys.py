@@ -37,10 +37,6 @@ class RemoteKeys:
         self.device_lists = device_lists
         self.store = device_lists.store
 
-    def install(self) -> None:
-        self.hs.e2ee.keys.remote_query = self.query
-        self.hs.e2ee.keys.remote_claim = self.claim
-
     async def query(self, server: str, users: dict[str, list[str]]) -> dict:
         result: dict[str, dict] = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
         tracked = await self._tracked(users)

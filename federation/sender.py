@@ -373,7 +373,7 @@ class FederationSender:
             "pdus": [stored[i].event for i in pdu_ids if i in stored],
         }
         edus = [
-            {"edu_type": r.edu_type, "content": orjson.loads(r.edu_content)}
+            {"edu_type": r.edu_type, "content": orjson.loads(r.edu_content or "{}")}
             for r in rows
             if r.edu_type is not None
         ] + ephemeral

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from e2ee.service import RemoteE2EE
 from federation.acl import server_allowed_by_acl
 from federation.backfill import Backfiller
 from federation.client import FederationClient
@@ -45,6 +46,17 @@ class Federation:
         self.backfiller = Backfiller(hs, self.inbound)
         self.membership = MembershipFederation(hs)
 
+    def remote_e2ee(self) -> RemoteE2EE | None:
+        """What the e2ee services need of us, or None when this server does not federate."""
+        if not self.policy.federates:
+            return None
+        return RemoteE2EE(
+            to_device=self.edus.to_device,
+            device_lists=self.edus.device_lists,
+            query_keys=self.remote_keys.query,
+            claim_keys=self.remote_keys.claim,
+        )
+
     async def acl_allows(self, room_id: str, server_name: str) -> bool:
         """Whether the room's m.room.server_acl lets `server_name` take part."""
         try:
@@ -56,9 +68,6 @@ class Federation:
     async def start(self) -> None:
         await self.server_keys.start()
         if self.policy.federates:
-            # The services hooked here (e2ee, presence) are built after us.
-            self.edus.install()
-            self.remote_keys.install()
             await self.sender.start()
 
     async def stop(self) -> None:

@@ -118,7 +118,8 @@ class Homeserver:
         self.presence = Presence(PresenceStore(db, self.streams), self.notifier)
         self.directory = DirectoryStore(db)
         self.federation = Federation(self)
-        self.e2ee = E2EEService(self)  # after accounts: hooks device deletion
+        # After accounts (it hooks device deletion) and federation (whose EDUs it queues).
+        self.e2ee = E2EEService(self, self.federation.remote_e2ee())
         remote_media = FederationMediaFetcher(self.federation.client)  # used when federating
         self.media = MediaRepository(
             self, remote_media if config.federation.allowed_servers else None

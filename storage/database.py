@@ -124,12 +124,12 @@ class Database:
         return await self._pool.execute(query, *args)
 
     def acquire(self):
-        return self.pool.acquire()
+        return self._pool.acquire()
 
     @contextlib.asynccontextmanager
     async def transaction(self):
         """A connection inside a transaction, for writes that take no stream position."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire() as conn, conn.transaction():
             yield conn
 
     def pool_stats(self) -> tuple[int, int]:

@@ -16,7 +16,17 @@ from typing import Any
 import jsonschema
 import yaml
 
-API_DIR = Path("/work/shared/matrix-spec/data/api")
+# shared/ sits beside the project's checkout (CI lays a copy there); /work/shared is where
+# it lives on the developers' machines.
+_SHARED = next(
+    (
+        p
+        for p in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared"))
+        if p.is_dir()
+    ),
+    Path("/work/shared"),
+)
+API_DIR = _SHARED / "matrix-spec" / "data" / "api"
 _CLIENT_SERVER = API_DIR / "client-server"
 
 

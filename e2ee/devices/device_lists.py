@@ -30,12 +30,18 @@ class DeviceListOutbox(Protocol):
 
 
 class DeviceLists:
-    def __init__(self, hs: Homeserver, store: DeviceListStore, memberships: MembershipStore):
+    def __init__(
+        self,
+        hs: Homeserver,
+        store: DeviceListStore,
+        memberships: MembershipStore,
+        outbox: DeviceListOutbox | None = None,
+    ):
         self.hs = hs
         self.store = store
         self.memberships = memberships
-        # Set by the federation package when it federates.
-        self.outbox: DeviceListOutbox | None = None
+        # Federation's, when this server federates.
+        self.outbox = outbox
 
     async def mark_changed(self, user_ids: Iterable[str], work=None) -> None:
         """Records a change for each user, committing `await work(conn)` with it.

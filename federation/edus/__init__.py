@@ -61,11 +61,6 @@ class Edus:
         if users_of is not None:
             self.users_of[edu_type] = users_of
 
-    def install(self) -> None:
-        """Hooks the local services to the sender (only when we federate)."""
-        for part in (self.ephemeral, self.device_lists, self.to_device):
-            part.install()
-
     async def dispatch(self, origin: str, edus: list[dict]) -> None:
         for edu in edus:
             edu_type, content = edu["edu_type"], edu["content"]

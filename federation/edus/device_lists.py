@@ -85,6 +85,7 @@ class DeviceListEdus:
         self.store = FederationDeviceStore(hs.db)
         self._user_locks = KeyedLocks()
         self._resyncs: dict[str, asyncio.Task] = {}
+        self.sender.membership_listeners.append(self.on_membership_change)
 
     def handlers(self) -> dict:
         return {
@@ -93,10 +94,6 @@ class DeviceListEdus:
             # The unstable name, which older Synapse versions still send.
             "org.matrix.signing_key_update": (self.on_signing_key_update, _user_of),
         }
-
-    def install(self) -> None:
-        self.hs.e2ee.device_lists.outbox = self
-        self.sender.membership_listeners.append(self.on_membership_change)
 
     def _lock(self, user_id: str):
         return self._user_locks.hold(user_id)

@@ -49,6 +49,8 @@ class EphemeralEdus:
         self.hs = hs
         self.federation = federation
         self.sender = federation.sender
+        # Presence is built before federation; sending waits for the sender to run.
+        hs.presence.on_local_change.append(self.local_presence)
 
     async def _acl_allows(self, room_id: str, origin: str) -> bool:
         """The room's m.room.server_acl (spec: it applies to EDUs about the room too)."""
@@ -60,9 +62,6 @@ class EphemeralEdus:
             "m.receipt": (self.on_receipt, _receipt_users),
             "m.presence": (self.on_presence, _presence_users),
         }
-
-    def install(self) -> None:
-        self.hs.presence.on_local_change.append(self.local_presence)
 
     def _local(self, user_id: str) -> bool:
         return self.sender.running and server_of(user_id) == self.hs.server_name

@@ -38,9 +38,6 @@ class ToDeviceEdus:
     def handlers(self) -> dict:
         return {"m.direct_to_device": (self.on_direct_to_device, _sender_of)}
 
-    def install(self) -> None:
-        self.hs.e2ee.to_device.remote = self
-
     async def queue(self, conn, sender: str, event_type: str, messages: dict) -> list[str]:
         """Stores one EDU per admitted server in the caller's transaction (the one that
         accepts the client's request); returns the servers to `wake` after its commit."""

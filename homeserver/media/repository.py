@@ -276,19 +276,20 @@ class MediaRepository:
             raise not_found("Remote media is not available on this server")
         if await self.store.remote_quarantined(origin, media_id):
             raise not_found("Media not found")
+        fetcher = self.remote_fetcher
         return await self.remote_fetches.run(
-            (origin, media_id), lambda: self._fetch_remote(origin, media_id)
+            (origin, media_id), lambda: self._fetch_remote(fetcher, origin, media_id)
         )
 
-    async def _fetch_remote(self, origin: str, media_id: str) -> MediaInfo:
+    async def _fetch_remote(
+        self, fetcher: RemoteMediaFetcher, origin: str, media_id: str
+    ) -> MediaInfo:
         info = await self.store.get_remote(origin, media_id)
         if info is not None:
             return info  # cached by a fetch that finished just before ours started
         path = self.scratch_file("remote")
         try:
-            remote = await self.remote_fetcher.fetch(
-                origin, media_id, path, self.config.max_upload_size
-            )
+            remote = await fetcher.fetch(origin, media_id, path, self.config.max_upload_size)
         except BaseException as e:
             await self.discard(path)
             if isinstance(e, StreamTooLarge):
@@ -305,7 +306,10 @@ class MediaRepository:
             remote.upload_name,
             now_ms(),
         )
-        return await self.store.get_remote(origin, media_id)
+        stored = await self.store.get_remote(origin, media_id)
+        if stored is None:  # deleted (purged, quarantined) between insert and read
+            raise not_found("Media not found")
+        return stored
 
     def _key(self, info: MediaInfo) -> str:
         if info.origin == self.server_name:
@@ -419,7 +423,7 @@ class MediaRepository:
         keys = [(info.origin, info.media_id, *size) for size in sizes]
         waiting = [self._inflight.get(k) for k in keys]
         if all(w is not None for w in waiting):
-            return [await asyncio.shield(w) for w in waiting]
+            return [await asyncio.shield(w) for w in waiting if w is not None]
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in keys]
         for key, fut in zip(keys, futures, strict=True):

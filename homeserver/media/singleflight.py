@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
 
 class SingleFlight:
-    def __init__(self, spawn: Callable[[Awaitable], asyncio.Task] = asyncio.ensure_future):
+    def __init__(
+        self,
+        spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task] = asyncio.ensure_future,
+    ):
         self._spawn = spawn
         self._tasks: dict[Hashable, asyncio.Task] = {}
         self._waiting: Counter = Counter()
@@ -24,7 +27,7 @@ class SingleFlight:
         """How many callers are waiting on `key` right now (for tests and metrics)."""
         return self._waiting[key]
 
-    async def run(self, key: Hashable, work: Callable[[], Awaitable[Any]]) -> Any:
+    async def run(self, key: Hashable, work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         task = self._tasks.get(key)
         if task is None:
             task = self._spawn(work())
