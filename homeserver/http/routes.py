@@ -1,6 +1,8 @@
 """Declaring Client-Server API routes once, served under each API version prefix.
 
-Each package has a `routes` module with a `RouteTable`; homeserver.app mounts them all.
+Each package serves its handlers from one `routes` module (`routes.py`, or a `routes/`
+package whose `__init__` joins its modules' tables) with a `RouteTable`; homeserver.app
+mounts them all, and tests/unit/test_routes_layout.py keeps tables out of other modules.
 A handler declared with `auth=True` receives the authenticated Requester as a second
 argument; `ratelimit=True` charges the requester's bucket.
 """
