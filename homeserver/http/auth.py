@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from homeserver.http.errors import MatrixError
+from homeserver.http.context import get_hs
+from homeserver.http.errors import MatrixError, forbidden
 from storage.devices import DeviceStore
 
 
@@ -53,3 +54,9 @@ async def authenticate(request: web.Request, db) -> Requester:
     if token is None:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
     return await requester_for_token(db, token)
+
+
+def require_admin(request: web.Request, requester: Requester) -> None:
+    """Refuses (403 M_FORBIDDEN) a requester who is not a server admin."""
+    if not get_hs(request).accounts.is_server_admin(requester.user_id, requester.is_admin):
+        raise forbidden("You are not a server admin")

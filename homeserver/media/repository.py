@@ -1,6 +1,6 @@
 """The media repository service: uploads, lookups, thumbnails, deletion.
 
-HTTP handlers (routes.py) stay thin; everything that touches bytes or metadata is here.
+HTTP handlers (routes/) stay thin; everything that touches bytes or metadata is here.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ import string
 
 from aiohttp import web
 
-from homeserver.http.auth import Requester
+from homeserver.http.auth import Requester, require_admin
 from homeserver.http.context import get_hs
-from homeserver.http.errors import forbidden, invalid_param, not_found
+from homeserver.http.errors import invalid_param, not_found
 from homeserver.http.request import json_body, json_response, query_bool
 from homeserver.http.routes import RouteTable
 
@@ -22,11 +22,6 @@ routes = RouteTable()
 BASE = "/_synapse/admin/v1/registration_tokens"
 _TOKEN = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 _ALPHABET = string.ascii_letters + string.digits + "._~-"
-
-
-def require_admin(request: web.Request, requester: Requester) -> None:
-    if not get_hs(request).accounts.is_server_admin(requester.user_id, requester.is_admin):
-        raise forbidden("You are not a server admin")
 
 
 def token_json(row) -> dict:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.http.auth import require_admin
 from homeserver.http.context import get_hs
 from homeserver.http.errors import (
     MatrixError,
-    forbidden,
     invalid_param,
     not_found,
 )
@@ -21,11 +21,6 @@ from homeserver.media.room_media import media_in_room
 routes = RouteTable()
 
 ADMIN = "/_synapse/admin/v1"
-
-
-def _require_admin(request: web.Request, requester) -> None:
-    if not get_hs(request).accounts.is_server_admin(requester.user_id, requester.is_admin):
-        raise forbidden("You are not a server admin")
 
 
 def _target(request: web.Request) -> tuple[str, str]:
@@ -45,7 +40,7 @@ def _paged(key: str, items: list, total: int, start: int) -> web.Response:
 
 
 async def _set_quarantine(request: web.Request, requester, quarantine: bool) -> web.Response:
-    _require_admin(request, requester)
+    require_admin(request, requester)
     server_name, media_id = _target(request)
     by = requester.user_id if quarantine else None
     await get_hs(request).media.store.set_quarantine(server_name, media_id, by)
@@ -64,7 +59,7 @@ async def unquarantine(request: web.Request, requester) -> web.Response:
 
 @routes.delete(ADMIN + "/media/{server_name}/{media_id}", raw_path=True)
 async def delete_media(request: web.Request, requester) -> web.Response:
-    _require_admin(request, requester)
+    require_admin(request, requester)
     server_name, media_id = _target(request)
     hs = get_hs(request)
     if server_name != hs.server_name:
@@ -78,14 +73,14 @@ async def delete_media(request: web.Request, requester) -> web.Response:
 async def purge_media_cache(request: web.Request, requester) -> web.Response:
     """Synapse's purge of cached remote media. Here `before_ts` is compared with when the
     file was cached (access times are not tracked)."""
-    _require_admin(request, requester)
+    require_admin(request, requester)
     before_ts = required_query_int(request, "before_ts")
     return json_response({"deleted": await get_hs(request).media.purge_remote_cache(before_ts)})
 
 
 @routes.get(ADMIN + "/users/{user_id}/media", raw_path=True)
 async def user_media(request: web.Request, requester) -> web.Response:
-    _require_admin(request, requester)
+    require_admin(request, requester)
     start, limit = _page(request)
     media, total = await get_hs(request).media.store.user_media(
         request.match_info["user_id"], start, limit
@@ -95,7 +90,7 @@ async def user_media(request: web.Request, requester) -> web.Response:
 
 @routes.get(ADMIN + "/statistics/users/media", raw_path=True)
 async def usage_by_user(request: web.Request, requester) -> web.Response:
-    _require_admin(request, requester)
+    require_admin(request, requester)
     start, limit = _page(request)
     order_by = request.query.get("order_by", "user_id")
     if order_by not in ("user_id", "media_length", "media_count"):
@@ -110,7 +105,7 @@ async def usage_by_user(request: web.Request, requester) -> web.Response:
 
 
 async def _room_media(request: web.Request, requester):
-    _require_admin(request, requester)
+    require_admin(request, requester)
     hs = get_hs(request)
     room_id = request.match_info["room_id"]
     if not await hs.media.store.room_exists(room_id):
