@@ -72,10 +72,11 @@ class InboundPdus:
         by_room: dict[str, list[Any]] = {}
         for pdu in pdus:
             room_id = pdu.get("room_id") if isinstance(pdu, dict) else None
-            if isinstance(room_id, str):
+            # U+0000 cannot be looked up in PostgreSQL text: no room of ours has it.
+            if isinstance(room_id, str) and "\x00" not in room_id:
                 by_room.setdefault(room_id, []).append(pdu)
             else:
-                logger.info("PDU from %s without a room_id ignored", origin)
+                logger.info("PDU from %s without a usable room_id ignored", origin)
         results: dict[str, dict[str, str]] = {}
         for room_id, room_pdus in by_room.items():
             results.update(await self._handle_room(origin, room_id, room_pdus))

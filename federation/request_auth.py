@@ -7,6 +7,7 @@ its query string exactly as sent on the wire. See the spec's "Request Authentica
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,8 @@ from aiohttp import web
 from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_json
 
 from homeserver.http.context import get_hs
-from homeserver.http.errors import MatrixError, forbidden
+from homeserver.http.errors import MatrixError, bad_json, forbidden
+from homeserver.http.request import body_contains_nul
 
 
 def unauthorized(error: str) -> MatrixError:
@@ -89,11 +91,44 @@ def verify_request_signature(
         raise unauthorized("Invalid request signature") from None
 
 
-async def authenticate_request(request: web.Request) -> tuple[str, Any]:
+# The part of a request body outside its PDUs: (body) -> what to check for U+0000.
+# Event content may carry U+0000 (it is stored escaped in the event's JSON text); a PDU's
+# fields that go to their own columns are checked by parse_pdu, its one way in.
+OutsidePdus = Callable[[Any], Any]
+
+
+def all_but(key: str) -> OutsidePdus:
+    """A body whose `key` holds PDUs (`pdus` of /send, `event` of invite)."""
+
+    def outside(body: Any) -> Any:
+        return {k: v for k, v in body.items() if k != key} if isinstance(body, dict) else body
+
+    return outside
+
+
+def body_is_a_pdu(_body: Any) -> Any:
+    """send_join / send_leave / send_knock: the whole body is the event."""
+    return None
+
+
+def whole_body(body: Any) -> Any:
+    return body
+
+
+def refuse_nul_in_body(raw: bytes, content: Any, outside_pdus: OutsidePdus) -> None:
+    """U+0000 in a string or key of the body, outside its PDUs: 400 M_BAD_JSON, once, at the
+    boundary, before a handler binds any of it to a PostgreSQL text column."""
+    if body_contains_nul(raw, outside_pdus(content)):
+        raise bad_json("Strings in the request body must not contain U+0000")
+
+
+async def authenticate_request(
+    request: web.Request, outside_pdus: OutsidePdus = whole_body
+) -> tuple[str, Any]:
     """Checks the request's X-Matrix signature; returns (origin, parsed JSON body or None).
 
     Order matters: a non-admitted origin is refused before we fetch any of its keys, so a
-    stranger cannot make us contact it.
+    stranger cannot make us contact it; a body is judged only once its signature holds.
     """
     hs = get_hs(request)
     value = request.headers.get("Authorization")
@@ -105,6 +140,7 @@ async def authenticate_request(request: web.Request) -> tuple[str, Any]:
     if header.destination is not None and header.destination != hs.server_name:
         raise unauthorized("The request is addressed to another server")
     content = None
+    raw = b""
     if request.can_read_body:
         # The whole body (bounded by the app's client_max_size -> M_TOO_LARGE); cached by
         # aiohttp, so the handler can read it again.
@@ -120,4 +156,5 @@ async def authenticate_request(request: web.Request) -> tuple[str, Any]:
     verify_request_signature(
         header, request.method, request.raw_path, hs.server_name, content, verify_key
     )
+    refuse_nul_in_body(raw, content, outside_pdus)
     return header.origin, content

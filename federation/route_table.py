@@ -19,7 +19,7 @@ import functools
 
 from aiohttp import web
 
-from federation.request_auth import authenticate_request
+from federation.request_auth import OutsidePdus, authenticate_request, whole_body
 from homeserver.http.routes import Handler, Route
 
 
@@ -27,22 +27,27 @@ class FederationRouteTable:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def route(self, method: str, path: str, *, public: bool = False):
+    def route(
+        self, method: str, path: str, *, public: bool = False, pdus: OutsidePdus = whole_body
+    ):
+        """`pdus`: where the body carries PDUs, the part outside them (see request_auth):
+        only that part is refused for U+0000."""
+
         def decorate(fn: Handler) -> Handler:
-            handler = fn if public else _authenticated(fn)
+            handler = fn if public else _authenticated(fn, pdus)
             self.routes.append(Route(method, (path,), handler))
             return fn
 
         return decorate
 
-    def get(self, path: str, *, public: bool = False):
-        return self.route("GET", path, public=public)
+    def get(self, path: str, *, public: bool = False, pdus: OutsidePdus = whole_body):
+        return self.route("GET", path, public=public, pdus=pdus)
 
-    def post(self, path: str, *, public: bool = False):
-        return self.route("POST", path, public=public)
+    def post(self, path: str, *, public: bool = False, pdus: OutsidePdus = whole_body):
+        return self.route("POST", path, public=public, pdus=pdus)
 
-    def put(self, path: str, *, public: bool = False):
-        return self.route("PUT", path, public=public)
+    def put(self, path: str, *, public: bool = False, pdus: OutsidePdus = whole_body):
+        return self.route("PUT", path, public=public, pdus=pdus)
 
     def mount(self, app: web.Application) -> None:
         for r in self.routes:
@@ -50,11 +55,11 @@ class FederationRouteTable:
                 app.router.add_route(r.method, p, r.handler)
 
 
-def _authenticated(fn: Handler) -> Handler:
+def _authenticated(fn: Handler, outside_pdus: OutsidePdus) -> Handler:
     @functools.wraps(fn)
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        # Allow-list, destination, then signature: see authenticate_request.
-        origin, content = await authenticate_request(request)
+        # Allow-list, destination, signature, then U+0000: see authenticate_request.
+        origin, content = await authenticate_request(request, outside_pdus)
         return await fn(request, origin, content)
 
     return wrapper

@@ -7,6 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from federation.membership import MembershipFederation
+from federation.request_auth import all_but, body_is_a_pdu
 from federation.route_table import FederationRouteTable
 from homeserver.http.context import get_hs
 from homeserver.http.errors import missing_param
@@ -52,7 +53,7 @@ async def make_join(request: web.Request, origin: str, _content) -> web.Response
     return await _make(request, origin, "join")
 
 
-@routes.put(f"{V2}/send_join/{{room_id}}/{{event_id}}")
+@routes.put(f"{V2}/send_join/{{room_id}}/{{event_id}}", pdus=body_is_a_pdu)
 async def send_join(request: web.Request, origin: str, content) -> web.Response:
     event, state_before = await _send(request, origin, content, "join")
     resident = _membership(request).resident
@@ -66,7 +67,7 @@ async def make_leave(request: web.Request, origin: str, _content) -> web.Respons
     return await _make(request, origin, "leave")
 
 
-@routes.put(f"{V2}/send_leave/{{room_id}}/{{event_id}}")
+@routes.put(f"{V2}/send_leave/{{room_id}}/{{event_id}}", pdus=body_is_a_pdu)
 async def send_leave(request: web.Request, origin: str, content) -> web.Response:
     await _send(request, origin, content, "leave")
     return json_response({})
@@ -77,7 +78,7 @@ async def make_knock(request: web.Request, origin: str, _content) -> web.Respons
     return await _make(request, origin, "knock")
 
 
-@routes.put(f"{V1}/send_knock/{{room_id}}/{{event_id}}")
+@routes.put(f"{V1}/send_knock/{{room_id}}/{{event_id}}", pdus=body_is_a_pdu)
 async def send_knock(request: web.Request, origin: str, content) -> web.Response:
     event, _state = await _send(request, origin, content, "knock")
     resident = _membership(request).resident
@@ -86,7 +87,7 @@ async def send_knock(request: web.Request, origin: str, content) -> web.Response
     )
 
 
-@routes.put(f"{V2}/invite/{{room_id}}/{{event_id}}")
+@routes.put(f"{V2}/invite/{{room_id}}/{{event_id}}", pdus=all_but("event"))
 async def invite(request: web.Request, origin: str, content) -> web.Response:
     answer = await _membership(request).invites.receive(
         origin, request.match_info["room_id"], request.match_info["event_id"], content

@@ -37,12 +37,17 @@ async def json_body(
     if not isinstance(body, dict):
         raise MatrixError(400, "M_NOT_JSON", "Request body must be a JSON object")
     # JSON can only carry U+0000 as the escape \u0000, so most bodies skip the walk.
-    if not event_content and _NUL_ESCAPE in raw and contains_nul(body):
+    if not event_content and body_contains_nul(raw, body):
         raise bad_json("Strings in the request body must not contain U+0000")
     return body
 
 
 _NUL_ESCAPE = b"\\u0000"
+
+
+def body_contains_nul(raw: bytes, value: Any) -> bool:
+    """Whether U+0000 is in `value`, part (or all) of the JSON body parsed from `raw`."""
+    return _NUL_ESCAPE in raw and contains_nul(value)
 
 
 def contains_nul(value: Any) -> bool:
