@@ -125,24 +125,28 @@ def _check_room_id(pdu: dict, rv: RoomVersion) -> None:
         raise InvalidPdu("malformed room_id")
 
 
-def _column_values(event: dict[str, Any], rv: RoomVersion):
+def _column_values(event: dict[str, Any]):
     """The values of a PDU that storage writes to their own text columns (events,
     current_state, redactions, room_forward_extremities, event_outliers): everything else
-    is kept only in the event's canonical JSON text, where U+0000 is escaped."""
+    is kept only in the event's canonical JSON text, where U+0000 is escaped. Tolerant of
+    any shape: a malformed field is parse_pdu's to refuse."""
     for key in ("event_id", "room_id", "sender", "type", "state_key", "origin", "redacts"):
         yield key, event.get(key)
-    content = event["content"]
-    yield "content.membership", content.get("membership")
-    yield "content.redacts", content.get("redacts")
+    content = event.get("content")
+    if isinstance(content, dict):
+        yield "content.membership", content.get("membership")
+        yield "content.redacts", content.get("redacts")
     for key in ("prev_events", "auth_events"):
-        for ref in event[key]:
-            yield key, ref[0] if rv.event_ids_carry_domain else ref
+        refs = event.get(key)
+        for ref in refs if isinstance(refs, list) else ():
+            # v1/v2: [event_id, hashes] pairs; from v3 on, event ids.
+            yield key, ref[0] if isinstance(ref, list) and ref else ref
 
 
-def _refuse_nul_in_columns(event: dict[str, Any], rv: RoomVersion) -> None:
-    """PostgreSQL text cannot hold U+0000: such a PDU is refused here, as malformed,
-    rather than failing its transaction when written."""
-    for name, value in _column_values(event, rv):
+def refuse_nul_in_columns(event: dict[str, Any]) -> None:
+    """PostgreSQL text cannot hold U+0000: such a PDU is refused, as malformed, rather
+    than failing its request or transaction when a value is bound to a query."""
+    for name, value in _column_values(event):
         if isinstance(value, str) and "\x00" in value:
             raise InvalidPdu(f"{name} contains U+0000")
 
@@ -197,7 +201,7 @@ def parse_pdu(
     _check_reference_list(event, "auth_events", rv, MAX_AUTH_EVENTS if limit_references else None)
     if "redacts" in event and not isinstance(event["redacts"], str):
         raise InvalidPdu("redacts must be a string")
-    _refuse_nul_in_columns(event, rv)
+    refuse_nul_in_columns(event)
 
     if rv.event_ids_carry_domain:
         event_id = event.get("event_id")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from federation.events.validation import refuse_nul_in_columns
 from federation.membership.pdus import (
     InvalidPdu,
     auth_chain,
@@ -65,6 +66,11 @@ def check_membership_pdu(pdu: Any, room_id: str, membership: str, origin: str) -
         raise invalid_param("The sender is not a user of the requesting server")
     if pdu.get("room_id") != room_id:
         raise invalid_param("The event belongs to another room")
+    # Before any of its values is looked up (the invitee, the sender's membership).
+    try:
+        refuse_nul_in_columns(pdu)
+    except InvalidPdu as e:
+        raise invalid_param(f"Invalid event: {e}") from None
     return pdu
 
 
