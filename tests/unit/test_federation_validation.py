@@ -258,3 +258,34 @@ def test_third_party_invite_does_not_need_the_sender_server():
     plain = copy.deepcopy(invite)
     del plain["content"]["third_party_invite"]
     assert required_signers(plain, "$x", rv) == {A}
+
+
+NUL = "\x00"
+
+
+@pytest.mark.parametrize(
+    ("version", "fields"),
+    [
+        ("12", {"type": f"m.room.t{NUL}"}),
+        ("12", {"state_key": NUL}),
+        ("12", {"sender": f"@al{NUL}ice:{A}"}),
+        ("12", {"origin": f"{A}{NUL}"}),
+        ("12", {"redacts": f"${NUL}"}),
+        ("12", {"content": {"redacts": f"${NUL}"}}),
+        ("12", {"type": "m.room.member", "state_key": "@b:a.test", "content": {"membership": NUL}}),
+        ("12", {"prev_events": [f"$p{NUL}"]}),
+        ("12", {"auth_events": [f"$a{NUL}"]}),
+        ("1", {"event_id": f"$e{NUL}v:{A}"}),
+        ("1", {"room_id": f"!r{NUL}:{A}"}),
+        ("1", {"prev_events": [[f"$p{NUL}:{A}", {"sha256": "x"}]]}),
+    ],
+)
+async def test_nul_in_a_field_stored_in_a_column_drops_the_pdu(version, fields):
+    with pytest.raises(InvalidPdu, match="U\\+0000"):
+        parse_pdu(make_event(version, **fields), version)
+
+
+async def test_nul_in_content_is_kept_and_verifies():
+    content = {"body": f"a{NUL}b", f"k{NUL}": [NUL], "membership": ["not a string"]}
+    event_id, checked = await validate(make_event(content=content))
+    assert checked["content"] == content
