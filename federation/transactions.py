@@ -78,8 +78,15 @@ class TransactionReceiver:
             if stored is not None:
                 federation_transactions.labels("received", "repeat").inc()
                 return orjson.loads(stored)
+            # To-device first: a Megolm room key travels as a to-device message queued
+            # before the events it decrypts, so a /sync must not show them before it.
+            # The other EDUs (receipts, typing, device lists) may need the PDUs' joins.
+            to_device = [e for e in edus if e["edu_type"] == "m.direct_to_device"]
+            await self.federation.edus.dispatch(origin, to_device)
             response = {"pdus": await self._handle_pdus(origin, pdus)}
-            await self.federation.edus.dispatch(origin, edus)
+            await self.federation.edus.dispatch(
+                origin, [e for e in edus if e["edu_type"] != "m.direct_to_device"]
+            )
             await store.store_txn_response(
                 origin, txn_id, orjson.dumps(response).decode(), int(time.time() * 1000)
             )

@@ -353,3 +353,58 @@ async def test_bad_pdus_over_send_change_nothing(room, ca):
     ]
     assert await room.state(room.hs1) == before
     assert await room.extremities(room.hs1) == extremities
+
+
+async def test_a_transaction_stores_its_to_device_messages_before_its_events(room, ca):
+    """A Megolm room key travels as a to-device message queued before the message it
+    decrypts; the receiver stores the to-device part first, so no /sync can show the
+    event without its key (found as a flaky encrypted chat between two servers)."""
+    import asyncio
+
+    import asyncpg
+
+    send = "/_matrix/federation/v1/send/"
+
+    msg = await room.bob_says("needs the key first")
+    [pdu] = await pdus(room.hs2, [msg])
+    key_edu = {
+        "edu_type": "m.direct_to_device",
+        "content": {
+            "sender": room.bob.user_id,
+            "type": "m.room.encrypted",
+            "message_id": new_txn_id(),
+            "messages": {room.alice.user_id: {"*": {"ciphertext": "the room key"}}},
+        },
+    }
+    # Hold the events table: the PDU cannot be stored until the lock goes.
+    blocker = await asyncpg.connect(room.hs1.hs.db.dsn)
+    try:
+        lock = blocker.transaction()
+        await lock.start()
+        await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+        sending = asyncio.ensure_future(
+            signed_request(
+                room.hs2,
+                room.hs1,
+                ca,
+                "PUT",
+                send + new_txn_id(),
+                transaction(room.hs2.server_name, pdus=[pdu], edus=[key_edu]),
+            )
+        )
+
+        async def key_stored() -> bool:
+            return bool(
+                await room.hs1.db.fetchval(
+                    "SELECT count(*) FROM to_device_messages WHERE user_id = $1",
+                    room.alice.user_id,
+                )
+            )
+
+        await eventually(key_stored)
+        assert not sending.done()  # the event is still waiting for the lock
+        await lock.rollback()
+        status, body = await sending
+    finally:
+        await blocker.close()
+    assert (status, body) == (200, {"pdus": {msg: {}}})
