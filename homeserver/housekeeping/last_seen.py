@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from homeserver.housekeeping.runner import cancel_and_wait
 from storage.housekeeping import HousekeepingStore
 
 logger = logging.getLogger(__name__)
@@ -55,13 +56,8 @@ class DeviceActivity:
 
     async def stop(self) -> None:
         """Stops the loop and writes what is left (the database must still be open)."""
-        if self._loop is not None:
-            self._loop.cancel()
-            try:
-                await self._loop
-            except asyncio.CancelledError:
-                pass
-            self._loop = None
+        await cancel_and_wait(self._loop)
+        self._loop = None
         try:
             await self.flush()
         except Exception:

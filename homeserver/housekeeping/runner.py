@@ -91,13 +91,8 @@ class HousekeepingRunner:
         self._loop = asyncio.get_running_loop().create_task(self._run_forever())
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            try:
-                await self._loop
-            except asyncio.CancelledError:
-                pass
-            self._loop = None
+        await cancel_and_wait(self._loop)
+        self._loop = None
 
     async def _run_forever(self) -> None:
         while True:
@@ -108,3 +103,14 @@ class HousekeepingRunner:
             except Exception:
                 # A lost database connection, say: try again next tick.
                 logger.exception("housekeeping tick failed")
+
+
+async def cancel_and_wait(task: asyncio.Task | None) -> None:
+    """Cancels a background loop and waits until it has stopped."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
