@@ -8,6 +8,7 @@ stores, crypto hooks) and would make the load generator the bottleneck.
 from __future__ import annotations
 
 import itertools
+import ssl
 import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -37,10 +38,13 @@ class Response:
     seconds: float
 
 
-def new_session() -> aiohttp.ClientSession:
-    # limit=0: the idle long-poll scenario holds a thousand connections at once.
+def new_session(ssl_context: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
+    # limit=0: the idle long-poll scenarios hold thousands of connections at once.
     # Accept-Encoding identity: /sync byte counts compare uncompressed bodies.
-    connector = aiohttp.TCPConnector(limit=0, force_close=False, enable_cleanup_closed=True)
+    # ssl_context: the CA of a TLS front (bench/scale.py's nginx); None: system defaults.
+    connector = aiohttp.TCPConnector(
+        limit=0, force_close=False, enable_cleanup_closed=True, ssl=ssl_context or True
+    )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),

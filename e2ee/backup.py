@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from e2ee.signatures import require_dict
 from homeserver.http.errors import MatrixError, bad_json, invalid_param, not_found
+from homeserver.http.request import parse_int64
 from storage.e2ee_backup import BackupStore
 
 MAX_SESSIONS_PER_UPLOAD = 10_000
@@ -17,24 +18,30 @@ MAX_SESSIONS_PER_UPLOAD = 10_000
 def parse_version(value: str | None) -> int:
     if value is None or value == "":
         raise MatrixError(400, "M_MISSING_PARAM", "Missing 'version'")
-    if not value.isdigit() or len(value) > 18:
+    version = parse_int64(value)
+    if version is None or version < 0:
         # No such version can exist: versions are the numbers this server hands out.
         raise not_found("Unknown backup version")
-    return int(value)
+    return version
 
 
-BACKUP_ALGORITHMS = ("m.megolm_backup.v1.curve25519-aes-sha2",)
+BACKUP_ALGORITHM = "m.megolm_backup.v1.curve25519-aes-sha2"  # the spec's one algorithm
 
 
-def check_version_body(body: dict) -> tuple[str, dict]:
+def check_version_body(body: dict) -> tuple[str, object]:
+    """(algorithm, auth_data) of a version body.
+
+    Both are the client's: the algorithm names how it encrypted its keys and `auth_data`
+    is opaque to the server (the spec's algorithm puts an object there; SyTest and older
+    clients use other algorithms and strings), so any algorithm string and any JSON value
+    are stored and echoed back, as Synapse does.
+    """
     algorithm = body.get("algorithm")
-    if not isinstance(algorithm, str) or not algorithm:
+    if not isinstance(algorithm, str) or not algorithm or len(algorithm) > 255:
         raise bad_json("'algorithm' must be a non-empty string")
-    if algorithm not in BACKUP_ALGORITHMS:
-        # The spec defines one algorithm; any other string would be stored and echoed back.
-        raise invalid_param(f"Unsupported backup algorithm {algorithm!r}")
-    auth_data = require_dict(body.get("auth_data"), "auth_data")
-    return algorithm, auth_data
+    if body.get("auth_data") is None:
+        raise bad_json("'auth_data' is required")
+    return algorithm, body["auth_data"]
 
 
 def check_key_data(data: object) -> dict:
@@ -45,7 +52,8 @@ def check_key_data(data: object) -> dict:
             raise bad_json(f"'{name}' must be a non-negative integer")
     if not isinstance(data.get("is_verified"), bool):
         raise bad_json("'is_verified' must be a boolean")
-    require_dict(data.get("session_data"), "session_data")
+    if data.get("session_data") is None:  # opaque to the server: any JSON value
+        raise bad_json("'session_data' is required")
     return data
 
 

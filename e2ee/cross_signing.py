@@ -98,7 +98,11 @@ class CrossSigning:
             for key_type, key in changed.items():
                 await self.store.set_cross_signing_key(conn, user_id, key_type, key)
 
-        await self.device_lists.mark_changed([user_id], work=write)
+        # A user-signing key alone is news only to its owner (no one else sees it).
+        only_own = set(changed) == {"user_signing"}
+        await self.device_lists.mark_changed(
+            [user_id], work=write, viewer=user_id if only_own else None
+        )
 
     # --- /keys/signatures/upload -------------------------------------------------
 
@@ -117,7 +121,10 @@ class CrossSigning:
         }
         failures: dict[str, dict] = {}
         rows: list[tuple[str, str, str, str, str]] = []
-        changed_users: set[str] = set()
+        # Signatures of the signer's own keys are everyone's news; of other users' keys,
+        # only the signer's (only they see them in /keys/query).
+        own_signed = False
+        others_signed: set[str] = set()
         for target_user, targets in body.items():
             for target_id, obj in targets.items():
                 try:
@@ -126,7 +133,10 @@ class CrossSigning:
                             signer, target_user, target_id, obj, cross, own_devices
                         )
                     )
-                    changed_users.add(target_user if target_user == signer else signer)
+                    if target_user == signer:
+                        own_signed = True
+                    else:
+                        others_signed.add(target_user)
                 except _SignatureFailure as failure:
                     failures.setdefault(target_user, {})[target_id] = {
                         "errcode": failure.errcode,
@@ -137,7 +147,12 @@ class CrossSigning:
             async def write(conn) -> None:
                 await self.store.add_signatures(conn, rows)
 
-            await self.device_lists.mark_changed(changed_users, work=write)
+            if own_signed:
+                await self.device_lists.mark_changed([signer], work=write)
+            if others_signed:
+                await self.device_lists.mark_changed(
+                    others_signed, work=None if own_signed else write, viewer=signer
+                )
         return {"failures": failures}
 
     def _check_signed_object(self, signer, target_user, target_id, obj, cross, own_devices):

@@ -3,8 +3,6 @@ and call `hs.e2ee`; the rules live in the service modules next to this one."""
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from e2ee.backup import parse_rooms, parse_sessions
 from e2ee.keys import parse_claim_body, parse_query_body
 from homeserver.accounts import uia
@@ -25,34 +23,26 @@ MAX_TO_DEVICE_BODY = 1024 * 1024
 MAX_BACKUP_BODY = 16 * 1024 * 1024
 
 
-async def limited_json(request: web.Request, limit: int, *, allow_empty=False) -> dict:
-    if request.content_length is not None and request.content_length > limit:
-        raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
-    if len(await request.read()) > limit:
-        raise MatrixError(413, "M_TOO_LARGE", "Request body too large")
-    return await json_body(request, allow_empty=allow_empty)
-
-
 # --- keys ----------------------------------------------------------------------------
 
 
 @routes.post("/keys/upload")
 async def upload_keys(request, requester):
-    body = await limited_json(request, MAX_KEYS_BODY)
+    body = await json_body(request, limit=MAX_KEYS_BODY)
     e2ee = get_hs(request).e2ee
     return json_response(await e2ee.keys.upload(requester.user_id, requester.device_id, body))
 
 
 @routes.post("/keys/query")
 async def query_keys(request, requester):
-    body = await limited_json(request, MAX_KEYS_BODY)
+    body = await json_body(request, limit=MAX_KEYS_BODY)
     e2ee = get_hs(request).e2ee
     return json_response(await e2ee.keys.query(requester.user_id, parse_query_body(body)))
 
 
 @routes.post("/keys/claim")
 async def claim_keys(request, requester):
-    body = await limited_json(request, MAX_KEYS_BODY)
+    body = await json_body(request, limit=MAX_KEYS_BODY)
     e2ee = get_hs(request).e2ee
     return json_response(await e2ee.keys.claim(parse_claim_body(body)))
 
@@ -60,24 +50,21 @@ async def claim_keys(request, requester):
 @routes.get("/keys/changes")
 async def key_changes(request, requester):
     hs = get_hs(request)
-    since = _device_list_position(request, "from")
-    to = _device_list_position(request, "to")
-    changed = await hs.e2ee.device_lists.changes_between(requester.user_id, since, to)
-    sharing = await hs.membership_store.users_sharing_room_with(requester.user_id)
-    sharing.add(requester.user_id)
-    return json_response({"changed": sorted(changed & sharing), "left": []})
+    since = _sync_position(request, "from")
+    to = _sync_position(request, "to")
+    return json_response(await hs.e2ee.device_lists.keys_changes(requester.user_id, since, to))
 
 
-def _device_list_position(request, name: str) -> int:
+def _sync_position(request, name: str) -> dict[str, int]:
     token = request.query.get(name)
     if not token:
         raise MatrixError(400, "M_MISSING_PARAM", f"Missing '{name}'")
-    return decode_sync_token(token)["device_lists"]
+    return decode_sync_token(token)
 
 
 @routes.post("/keys/device_signing/upload", versions=WITH_UNSTABLE)
 async def upload_cross_signing_keys(request, requester):
-    body = await limited_json(request, MAX_KEYS_BODY, allow_empty=True)
+    body = await json_body(request, limit=MAX_KEYS_BODY, allow_empty=True)
     cross_signing = get_hs(request).e2ee.cross_signing
     keys = cross_signing.parse_upload(requester.user_id, body)
     if await cross_signing.requires_auth(requester.user_id, keys):
@@ -88,7 +75,7 @@ async def upload_cross_signing_keys(request, requester):
 
 @routes.post("/keys/signatures/upload", versions=WITH_UNSTABLE)
 async def upload_signatures(request, requester):
-    body = await limited_json(request, MAX_KEYS_BODY)
+    body = await json_body(request, limit=MAX_KEYS_BODY)
     cross_signing = get_hs(request).e2ee.cross_signing
     return json_response(await cross_signing.upload_signatures(requester.user_id, body))
 
@@ -98,7 +85,7 @@ async def upload_signatures(request, requester):
 
 @routes.put("/sendToDevice/{event_type}/{txn_id}")
 async def send_to_device(request, requester):
-    body = await limited_json(request, MAX_TO_DEVICE_BODY)
+    body = await json_body(request, limit=MAX_TO_DEVICE_BODY)
     to_device = get_hs(request).e2ee.to_device
     event_type = request.match_info["event_type"]
     txn_id = request.match_info["txn_id"]
@@ -112,7 +99,7 @@ async def send_to_device(request, requester):
 
 @routes.post("/room_keys/version")
 async def create_backup_version(request, requester):
-    body = await limited_json(request, MAX_KEYS_BODY)
+    body = await json_body(request, limit=MAX_KEYS_BODY)
     backup = get_hs(request).e2ee.backup
     return json_response(await backup.create_version(requester.user_id, body))
 
@@ -132,7 +119,7 @@ async def get_backup_version(request, requester):
 
 @routes.put("/room_keys/version/{version}")
 async def update_backup_version(request, requester):
-    body = await limited_json(request, MAX_KEYS_BODY)
+    body = await json_body(request, limit=MAX_KEYS_BODY)
     backup = get_hs(request).e2ee.backup
     version = request.match_info["version"]
     return json_response(await backup.update_version(requester.user_id, version, body))
@@ -154,7 +141,7 @@ def _backup_target(request) -> tuple[str | None, str | None, str | None]:
 @routes.put("/room_keys/keys/{room_id}")
 @routes.put("/room_keys/keys/{room_id}/{session_id}")
 async def put_backup_keys(request, requester):
-    body = await limited_json(request, MAX_BACKUP_BODY)
+    body = await json_body(request, limit=MAX_BACKUP_BODY)
     version, room_id, session_id = _backup_target(request)
     if session_id is not None and room_id is not None:  # the route gives both or neither
         sessions = parse_sessions(room_id, {"sessions": {session_id: body}})

@@ -55,6 +55,7 @@ class E2EEService:
         self.to_device = ToDevice(hs, self.to_device_store, remote.to_device if remote else None)
         self.backup = KeyBackup(BackupStore(hs.db))
         hs.accounts.devices_deleted_hooks.append(self.on_devices_deleted)
+        hs.accounts.device_changed_hooks.append(self.on_device_changed)
 
     async def on_devices_deleted(self, user_id: str, device_ids: list[str]) -> None:
         """After devices are deleted: drop their keys and inboxes, tell who tracks them."""

@@ -65,6 +65,7 @@ class ToDevice:
             logger.info("dropping to-device messages for %d remote users", len(remote))
             remote = {}
         servers: Collection[str] = ()
+        appservices: Collection[str] = ()
         try:
             # Messages for other servers are queued in the transaction that accepts the
             # request (an outbox): a crash after the commit cannot lose them.
@@ -75,6 +76,9 @@ class ToDevice:
                     if not await self.store.claim_txn(w.conn, sender, sender_device, txn_id):
                         raise _AlreadySent
                     await self.store.add_messages(w.conn, w.positions, sender, event_type, rows)
+                    appservices = await self.hs.appservices.queue_to_device(
+                        w.conn, sender, event_type, rows
+                    )
                     if remote and self.remote is not None:
                         servers = await self.remote.queue(w.conn, sender, event_type, remote)
                     w.wake(users={user_id for user_id, _, _ in rows})
@@ -86,6 +90,7 @@ class ToDevice:
                         servers = await self.remote.queue(conn, sender, event_type, remote)
         except _AlreadySent:
             return  # a retry of a transaction already handled: rolled back, nothing sent
+        self.hs.appservices.events_committed(appservices)
         if servers and self.remote is not None:
             self.remote.wake(servers)
 
@@ -103,9 +108,13 @@ class ToDevice:
                 if claim is not None and not await claim(w.conn):
                     raise _AlreadySent
                 await self.store.add_messages(w.conn, w.positions, sender, event_type, rows)
+                appservices = await self.hs.appservices.queue_to_device(
+                    w.conn, sender, event_type, rows
+                )
                 w.wake(users={user_id for user_id, _, _ in rows})
         except _AlreadySent:
             return
+        self.hs.appservices.events_committed(appservices)
 
     async def _expand_local(self, messages: dict) -> list[tuple[str, str, dict]]:
         """(user, device, content) per existing recipient device; `*` means all of them."""

@@ -7,6 +7,7 @@ import ssl
 
 from aiohttp import web
 
+from federation.request_auth import MAX_REQUEST_BYTES
 from federation.route_table import FederationRouteTable
 from federation.tls import server_context
 from homeserver.http.context import HS_KEY
@@ -25,10 +26,8 @@ FEDERATION_ROUTE_MODULES = (
     "federation.routes.user_keys",
     "federation.routes.public_rooms",
     "federation.routes.openid",
+    "federation.routes.hierarchy",
 )
-
-# Transactions are bounded (50 PDUs + 100 EDUs) well below this.
-MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
 
 def build_federation_app(hs) -> web.Application:

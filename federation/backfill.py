@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_BACKFILL = 100  # events per request
+MIN_REQUEST = 50  # asked for even when the client wants fewer
 MAX_SERVERS_TRIED = 3
 OLDEST_SCANNED = 20  # our oldest events whose prev_events we look for
 MAX_STATE_REQUESTS = 2  # /state_ids requests per backfill, to place events with no known prev
@@ -50,7 +51,8 @@ class Backfiller:
         return sorted(p for p in prevs if p not in stored or stored[p].status != "rejected")
 
     async def backfill(self, room_id: str, limit: int) -> int:
-        """Fetches up to `limit` older events; returns how many were stored."""
+        """Fetches `limit` older events or more (MIN_REQUEST); returns how many were
+        stored."""
         servers = await self.hs.events.servers_in_room(room_id) - {self.hs.server_name}
         if not servers:
             return 0
@@ -58,7 +60,10 @@ class Backfiller:
             room = Room(room_id, await self.hs.events.room_version(room_id))
         except MatrixError:
             return 0
-        limit = max(1, min(limit, MAX_BACKFILL))
+        # At least MIN_REQUEST (as Synapse asks 100): fewer round trips, and a batch
+        # that reaches the room's first events carries the ones we hold only as outliers
+        # (from the join's state), which then need no /state_ids to be placed.
+        limit = max(MIN_REQUEST, min(limit, MAX_BACKFILL))
         async with self.inbound.room_locks.hold(room_id):
             extremities = await self.backward_extremities(room_id)
             if not extremities:

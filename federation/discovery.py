@@ -32,7 +32,7 @@ WELL_KNOWN_DEFAULT_TTL = 24 * 3600
 WELL_KNOWN_MAX_TTL = 48 * 3600
 WELL_KNOWN_ERROR_TTL = 3600
 
-_VALID_NAME = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+_VALID_NAME = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
 
 class ResolutionError(Exception):
@@ -105,14 +105,14 @@ class ServerResolver:
         self._well_known_cache: dict[str, tuple[str | None, float]] = {}
 
     async def resolve(self, server_name: str) -> ResolvedServer:
-        if not _VALID_NAME.match(server_name):
+        if not _VALID_NAME.fullmatch(server_name):
             raise ResolutionError(f"invalid server name {server_name!r}")
         host, port = split_server_name(server_name)
         if ip_literal(host) or port is not None:
             return self._direct(server_name, host, port)
         delegated = await self._well_known(host)
         if delegated is not None:
-            if not _VALID_NAME.match(delegated):
+            if not _VALID_NAME.fullmatch(delegated):
                 raise ResolutionError("invalid delegated server name")
             d_host, d_port = split_server_name(delegated)
             if ip_literal(d_host) or d_port is not None:

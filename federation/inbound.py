@@ -5,11 +5,13 @@
 For each PDU, following "Checks performed on receipt of a PDU":
   0. the room must be known and joined by us, and the origin allowed by its server ACL;
   1-3. format, signatures, content hash (federation.events.validation);
+  the state before it, first: the resolved state of its prev_events' states. Missing
+     prev events are asked for with get_missing_events (bounded) and processed first; if
+     the event's own prev events are still missing it is refused, while a gap before the
+     oldest fetched event is bridged with /state_ids at the missing event;
   4. auth against its own auth events (fetching the missing ones from the origin with
      /event_auth, checked and stored as outliers) -> rejected;
-  5. auth against the state before it: the resolved state of its prev_events' states.
-     Missing prev events are asked for with get_missing_events (bounded) and processed
-     first; a gap that remains is bridged with /state_ids at the missing event -> rejected;
+  5. auth against the state before it -> rejected;
   6. auth against the room's current state -> soft-failed (kept out of the timeline).
 Then the room's new current state: the state after the event when it extends every
 forward extremity, else state resolution of [current state, state after the event].
@@ -133,18 +135,22 @@ class InboundPdus:
         self, origin: str, room: Room, event_id: str, event: dict[str, Any], *, fill_gaps: bool
     ) -> str | None:
         """Checks 4-6 and persistence of a validated event; an error string when the event
-        is not stored (or is rejected), None when it is accepted or soft-failed."""
+        is not stored, None when it is stored (accepted, soft-failed or rejected)."""
         if event["type"] == "m.room.create":
             return "the room already has a create event"
         if not prev_event_ids(event):
             return "an event other than m.room.create needs prev_events"
+        # The gap first: the events it brings (and the outliers that place them) are
+        # often the auth events this one cites, which then need no /event_auth.
+        state_before = await self._state_before(origin, room, event_id, event, fill_gaps)
+        if state_before is None and fill_gaps:
+            return "prev_events are missing and the origin did not provide them"
+        if state_before is None:
+            return "the state before the event could not be determined"
         auth = await self.checks.auth_events(origin, room, event_id, event)
         if auth is None:
             return "auth events are missing and the origin could not provide them"
         reason = await self.checks.against_auth_events(room, event, auth)
-        state_before = await self._state_before(origin, room, event_id, event, fill_gaps)
-        if state_before is None:
-            return "the state before the event could not be determined"
         if reason is None:
             reason = await self.checks.against_state(room, event, state_before)
         events = self.hs.events
@@ -158,9 +164,14 @@ class InboundPdus:
                 outcome="rejected",
                 reason=reason,
             )
-            return f"rejected: {reason}"
+            # Like a soft failure, a rejection is the receiver's judgement, not an error
+            # processing the PDU: the answer is {} (as Synapse's), the event is kept
+            # (rejected) so that events built on it can be placed.
+            return None
         current = (await events.room_head(room.room_id)).state
         soft = await self.checks.against_state(room, event, current)
+        if soft is None:
+            soft = await self.checks.redaction_elsewhere(room, event)
         if soft is not None:
             # Silent by design: the sender learns nothing, clients see nothing.
             logger.info("soft-failed %s from %s: %s", event_id, origin, soft)
@@ -202,6 +213,11 @@ class InboundPdus:
         if fill_gaps and any(p not in known for p in prevs):
             await self._fill_gap(origin, room, event_id)
             known = await self.hs.events.state_after_events(prevs)
+            if any(p not in known for p in prevs):
+                # An event sent to us whose sender will not show what it follows is
+                # refused (as Synapse does); only the events get_missing_events brought
+                # are placed on a remote server's word (/state_ids).
+                return None
         missing = [p for p in prevs if p not in known]
         if len(missing) > MAX_STATE_REQUESTS:
             logger.info("%s has %d prev events we cannot place", event_id, len(missing))

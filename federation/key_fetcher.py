@@ -48,19 +48,19 @@ def _key_entries(response: dict, name: str) -> dict[str, dict]:
     return entries
 
 
-def parse_server_keys(response: Any, server_name: str, now: int) -> list[RemoteKey]:
+def parse_server_keys(response: Any, server_name: str) -> list[RemoteKey]:
     """Checks a /_matrix/key/v2/server response for `server_name`; returns its keys.
 
-    It must name that server, be valid now, and be signed by at least one of the keys it
-    publishes in verify_keys, with every such signature valid.
+    It must name that server and be signed by at least one of the keys it publishes in
+    verify_keys, with every such signature valid. An expired response is kept too: its
+    keys verify what was signed before valid_until_ts (key_usable), and a notary serves
+    it when it has nothing newer (as Synapse does).
     """
     if not isinstance(response, dict) or response.get("server_name") != server_name:
         raise KeyResponseError("response is for another server")
     valid_until = response.get("valid_until_ts")
     if not isinstance(valid_until, int) or isinstance(valid_until, bool):
         raise KeyResponseError("valid_until_ts is missing")
-    if valid_until < now:
-        raise KeyResponseError("response has expired")
     verify_keys = {
         k: decode_key(k, v["key"]) for k, v in _key_entries(response, "verify_keys").items()
     }
@@ -153,7 +153,7 @@ class KeyFetcher:
         now = now_ms()
         try:
             response = await self.client.get_json(server_name, "/_matrix/key/v2/server")
-            keys = parse_server_keys(response, server_name, now)
+            keys = parse_server_keys(response, server_name)
             await self._store(keys, response, now)
             if any(k.key_id == key_id for k in keys):
                 return True
@@ -177,7 +177,7 @@ class KeyFetcher:
         found = False
         for response in (answer or {}).get("server_keys") or []:
             check_notary_signature(response, notary)
-            keys = parse_server_keys(response, server_name, now)
+            keys = parse_server_keys(response, server_name)
             await self._store(keys, response, now)
             found = found or any(k.key_id == key_id for k in keys)
         return found

@@ -1,15 +1,17 @@
 """The e2ee hooks for remote users: key queries and one-time key claims.
 
 A query about remote users is answered from the device-list cache for users whose list
-we keep (they share a room with one of ours, and updates keep it current); the others
-are asked of their server with POST /user/keys/query, and those among them who share a
-room with us get their list cached in the background (a resync). Claims always go to
+we keep (they share a room with one of ours, and updates keep it current); a user who
+shares a room but is not cached yet, asked about whole, is cached first (a resync, GET
+/user/devices); the others are asked of their server with POST /user/keys/query, and
+those among them who share a room with us get their list cached in the background. Claims always go to
 the server. Remote answers are filtered: only the users asked about, only keys that
 say they belong to that user and device.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,14 @@ class RemoteKeys:
     async def query(self, server: str, users: dict[str, list[str]]) -> dict:
         result: dict[str, dict] = {"device_keys": {}, "master_keys": {}, "self_signing_keys": {}}
         tracked = await self._tracked(users)
+        # Users who share a room with us but whose list is not cached yet, asked about
+        # whole: their list is fetched (GET /user/devices) and cached now, then answered
+        # from the cache like the others (as Synapse does).
+        untracked = [u for u in users if u not in tracked and not users[u]]
+        for user_id in sorted(await self._sharing(untracked)):
+            # Shielded: a client giving up does not cancel the resync others may await.
+            if await asyncio.shield(self.device_lists.schedule_resync(user_id)) is not None:
+                tracked.add(user_id)
         await self._from_cache(result, {u: users[u] for u in tracked})
         rest = {u: d for u, d in users.items() if u not in tracked}
         if not rest:

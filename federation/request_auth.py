@@ -15,9 +15,13 @@ import orjson
 from aiohttp import web
 from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_json
 
+from federation.events.validation import valid_server_name
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, bad_json, forbidden
-from homeserver.http.request import body_contains_nul
+from homeserver.http.request import body_contains_nul, read_body
+
+# Transactions are bounded (50 PDUs + 100 EDUs) well below this.
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
 
 
 def unauthorized(error: str) -> MatrixError:
@@ -135,6 +139,10 @@ async def authenticate_request(
     if not value:
         raise unauthorized("Missing X-Matrix Authorization header")
     header = parse_authorization(value)
+    if not valid_server_name(header.origin):
+        # A malformed origin ("localhost:http") is a bad request (400, as Synapse), not a
+        # server the policy refuses.
+        raise MatrixError(400, "M_UNAUTHORIZED", "The origin is not a valid server name")
     if not hs.federation.policy.check_inbound(header.origin):
         raise forbidden("Federation with this server is not allowed")
     if header.destination is not None and header.destination != hs.server_name:
@@ -142,9 +150,8 @@ async def authenticate_request(
     content = None
     raw = b""
     if request.can_read_body:
-        # The whole body (bounded by the app's client_max_size -> M_TOO_LARGE); cached by
-        # aiohttp, so the handler can read it again.
-        raw = await request.read()
+        # The whole body (bounded -> M_TOO_LARGE); cached, so a handler can read it again.
+        raw = await read_body(request, MAX_REQUEST_BYTES)
         if raw.strip():
             try:
                 content = orjson.loads(raw)

@@ -32,7 +32,11 @@ import orjson
 
 from federation.client import FederationError
 from federation.rooms import server_of
-from homeserver.metrics import federation_transactions, federation_units_sent
+from homeserver.metrics import (
+    federation_destination_failures,
+    federation_transactions,
+    federation_units_sent,
+)
 from storage.federation_queue import DestinationState, FederationQueueStore, QueuedRow
 
 if TYPE_CHECKING:
@@ -395,6 +399,7 @@ class FederationSender:
                 await self.store.delete_rows([r.id for r in rows])
                 return True
             federation_transactions.labels("sent", "failed").inc()
+            federation_destination_failures.labels(dest).inc()
             await self._back_off(dest, state.failures + 1, ephemeral, e)
             return False
         federation_transactions.labels("sent", "ok").inc()

@@ -9,6 +9,7 @@ from federation.acl import server_allowed_by_acl
 from federation.backfill import Backfiller
 from federation.client import FederationClient
 from federation.edus import Edus
+from federation.hierarchy import RemoteHierarchy
 from federation.inbound import InboundPdus
 from federation.key_fetcher import KeyFetcher
 from federation.membership import MembershipFederation
@@ -45,6 +46,7 @@ class Federation:
         self.transactions = TransactionReceiver(hs, self)
         self.backfiller = Backfiller(hs, self.inbound)
         self.membership = MembershipFederation(hs)
+        self.hierarchy = RemoteHierarchy(hs.server_name, self.client, self.policy)
 
     def remote_e2ee(self) -> RemoteE2EE | None:
         """What the e2ee services need of us, or None when this server does not federate."""

@@ -1,9 +1,11 @@
-"""`homeserver generate-config` and `homeserver run`."""
+"""The `homeserver` command: generate-config and run here; the operator's other commands in
+homeserver.operator_cli."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import secrets
 import signal
@@ -12,8 +14,11 @@ from pathlib import Path
 
 import yaml
 
+from homeserver import operator_cli
 from homeserver.config import Config, ConfigError, load_config, parse_listen
 from homeserver.keys import write_signing_key
+from homeserver.logs import setup_logging
+from homeserver.operator_cli import CommandError
 
 logger = logging.getLogger("homeserver")
 
@@ -74,33 +79,31 @@ def _federation_section(args: argparse.Namespace) -> dict:
     return section
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aiohttp's access log prints full URLs, query strings included (access tokens).
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
 async def _serve(config: Config) -> int:
     from aiohttp import web
 
-    from homeserver.app import build_client_app, build_metrics_app, create_homeserver
+    from homeserver.app import build_client_app, build_metrics_app, create_homeserver, shut_down
+    from homeserver.http.serving import make_runner
     from storage.embedded import EmbeddedPostgres
 
+    # From the start: a SIGTERM while the embedded PostgreSQL starts must still stop it.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     embedded = None
-    dsn = config.database.dsn
-    if dsn is None:
-        embedded = EmbeddedPostgres(config.data_dir)
-        try:
-            dsn = await asyncio.to_thread(embedded.start)
-        except Exception as e:
-            raise ConfigError("database", f"embedded PostgreSQL failed to start: {e}") from None
     runners: list[web.AppRunner] = []
     hs = None
     try:
+        dsn = config.database.dsn
+        if dsn is None:
+            embedded = EmbeddedPostgres(config.data_dir)
+            try:
+                dsn = await asyncio.to_thread(embedded.start)
+            except Exception as e:
+                raise ConfigError("database", f"embedded PostgreSQL failed to start: {e}") from None
+            if stop.is_set():
+                return 0
         try:
             hs = await create_homeserver(config, dsn)
         except ConfigError:
@@ -121,7 +124,7 @@ async def _serve(config: Config) -> int:
             federation_tls = federation_ssl_context(hs)
             listeners.append((build_federation_app(hs), config.federation.listener, "federation"))
         for app, listener, key in listeners:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = make_runner(app, config.http)
             await runner.setup()
             runners.append(runner)
             tls = federation_tls if key == "federation" else None
@@ -136,27 +139,19 @@ async def _serve(config: Config) -> int:
             scheme = "https" if tls else "http"
             logger.info("listening on %s://%s:%d (%s)", scheme, listener.host, listener.port, key)
 
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         logger.info("server %s ready", config.server_name)
         await stop.wait()
         logger.info("shutting down")
         return 0
     finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
-        if hs is not None:
-            await hs.stop()
-            await hs.db.close()
+        await shut_down(hs, runners)
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    _setup_logging(config.log_level)
+    config = _with_listeners(load_config(args.config), args)
+    setup_logging(config.log_level)
     try:
         import uvloop
 
@@ -164,6 +159,24 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     return asyncio.run(_serve(config))
+
+
+def _with_listeners(config: Config, args: argparse.Namespace) -> Config:
+    """One config file for every worker: each process is given its own ports."""
+    if args.listen:
+        config = dataclasses.replace(config, client_listener=parse_listen(args.listen, "--listen"))
+    if args.metrics_listen:
+        config = dataclasses.replace(
+            config, metrics_listener=parse_listen(args.metrics_listen, "--metrics-listen")
+        )
+    if args.federation_listen:
+        if config.federation.listener is None:
+            raise ConfigError("--federation-listen", "the config has no federation.listen")
+        federation = dataclasses.replace(
+            config.federation, listener=parse_listen(args.federation_listen, "--federation-listen")
+        )
+        config = dataclasses.replace(config, federation=federation)
+    return config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +208,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the server")
     run.add_argument("-c", "--config", required=True)
+    run.add_argument("--listen", help="HOST:PORT of the Client-Server API (overrides the config)")
+    run.add_argument("--metrics-listen", help="HOST:PORT of the metrics listener (overrides)")
+    run.add_argument("--federation-listen", help="HOST:PORT of the federation listener (overrides)")
     run.set_defaults(func=_run)
+
+    check = sub.add_parser(
+        "check-config", help="check a config (and its key, TLS files, app services)"
+    )
+    check.add_argument("-c", "--config", required=True)
+    check.set_defaults(func=operator_cli.check_config)
+
+    sov = sub.add_parser(
+        "audit-sovereignty",
+        help="list the outbound destinations the config permits; scan for plaintext in "
+        "encrypted rooms (exit 1 if any)",
+    )
+    sov.add_argument("-c", "--config", required=True)
+    sov.set_defaults(func=operator_cli.audit_sovereignty)
+
+    mig = sub.add_parser("migrate", help="apply database migrations without serving")
+    mig.add_argument("-c", "--config", required=True)
+    mig.set_defaults(func=operator_cli.migrate)
+
+    mk = sub.add_parser("make-admin", help="make a user a server admin (or --revoke)")
+    mk.add_argument("-c", "--config", required=True)
+    mk.add_argument("user", help="@user:server or a localpart")
+    mk.add_argument("--revoke", action="store_true")
+    mk.set_defaults(func=operator_cli.make_admin)
+
+    reg = sub.add_parser(
+        "register-user",
+        help="register a user through the shared secret (as register_new_matrix_user)",
+    )
+    reg.add_argument("-c", "--config", required=True)
+    reg.add_argument("-u", "--user", help="localpart; asked when interactive")
+    reg.add_argument("-p", "--password", help="asked (twice) when interactive")
+    reg.add_argument("--admin", dest="admin", action="store_true", default=None)
+    reg.add_argument("--no-admin", dest="admin", action="store_false")
+    reg.add_argument("--url", help="the server's client API (default: from the config)")
+    reg.set_defaults(func=operator_cli.register_user)
     return parser
 
 
@@ -205,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as e:
         print(f"config error: {e.key}: {e.reason}", file=sys.stderr)
+        return 2
+    except CommandError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

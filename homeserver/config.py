@@ -10,12 +10,16 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
+
+if TYPE_CHECKING:
+    from homeserver.appservice.registration import AppService
 
 
 class ConfigError(Exception):
@@ -58,6 +62,7 @@ class RateLimitConfig:
 class RegistrationConfig:
     open: bool = False
     shared_secret: str | None = None
+    guests: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,9 @@ class MediaConfig:
     url_preview_enabled: bool = False
     # Networks previews may reach despite being private (e.g. an intranet wiki).
     url_preview_allowed_networks: tuple[str, ...] = ()
+    # CA bundle for the previewed sites' certificates (an intranet's private CA); None:
+    # the system's trust store.
+    url_preview_ca_bundle: Path | None = None
     # A URL's preview is answered from the database for this long before it is fetched again.
     url_preview_cache_s: int = 3600
     # og:image files larger than this (or than max_upload_size) are left out of previews.
@@ -150,6 +158,8 @@ class HousekeepingConfig:
     prune_interval_s: int = 3600
     # /sendToDevice transaction IDs are remembered this long for idempotent retries.
     to_device_txn_retention_s: int = 7 * 86_400
+    # PUT /send and /state transaction IDs are remembered this long (as Synapse: 24 h).
+    event_txn_retention_s: int = 86_400
     # Device-list changes older than this go; a /sync from before them reports every
     # co-member as changed (it re-fetches keys once instead of missing a change).
     device_list_retention_s: int = 30 * 86_400
@@ -170,12 +180,131 @@ class HousekeepingConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """Limits of the HTTP listeners against slow or oversized requests."""
+
+    # JSON request bodies (media uploads have media.max_upload_size): 413 M_TOO_LARGE above.
+    max_body_bytes: int = 1024 * 1024
+    # A connection must deliver a request's headers within this long after it opens or
+    # after its previous response; aiohttp closes it otherwise (slowloris). It is also how
+    # long an idle keep-alive connection stays open, so a reverse proxy's upstream
+    # keep-alive must be shorter.
+    header_read_timeout_s: float = 30.0
+    # A request body must keep arriving: no bytes for this long answers 408 and closes.
+    body_read_timeout_s: float = 30.0
+    # On SIGTERM, requests still running after this long are cut (long-polls are answered
+    # at once; this bounds the rest).
+    shutdown_timeout_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Sizes of what users store and every /sync of theirs carries."""
+
+    # The JSON of one account-data object (global or per room): 413 M_TOO_LARGE above.
+    account_data_bytes: int = 64 * 1024
+
+
+# --- E-mail, account validity and the e-mail identity map ----------------------------------
+# (homeserver/email, homeserver/accounts/threepids.py, homeserver/accounts/validity.py)
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    """Sending e-mail (3PID validation, password reset, account renewal). Off by default:
+    with `enabled: false` no e-mail endpoint is offered and no flow names an e-mail stage."""
+
+    enabled: bool = False
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    # "none" (plain), "starttls" (upgrade after EHLO; refuse a server that cannot), or
+    # "tls" (implicit TLS, usually port 465).
+    smtp_tls: str = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_s: float = 30.0
+    # The From: of validation mails, and of notices such as account renewal.
+    from_address: str = ""
+    notif_from: str = ""
+    app_name: str = "Matrix"
+    # How long a validation token stays usable, and how long a validated session may be
+    # used (to register, add the address or reset a password) after it was validated.
+    token_lifetime_s: int = 3600
+    # Lower-case domains whose addresses may be bound here; empty allows every domain.
+    allowed_domains: tuple[str, ...] = ()
+    # Registration offers only flows with an m.login.email.identity stage.
+    registration_requires_email: bool = False
+    # requestToken calls, per address and per client IP.
+    per_address: RateLimit = RateLimit(1 / 60, 3)
+    per_ip: RateLimit = RateLimit(0.1, 10)
+
+
+@dataclass(frozen=True)
+class AccountValidityConfig:
+    enabled: bool = False
+    # How long an account is valid after registration or renewal (seconds).
+    period_s: int = 0
+    # The renewal e-mail goes this long before expiry.
+    renew_at_s: int = 7 * 86_400
+    # Expired accounts are deactivated this long after expiry; None never deactivates.
+    deactivate_expired_after_s: int | None = None
+    renew_email_subject: str = "Renew your %(app)s account"
+    # How often the housekeeping task sends due renewal mails and deactivates.
+    check_interval_s: int = 3600
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    # Lower-case e-mail domain -> the server name its addresses belong on.
+    domain_map: tuple[tuple[str, str], ...] = ()
+    # The server of the domains the map does not name (Tchap: the "externe" server);
+    # None leaves them unmapped (this server accepts them, subject to allowed_domains).
+    default_server: str | None = None
+    # Identity servers (names, host[:port]; a host alone admits any of its ports) this
+    # server may contact for its users: binding
+    # an address there (/account/3pid/bind) publishes it outside this server, so none by
+    # default. Their unbind is asked when an address is removed or the account closed.
+    id_servers: tuple[str, ...] = ()
+    # Skip verifying their TLS certificates: for test set-ups only (SyTest's is
+    # self-signed for "localhost").
+    id_servers_insecure_tls: bool = False
+
+    def server_for_domain(self, domain: str) -> str | None:
+        return dict(self.domain_map).get(domain, self.default_server)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Full-text search (POST /search)."""
+
+    # A PostgreSQL text-search configuration (pg_ts_config, checked at start-up): 'simple'
+    # does no stemming and suits every language; 'english', 'french', ... stem words.
+    language: str = "simple"
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """Delivery to push gateways (http pushers)."""
+
+    # URL prefixes a pusher's data.url must start with (the gateways the operator trusts,
+    # e.g. "https://sygnal.example.org/"); empty: any URL.
+    allowed_gateways: tuple[str, ...] = ()
+    # CA bundle for verifying the gateways' certificates; None: the system's trust store.
+    ca_bundle: Path | None = None
+
+    def allows(self, url: str) -> bool:
+        return not self.allowed_gateways or any(url.startswith(p) for p in self.allowed_gateways)
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str
     data_dir: Path
     signing_key_path: Path
     client_listener: Listener
     metrics_listener: Listener | None = None
+    # Proxies (nginx in front of the workers) whose X-Forwarded-For names the client.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     public_baseurl: str | None = None
     database: DatabaseConfig = DatabaseConfig()
     registration: RegistrationConfig = RegistrationConfig()
@@ -184,11 +313,30 @@ class Config:
     voip: VoipConfig = VoipConfig()
     media: MediaConfig = MediaConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
+    http: HttpConfig = HttpConfig()
+    limits: LimitsConfig = LimitsConfig()
+    search: SearchConfig = SearchConfig()
+    push: PushConfig = PushConfig()
+    email: EmailConfig = EmailConfig()
+    account_validity: AccountValidityConfig = AccountValidityConfig()
+    identity: IdentityConfig = IdentityConfig()
     default_room_version: str = DEFAULT_ROOM_VERSION
     max_sync_timeout_ms: int = 60_000
     password_min_length: int = 8
     admins: tuple[str, ...] = ()
+    # The local user that sends server notices (the admin API's send_server_notice).
+    server_notices_localpart: str = "server"
+    # Application service registrations (homeserver/appservice/registration.py).
+    app_services: tuple[AppService, ...] = ()
+    # CA bundle for verifying the appservices' certificates (https urls); None: the
+    # system's trust store.
+    app_services_ca_bundle: Path | None = None
     log_level: str = "INFO"
+    # Sovereignty policies (issue 15), each in its own section; see PolicyConfig.
+    access_rules: AccessRulesConfig = field(default_factory=lambda: AccessRulesConfig())
+    external_users: ExternalUsersConfig = field(default_factory=lambda: ExternalUsersConfig())
+    presence: PresenceConfig = field(default_factory=lambda: PresenceConfig())
+    url_previews: UrlPreviewsConfig = field(default_factory=lambda: UrlPreviewsConfig())
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -198,7 +346,7 @@ class Config:
         return f"http://{self.client_listener.host}:{self.client_listener.port}/"
 
 
-_SERVER_NAME = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
+_SERVER_NAME = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -250,6 +398,12 @@ class _Section:
         value = self.get(name, int, default)
         if value <= 0:
             raise ConfigError(self._key(name), "must be a positive integer")
+        return value
+
+    def positive_float(self, name: str, default: float) -> float:
+        value = self.get(name, float, default)
+        if value <= 0:
+            raise ConfigError(self._key(name), "must be a positive number")
         return value
 
 
@@ -368,6 +522,11 @@ def _media(section: _Section, base_dir: Path, data_dir: Path) -> MediaConfig:
         s3=s3,
         url_preview_enabled=section.get("url_preview_enabled", bool, False),
         url_preview_allowed_networks=_networks(section, "url_preview_allowed_networks"),
+        url_preview_ca_bundle=(
+            base_dir / section.get("url_preview_ca_bundle", str)
+            if section.get("url_preview_ca_bundle", str, None)
+            else None
+        ),
         url_preview_cache_s=section.positive_int("url_preview_cache_s", 3600),
         url_preview_max_image_size=section.positive_int(
             "url_preview_max_image_size", MediaConfig.url_preview_max_image_size
@@ -404,6 +563,9 @@ def _housekeeping(section: _Section) -> HousekeepingConfig:
         to_device_txn_retention_s=section.positive_int(
             "to_device_txn_retention_s", d.to_device_txn_retention_s
         ),
+        event_txn_retention_s=section.positive_int(
+            "event_txn_retention_s", d.event_txn_retention_s
+        ),
         device_list_retention_s=section.positive_int(
             "device_list_retention_s", d.device_list_retention_s
         ),
@@ -423,7 +585,7 @@ def _housekeeping(section: _Section) -> HousekeepingConfig:
 def parse_config(data: Any, base_dir: Path) -> Config:
     root = _Section(data, "")
     server_name = root.get("server_name", str)
-    if not _SERVER_NAME.match(server_name):
+    if not _SERVER_NAME.fullmatch(server_name):
         raise ConfigError("server_name", f"{server_name!r} is not a valid server name")
 
     data_dir = (base_dir / root.get("data_dir", str)).resolve()
@@ -433,6 +595,9 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     client = parse_listen(listeners.get("client", str), "listeners.client")
     metrics_value = listeners.get("metrics", str, None)
     metrics = parse_listen(metrics_value, "listeners.metrics") if metrics_value else None
+    trusted_proxies = tuple(
+        ipaddress.ip_network(n, strict=False) for n in _networks(listeners, "trusted_proxies")
+    )
 
     db = root.section("database")
     dsn = db.get("dsn", str, None)
@@ -448,6 +613,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     registration = RegistrationConfig(
         open=reg.get("open", bool, False),
         shared_secret=reg.get("shared_secret", str, None),
+        guests=reg.get("guests", bool, False),
     )
 
     rl = root.section("rate_limits")
@@ -471,11 +637,24 @@ def parse_config(data: Any, base_dir: Path) -> Config:
     if not all(isinstance(a, str) and a.startswith("@") for a in admins):
         raise ConfigError("admins", "must be a list of user IDs")
 
+    notices_localpart = root.section("server_notices").get("localpart", str, "server")
+    if not re.fullmatch(r"[a-z0-9._=/+-]+", notices_localpart):
+        raise ConfigError("server_notices.localpart", "must be a valid user localpart")
+
     log_level = root.get("log_level", str, "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise ConfigError("log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
 
     voip = _voip(root.section("voip"))
+
+    as_paths = root.get("app_services", list, [])
+    if not all(isinstance(p, str) and p for p in as_paths):
+        raise ConfigError("app_services", "must be a list of registration file paths")
+    # Imported here: the registration parser raises this module's ConfigError.
+    from homeserver.appservice.registration import load_registrations
+
+    app_services = load_registrations([base_dir / p for p in as_paths], server_name)
+    as_ca_bundle = root.get("app_services_ca_bundle", str, None)
 
     return Config(
         server_name=server_name,
@@ -483,6 +662,7 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         signing_key_path=signing_key_path.resolve(),
         client_listener=client,
         metrics_listener=metrics,
+        trusted_proxies=trusted_proxies,
         public_baseurl=root.get("public_baseurl", str, None),
         database=database,
         registration=registration,
@@ -491,13 +671,184 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         voip=voip,
         media=_media(root.section("media"), base_dir, data_dir),
         housekeeping=_housekeeping(root.section("housekeeping")),
+        http=_http(root.section("http")),
+        limits=LimitsConfig(
+            account_data_bytes=root.section("limits").positive_int(
+                "account_data_bytes", LimitsConfig.account_data_bytes
+            )
+        ),
+        search=_search(root.section("search")),
+        push=_push(root.section("push")),
         default_room_version=default_version,
         max_sync_timeout_ms=root.section("sync").positive_int("max_timeout_ms", 60_000),
         password_min_length=root.section("passwords").get("min_length", int, 8),
         admins=tuple(admins),
+        server_notices_localpart=notices_localpart,
+        app_services=app_services,
+        app_services_ca_bundle=base_dir / as_ca_bundle if as_ca_bundle else None,
         log_level=log_level,
+        **_sovereignty(root),
         raw=root.data,
+        **_email_sections(root),
     )
+
+
+def _push(section: _Section) -> PushConfig:
+    gateways = section.get("allowed_gateways", list, [])
+    if not all(isinstance(g, str) and g for g in gateways):
+        raise ConfigError("push.allowed_gateways", "must be a list of URL prefixes")
+    ca_bundle = section.get("ca_bundle", str, None)
+    return PushConfig(
+        allowed_gateways=tuple(gateways), ca_bundle=Path(ca_bundle) if ca_bundle else None
+    )
+
+
+def _search(section: _Section) -> SearchConfig:
+    language = section.get("language", str, SearchConfig.language)
+    # A name as pg_ts_config spells one; whether it exists is checked against the database.
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", language):
+        raise ConfigError("search.language", f"{language!r} is not a text-search configuration")
+    return SearchConfig(language=language)
+
+
+def _http(section: _Section) -> HttpConfig:
+    defaults = HttpConfig()
+    return HttpConfig(
+        max_body_bytes=section.positive_int("max_body_bytes", defaults.max_body_bytes),
+        **{
+            name: section.positive_float(name, getattr(defaults, name))
+            for name in ("header_read_timeout_s", "body_read_timeout_s", "shutdown_timeout_s")
+        },
+    )
+
+
+# --- E-mail, account validity and the e-mail identity map (see EmailConfig) ----------------
+
+_DURATION = re.compile(r"([0-9]+)\s*([smhdwy]?)")
+_DURATION_UNITS = {
+    "": 1,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86_400,
+    "w": 7 * 86_400,
+    "y": 365 * 86_400,
+}
+_EMAIL_DOMAIN = re.compile(
+    r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+"
+)
+_MAILBOX = re.compile(r"[^@\s<>]+@[^@\s<>]+")
+
+
+def _duration(section: _Section, name: str, default: int | None) -> int | None:
+    """Seconds, given as an integer or with a unit: "30d", "12h", "2w", "1y"."""
+    value = section.get(name, (int, str), default)
+    if value is None:
+        return None
+    match = _DURATION.fullmatch(str(value).strip())
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)] if match else 0
+    if seconds <= 0:
+        raise ConfigError(section.prefix + name, "must be a positive duration (e.g. 3600, 30d)")
+    return seconds
+
+
+def _domains(section: _Section, name: str) -> tuple[str, ...]:
+    values = section.get(name, list, [])
+    if not all(isinstance(v, str) and _EMAIL_DOMAIN.fullmatch(v.lower()) for v in values):
+        raise ConfigError(section.prefix + name, "must be a list of domain names")
+    return tuple(v.lower() for v in values)
+
+
+def _email(section: _Section) -> EmailConfig:
+    d = EmailConfig()
+    enabled = section.get("enabled", bool, False)
+    from_address = section.get("from", str, "")
+    if enabled and not _MAILBOX.fullmatch(parseaddr(from_address)[1]):
+        raise ConfigError("email.from", "is required (an e-mail address) when email is enabled")
+    tls = section.get("smtp_tls", str, d.smtp_tls)
+    if tls not in ("none", "starttls", "tls"):
+        raise ConfigError("email.smtp_tls", "must be 'none', 'starttls' or 'tls'")
+    port = section.get("smtp_port", int, 465 if tls == "tls" else d.smtp_port)
+    if not 0 < port < 65536:
+        raise ConfigError("email.smtp_port", f"port {port} is out of range 1-65535")
+    user = section.get("smtp_user", str, None)
+    password = section.get("smtp_password", str, None)
+    if (user is None) != (password is None):
+        raise ConfigError("email.smtp_user", "smtp_user and smtp_password go together")
+    limits = section.section("rate_limits")
+    return EmailConfig(
+        enabled=enabled,
+        smtp_host=section.get("smtp_host", str, d.smtp_host),
+        smtp_port=port,
+        smtp_tls=tls,
+        smtp_user=user,
+        smtp_password=password,
+        smtp_timeout_s=section.positive_float("smtp_timeout_s", d.smtp_timeout_s),
+        from_address=from_address,
+        notif_from=section.get("notif_from", str, from_address),
+        app_name=section.get("app_name", str, d.app_name),
+        token_lifetime_s=_duration(section, "token_lifetime", d.token_lifetime_s) or 0,
+        allowed_domains=_domains(section, "allowed_domains"),
+        registration_requires_email=section.get("registration_requires_email", bool, False),
+        per_address=_rate_limit(limits, "per_address", d.per_address),
+        per_ip=_rate_limit(limits, "per_ip", d.per_ip),
+    )
+
+
+def _account_validity(section: _Section, email: EmailConfig) -> AccountValidityConfig:
+    d = AccountValidityConfig()
+    enabled = section.get("enabled", bool, False)
+    period = _duration(section, "period", None)
+    if enabled and period is None:
+        raise ConfigError("account_validity.period", "is required when account_validity is on")
+    renew_at = _duration(section, "renew_at", d.renew_at_s) or d.renew_at_s
+    if period is not None and renew_at >= period:
+        raise ConfigError("account_validity.renew_at", "must be shorter than period")
+    if enabled and not email.enabled:
+        raise ConfigError("account_validity.enabled", "needs email.enabled (renewal mails)")
+    subject = section.get("renew_email_subject", str, d.renew_email_subject)
+    try:
+        subject % {"app": "x"}
+    except (KeyError, ValueError, TypeError):
+        raise ConfigError("account_validity.renew_email_subject", "may use only %(app)s") from None
+    return AccountValidityConfig(
+        enabled=enabled,
+        period_s=period or 0,
+        renew_at_s=renew_at,
+        deactivate_expired_after_s=_duration(section, "deactivate_expired_after", None),
+        renew_email_subject=subject,
+        check_interval_s=_duration(section, "check_interval", d.check_interval_s) or 3600,
+    )
+
+
+def _identity(section: _Section) -> IdentityConfig:
+    mapping = section.get("domain_map", dict, {})
+    for domain, server in mapping.items():
+        if not (isinstance(domain, str) and _EMAIL_DOMAIN.fullmatch(domain.lower())):
+            raise ConfigError("identity.domain_map", f"{domain!r} is not a domain name")
+        if not (isinstance(server, str) and _SERVER_NAME.fullmatch(server)):
+            raise ConfigError(f"identity.domain_map.{domain}", "must be a server name")
+    default = section.get("default_server", str, None)
+    if default is not None and not _SERVER_NAME.fullmatch(default):
+        raise ConfigError("identity.default_server", "must be a server name")
+    id_servers = section.get("id_servers", list, [])
+    if not all(isinstance(n, str) and _SERVER_NAME.fullmatch(n) for n in id_servers):
+        raise ConfigError("identity.id_servers", "must be a list of server names (host[:port])")
+    return IdentityConfig(
+        domain_map=tuple((k.lower(), v) for k, v in mapping.items()),
+        default_server=default,
+        id_servers=tuple(id_servers),
+        id_servers_insecure_tls=section.get("id_servers_insecure_tls", bool, False),
+    )
+
+
+def _email_sections(root: _Section) -> dict[str, Any]:
+    email = _email(root.section("email"))
+    return {
+        "email": email,
+        "account_validity": _account_validity(root.section("account_validity"), email),
+        "identity": _identity(root.section("identity")),
+    }
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -513,3 +864,76 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError("config", f"{config_path} is not valid YAML{where}") from None
     return parse_config(data, config_path.parent.resolve())
+
+
+# ---- sovereignty policies (issue 15) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessRulesConfig:
+    """Room access rules (im.vector.room.access_rules, homeserver/policy/)."""
+
+    enabled: bool = False
+    # Servers whose users are external: names as in federation.allowed_servers ("host",
+    # "host:port" or "*.domain"). Their users may not enter `restricted` rooms.
+    external_servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExternalUsersConfig:
+    """Local accounts the admin API marks external (homeserver/policy/external.py)."""
+
+    # Given to an account marked external without an explicit expiry; None: no expiry.
+    default_validity_s: int | None = None
+
+
+PRESENCE_MODES = ("off", "local", "federated")
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    # off: no presence at all; local: shared between our users only; federated: also
+    # sent to and accepted from other servers.
+    mode: str = "local"
+
+
+@dataclass(frozen=True)
+class UrlPreviewsConfig:
+    # The domains (and their subdomains) URL previews may fetch; None: any public domain.
+    # Previews themselves are switched on by media.url_preview_enabled.
+    allowed_domains: tuple[str, ...] | None = None
+
+
+_DOMAIN = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
+
+
+def _sovereignty(root: _Section) -> dict[str, Any]:
+    ar = root.section("access_rules")
+    servers = ar.get("external_servers", list, [])
+    for server in servers:
+        if not isinstance(server, str) or not _SERVER_NAME.fullmatch(server.removeprefix("*.")):
+            raise ConfigError("access_rules.external_servers", f"{server!r} is not a server name")
+    ext = root.section("external_users")
+    validity = ext.get("default_validity_s", int, None)
+    if validity is not None and validity <= 0:
+        raise ConfigError("external_users.default_validity_s", "must be positive or null")
+    mode = root.section("presence").get("mode", str, "local")
+    if mode not in PRESENCE_MODES:
+        raise ConfigError("presence.mode", f"must be one of {', '.join(PRESENCE_MODES)}")
+    domains = root.section("url_previews").get("allowed_domains", list, None)
+    if domains is not None and not all(
+        isinstance(d, str) and _DOMAIN.fullmatch(d) for d in domains
+    ):
+        raise ConfigError("url_previews.allowed_domains", "must be a list of domain names")
+    return {
+        "access_rules": AccessRulesConfig(
+            enabled=ar.get("enabled", bool, False), external_servers=tuple(servers)
+        ),
+        "external_users": ExternalUsersConfig(default_validity_s=validity),
+        "presence": PresenceConfig(mode=mode),
+        "url_previews": UrlPreviewsConfig(
+            allowed_domains=tuple(d.lower() for d in domains) if domains is not None else None
+        ),
+    }

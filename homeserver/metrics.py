@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_resident_memory_bytes, process_cpu_seconds_total, python_gc_*: the registry is
+# our own (tests build several servers in one process), so the defaults are added here.
+for _collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
+    REGISTRY.register(_collector)
 
 http_requests = Counter(
     "matrix_http_requests",
@@ -58,5 +70,43 @@ federation_units_sent = Counter(
     "matrix_federation_units_sent",
     "PDUs and EDUs delivered to other servers",
     ["kind"],  # pdu | edu
+    registry=REGISTRY,
+)
+persist_latency = Histogram(
+    "matrix_event_persist_duration_seconds",
+    "Time to commit one group of events (the transaction, its outbox rows and wake-ups)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+db_pool_waits = Histogram(
+    "matrix_db_pool_wait_seconds",
+    "Time a request waited for a pooled database connection",
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+    registry=REGISTRY,
+)
+# Destinations are admitted servers (federation.allowed_servers), so the label is bounded
+# by the operator's list, not chosen by an attacker.
+federation_destination_failures = Counter(
+    "matrix_federation_destination_failures",
+    "Failed transaction sends, by destination",
+    ["destination"],
+    registry=REGISTRY,
+)
+federation_queue_depth = Gauge(
+    "matrix_federation_queue_depth",
+    "PDUs and stored EDUs waiting to be sent, by destination (read at scrape time)",
+    ["destination"],
+    registry=REGISTRY,
+)
+to_device_backlog = Gauge(
+    "matrix_to_device_backlog",
+    "To-device messages stored and not yet acknowledged by their device (read at scrape time)",
+    registry=REGISTRY,
+)
+process_cache_lookups = Counter(
+    "homeserver_process_cache_lookups",
+    "Lookups in the per-process caches that other processes invalidate (access-token"
+    " sessions, key counts, unread counts), by cache and hit or miss",
+    ["cache", "result"],
     registry=REGISTRY,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from homeserver.http.errors import invalid_param
+from homeserver.http.request import parse_int64
 from storage.streams import STREAMS
 
 
@@ -14,12 +15,9 @@ def decode_sync_token(token: str) -> dict[str, int]:
     if not token.startswith("s"):
         raise invalid_param("Unknown sync token")
     parts = token[1:].split("_")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise invalid_param("Malformed sync token") from None
-    if len(values) > len(STREAMS) or any(v < 0 for v in values):
+    if len(parts) > len(STREAMS):
         raise invalid_param("Malformed sync token")
+    values = [_position(p, "sync") for p in parts]
     # Tokens from an older server version with fewer streams read as 0 for the new ones.
     values += [0] * (len(STREAMS) - len(values))
     return dict(zip(STREAMS, values, strict=True))
@@ -33,8 +31,16 @@ def encode_pagination_token(ordering: int) -> str:
 def decode_pagination_token(token: str) -> int:
     """Accepts our pagination tokens and sync tokens (clients pass next_batch as `from`)."""
     if token.startswith("t"):
-        try:
-            return int(token[1:])
-        except ValueError:
-            raise invalid_param("Malformed pagination token") from None
+        # Backfilled history takes negative orderings (it lies before the room's first
+        # local event), so a place in a timeline may be below zero.
+        return _position(token[1:], "pagination", signed=True)
     return decode_sync_token(token)["events"]
+
+
+def _position(text: str, kind: str, *, signed: bool = False) -> int:
+    """A stream position: an int64 (the bigint columns it is compared with), non-negative
+    for stream positions."""
+    value = parse_int64(text)
+    if value is None or (value < 0 and not signed):
+        raise invalid_param(f"Malformed {kind} token")
+    return value

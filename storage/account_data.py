@@ -54,3 +54,12 @@ class AccountDataStore:
             room_ids,
             upto,
         )
+
+    async def of_type(self, user_id: str, data_type: str) -> dict[str, str]:
+        """room_id -> content (JSON text) of the user's `data_type` in every room."""
+        rows = await self.db.fetch(
+            "SELECT room_id, content FROM account_data WHERE user_id = $1 AND type = $2",
+            user_id,
+            data_type,
+        )
+        return {r["room_id"]: r["content"] for r in rows}

@@ -16,11 +16,19 @@ class AccountStore:
         self.db = db
 
     async def get_user(self, user_id: str):
-        """(user_id, password_hash, is_admin, deactivated) or None."""
+        """(user_id, password_hash, is_admin, deactivated, locked) or None."""
         return await self.db.fetchrow(
-            "SELECT user_id, password_hash, is_admin, deactivated FROM users WHERE user_id = $1",
+            "SELECT user_id, password_hash, is_admin, deactivated, locked FROM users"
+            " WHERE user_id = $1",
             user_id,
         )
+
+    async def set_admin(self, user_id: str, admin: bool) -> bool:
+        """False when there is no such user."""
+        status = await self.db.execute(
+            "UPDATE users SET is_admin = $2 WHERE user_id = $1", user_id, admin
+        )
+        return status != "UPDATE 0"
 
     async def user_exists(self, user_id: str) -> bool:
         return bool(await self.db.fetchval("SELECT 1 FROM users WHERE user_id = $1", user_id))
@@ -34,16 +42,23 @@ class AccountStore:
         )
 
     async def create_user(
-        self, conn, user_id: str, password_hash: str | None, is_admin: bool, displayname: str
+        self,
+        conn,
+        user_id: str,
+        password_hash: str | None,
+        is_admin: bool,
+        displayname: str,
+        is_guest: bool = False,
     ) -> bool:
         """Inserts the user and their profile; False when the ID was taken meanwhile."""
         status = await conn.execute(
-            "INSERT INTO users (user_id, password_hash, created_ts, is_admin)"
-            " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING",
+            "INSERT INTO users (user_id, password_hash, created_ts, is_admin, is_guest)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO NOTHING",
             user_id,
             password_hash,
             now_ms(),
             is_admin,
+            is_guest,
         )
         if status.endswith(" 0"):
             return False
@@ -54,6 +69,21 @@ class AccountStore:
             displayname,
         )
         return True
+
+    async def upgrade_guest(self, conn, user_id: str, password_hash: str) -> bool:
+        """A guest becomes a full user with a password; False if `user_id` is no guest."""
+        status = await conn.execute(
+            "UPDATE users SET is_guest = false, password_hash = $2 WHERE user_id = $1 AND is_guest",
+            user_id,
+            password_hash,
+        )
+        return not status.endswith(" 0")
+
+    async def guests_among(self, user_ids: list[str]) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT user_id FROM users WHERE user_id = ANY($1::text[]) AND is_guest", user_ids
+        )
+        return [r["user_id"] for r in rows]
 
     async def set_password_hash(self, user_id: str, password_hash: str | None, conn=None) -> None:
         await (conn or self.db).execute(
@@ -68,6 +98,7 @@ class AccountStore:
             user_id,
         )
         if erase:
+            await conn.execute("UPDATE users SET erased = TRUE WHERE user_id = $1", user_id)
             await conn.execute(
                 "INSERT INTO user_erasures (user_id, requested_ts) VALUES ($1, $2)"
                 " ON CONFLICT (user_id) DO NOTHING",

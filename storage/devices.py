@@ -68,12 +68,18 @@ class DeviceStore:
         return [r["device_id"] for r in rows]
 
     async def delete_devices(self, conn, user_id: str, device_ids: list[str]) -> list[str]:
-        """Deletes the devices and every token of theirs; returns the IDs that existed."""
-        await conn.execute(
-            "DELETE FROM access_tokens WHERE user_id = $1 AND device_id = ANY($2::text[])",
-            user_id,
-            device_ids,
-        )
+        """Deletes the devices, every token of theirs and the rows only they use, in the
+        caller's transaction: message transaction IDs, and sliding sync connections (their
+        positions and sent rooms cascade; a `pos` of the device answers M_UNKNOWN_POS even
+        to a new login that takes the same device ID). Rows another domain must react to
+        (keys, to-device messages) go through AccountService.devices_deleted_hooks.
+        Returns the IDs that existed."""
+        for table in ("access_tokens", "event_txns", "sliding_sync_connections"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE user_id = $1 AND device_id = ANY($2::text[])",
+                user_id,
+                device_ids,
+            )
         rows = await conn.fetch(
             "DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2::text[])"
             " RETURNING device_id",
@@ -88,10 +94,21 @@ class DeviceStore:
         )
 
     async def session_of_token(self, token_hash: bytes):
-        """(user_id, device_id, is_admin) of an access token of an active user, or None."""
+        """(user_id, device_id, is_admin, locked, suspended, shadow_banned,
+        messages_per_second, burst_count, external_expires_at_ms, expiration_ts) of an
+        access token of an active user, or None. messages_per_second and burst_count are the
+        user's rate-limit override (NULL when none); external_expires_at_ms the expiry of an
+        external account (homeserver/policy; NULL when none); expiration_ts account
+        validity's (NULL when none)."""
         return await self.db.fetchrow(
-            "SELECT t.user_id, t.device_id, u.is_admin FROM access_tokens t"
+            "SELECT t.user_id, t.device_id, u.is_admin, u.locked, u.suspended,"
+            " u.shadow_banned, u.is_guest, o.messages_per_second, o.burst_count,"
+            " x.expires_at_ms AS external_expires_at_ms, v.expiration_ts"
+            " FROM access_tokens t"
             " JOIN users u ON u.user_id = t.user_id"
+            " LEFT JOIN ratelimit_overrides o ON o.user_id = t.user_id"
+            " LEFT JOIN external_users x ON x.user_id = t.user_id"
+            " LEFT JOIN account_validity v ON v.user_id = t.user_id"
             " WHERE t.token_hash = $1 AND NOT u.deactivated",
             token_hash,
         )

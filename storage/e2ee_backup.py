@@ -15,7 +15,7 @@ class BackupStore:
     def __init__(self, db: Database):
         self.db = db
 
-    async def create_version(self, user_id: str, algorithm: str, auth_data: dict) -> int:
+    async def create_version(self, user_id: str, algorithm: str, auth_data: object) -> int:
         async with self.db.acquire() as conn, conn.transaction():
             # Serialises concurrent creations for one user so versions never collide.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", user_id)
@@ -64,7 +64,7 @@ class BackupStore:
             "count": count,
         }
 
-    async def update_version(self, user_id: str, version: int, auth_data: dict) -> bool:
+    async def update_version(self, user_id: str, version: int, auth_data: object) -> bool:
         status = await self.db.execute(
             "UPDATE room_key_backup_versions SET auth_data = $3"
             " WHERE user_id = $1 AND version = $2 AND NOT deleted",

@@ -84,12 +84,20 @@ class EphemeralStore:
         event_id: str,
         ts: int,
         pos: int,
-    ) -> None:
-        await conn.execute(
+    ) -> bool:
+        """Stores a receipt unless the user's receipt of that type (and thread) is already
+        at this event or a later one (as Synapse: receipts only move forwards; an event we
+        do not hold, a remote receipt's, counts as later). Returns whether it stored it."""
+        stored = await conn.fetchval(
             "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_pos)"
             " VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (room_id, receipt_type, user_id, thread_id)"
             " DO UPDATE SET event_id = EXCLUDED.event_id, ts = EXCLUDED.ts,"
-            " stream_pos = EXCLUDED.stream_pos",
+            " stream_pos = EXCLUDED.stream_pos"
+            " WHERE COALESCE((SELECT stream_ordering FROM events WHERE event_id = EXCLUDED.event_id),"
+            "   9223372036854775807)"
+            " > COALESCE((SELECT stream_ordering FROM events WHERE event_id = receipts.event_id),"
+            "   -1)"
+            " RETURNING 1",
             room_id,
             receipt_type,
             user_id,
@@ -98,6 +106,7 @@ class EphemeralStore:
             ts,
             pos,
         )
+        return stored is not None
 
     async def receipt_changes(
         self,
@@ -123,22 +132,53 @@ class EphemeralStore:
 
     async def unread_event_ids(
         self, room_ids: Sequence[str], user_id: str, joined_at: Sequence[int], limit: int
-    ) -> list[tuple[str, str]]:
-        """(room, event id) of the newest `limit` events per room from others after the
-        user's read receipt (public or private) and after `joined_at` (per room). One query."""
+    ) -> list[tuple[str, str, str | None]]:
+        """(room, event id, thread root or None for the main timeline) of the newest `limit`
+        unread events per room from others after `joined_at` (per room). An event is read
+        at or below the user's unthreaded read receipt (public or private), or its thread's
+        receipt ('main' for events in no thread; spec: "Threaded read receipts"). One query."""
+        read_at = (
+            "SELECT max(re.stream_ordering) FROM receipts rc"
+            " JOIN events re ON re.event_id = rc.event_id WHERE rc.room_id = r.room_id"
+            " AND rc.user_id = $2 AND rc.receipt_type IN ('m.read', 'm.read.private')"
+            " AND rc.thread_id = "
+        )
+        # Per room once: the unthreaded and 'main' receipts, and whether it has threads at
+        # all (without, no event needs its thread looked up).
         rows = await self.db.fetch(
-            "SELECT r.room_id, e.event_id"
+            "SELECT r.room_id, e.event_id, e.thread_id"
             " FROM unnest($1::text[], $3::bigint[]) AS r(room_id, joined_at)"
-            " CROSS JOIN LATERAL (SELECT ev.event_id FROM events ev"
-            "   WHERE ev.room_id = r.room_id AND ev.sender <> $2"
-            "   AND ev.stream_ordering > GREATEST(r.joined_at, COALESCE((SELECT max(re.stream_ordering)"
-            "     FROM receipts rc JOIN events re ON re.event_id = rc.event_id"
-            "     WHERE rc.room_id = r.room_id AND rc.user_id = $2"
-            "     AND rc.receipt_type IN ('m.read', 'm.read.private')), 0))"
+            " CROSS JOIN LATERAL (SELECT"
+            f"  GREATEST(r.joined_at, COALESCE(({read_at}''), 0)) AS floor,"
+            f"  COALESCE(({read_at}'main'), 0) AS main_read,"
+            "  EXISTS (SELECT 1 FROM threads th WHERE th.room_id = r.room_id) AS has_threads) k"
+            " CROSS JOIN LATERAL (SELECT ev.event_id, th.thread_id FROM events ev"
+            "   LEFT JOIN LATERAL (SELECT x.relates_to_id AS thread_id FROM event_relations x"
+            "     WHERE k.has_threads AND x.event_id = ev.event_id AND x.rel_type = 'm.thread')"
+            "   th ON TRUE"
+            "   WHERE ev.room_id = r.room_id AND ev.sender <> $2 AND ev.stream_ordering > k.floor"
+            "   AND ev.stream_ordering > CASE WHEN th.thread_id IS NULL THEN k.main_read"
+            f"    ELSE COALESCE(({read_at}th.thread_id), 0) END"
             "   ORDER BY ev.stream_ordering DESC LIMIT $4) e",
             list(room_ids),
             user_id,
             list(joined_at),
             limit,
         )
-        return [(r["room_id"], r["event_id"]) for r in rows]
+        return [(r["room_id"], r["event_id"], r["thread_id"]) for r in rows]
+
+    async def rooms_read_by(
+        self, user_id: str, room_ids: Sequence[str], after: int, upto: int
+    ) -> list[str]:
+        """Those of the rooms where the user's own read receipt (public or private) moved
+        in (after, upto]: their unread counts changed."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT room_id FROM receipts WHERE room_id = ANY($1::text[])"
+            " AND user_id = $2 AND receipt_type IN ('m.read', 'm.read.private')"
+            " AND stream_pos > $3 AND stream_pos <= $4",
+            list(room_ids),
+            user_id,
+            after,
+            upto,
+        )
+        return [r["room_id"] for r in rows]

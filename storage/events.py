@@ -15,6 +15,7 @@ import orjson
 from canonicaljson import encode_canonical_json
 
 from storage.database import Database
+from storage.relations import remove_relations, write_relations
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
@@ -165,6 +166,7 @@ class EventStore:
             # An event first learnt as an outlier has now reached the timeline.
             await conn.execute("DELETE FROM event_outliers WHERE event_id = ANY($1)", federated)
         await self._insert_events(conn, items)
+        await _write_relations(conn, items)
         await self._update_current_state(conn, items)
         await self._update_extremities(conn, items)
         txns = [
@@ -184,6 +186,10 @@ class EventStore:
                 " VALUES ($1,$2,$3,$4,$5) ON CONFLICT DO NOTHING",
                 txns,
             )
+        redacted = [it.redacts[0] for it in items if it.redacts is not None]
+        if redacted:
+            # A redacted event's relationship is broken (spec: "Forming relationships").
+            await remove_relations(conn, redacted)
         for it in items:
             if it.redacts is not None:
                 target, pruned_json = it.redacts
@@ -332,6 +338,7 @@ class EventStore:
             for it, row in zip(items, rows, strict=True):
                 it.stream_ordering = row["pos"]
             await self._insert_events(conn, items)
+            await _write_relations(conn, items)
         for it in items:
             self.cache.invalidate(it.event_id)
 
@@ -428,6 +435,20 @@ class EventStore:
             upto,
         )
         return {r["room_id"]: r["state_group"] for r in rows}
+
+    async def event_near_ts(self, room_id: str, ts: int, forwards: bool) -> tuple[str, int] | None:
+        """(event ID, origin_server_ts) of the room's timeline event closest to `ts` at or
+        after it (forwards) or at or before it; events kept out of the timeline are not."""
+        op, order = (">=", "ASC") if forwards else ("<=", "DESC")
+        row = await self.db.fetchrow(
+            "SELECT e.event_id, e.origin_server_ts FROM events e"
+            f" WHERE e.room_id = $1 AND e.origin_server_ts {op} $2"
+            " AND NOT EXISTS (SELECT 1 FROM event_outliers o WHERE o.event_id = e.event_id)"
+            f" ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT 1",
+            room_id,
+            ts,
+        )
+        return (row["event_id"], row["origin_server_ts"]) if row else None
 
     async def txn_event_id(self, user_id: str, device_id: str, txn_id: str) -> str | None:
         return await self.db.fetchval(
@@ -604,6 +625,12 @@ async def write_state_groups(conn, refs: Iterable[StateGroupRef | None]) -> None
         "INSERT INTO state_group_entries (state_group, type, state_key, event_id)"
         " VALUES ($1,$2,$3,$4)",
         entries,
+    )
+
+
+async def _write_relations(conn, items: Sequence[PersistItem]) -> None:
+    await write_relations(
+        conn, ((it.event_id, it.room_id, it.stream_ordering, it.event) for it in items)
     )
 
 

@@ -17,6 +17,8 @@ from storage.database import Database
 # Advisory-lock keys are (class, task) pairs of int4: this class keeps them apart from the
 # migrations' single-key lock and from anything else that takes advisory locks.
 _LOCK_CLASS = 0x48534B50  # "HSKP"
+# Tables of (user, device, txn_id) rows with a created_ts (HousekeepingStore.prune_txns).
+_TXN_TABLES = frozenset({"to_device_txns", "event_txns"})
 
 
 @dataclass
@@ -67,12 +69,13 @@ class HousekeepingStore:
 
     # --- pruning ---------------------------------------------------------------------------
 
-    async def prune_to_device_txns(self, before_ms: int) -> int:
-        """Forgets /sendToDevice transaction IDs used before `before_ms`. They only make a
-        retried request idempotent; a retry older than the window would be sent again."""
-        status = await self.db.execute(
-            "DELETE FROM to_device_txns WHERE created_ts < $1", before_ms
-        )
+    async def prune_txns(self, table: str, before_ms: int) -> int:
+        """Forgets transaction IDs (`to_device_txns` of /sendToDevice, `event_txns` of
+        PUT /send and /state) used before `before_ms`. They only make a retried request
+        idempotent; a retry older than the window would be sent again."""
+        if table not in _TXN_TABLES:  # a table name cannot be a query parameter
+            raise ValueError(f"not a transaction ID table: {table}")
+        status = await self.db.execute(f"DELETE FROM {table} WHERE created_ts < $1", before_ms)
         return _count(status)
 
     async def prune_device_list_changes(self, before_ms: int, below_pos: int) -> int:

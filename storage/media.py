@@ -8,6 +8,8 @@ from enum import Enum
 
 import orjson
 
+from storage.database import like_pattern
+
 
 @dataclass(frozen=True)
 class MediaInfo:
@@ -70,6 +72,19 @@ def _local(origin: str, row) -> MediaInfo:
         expires_ts=row["expires_ts"] if row["uploaded_ts"] is None else None,
         legacy_access=row["legacy_access"],
     )
+
+
+# Synapse's orderings of a user's media list (all columns of local_media).
+USER_MEDIA_ORDERS = (
+    "media_id",
+    "upload_name",
+    "created_ts",
+    "last_access_ts",
+    "media_length",
+    "media_type",
+    "quarantined_by",
+    "safe_from_quarantine",
+)
 
 
 class MediaStore:
@@ -319,12 +334,23 @@ class MediaStore:
 
     # --- per-user usage ----------------------------------------------------------------
 
-    async def user_media(self, user_id: str, offset: int, limit: int) -> tuple[list[dict], int]:
+    async def user_media(
+        self,
+        user_id: str,
+        offset: int,
+        limit: int,
+        order_by: str = "created_ts",
+        descending: bool = True,
+    ) -> tuple[list[dict], int]:
+        """The user's uploads, newest first by default; `order_by` is one of
+        USER_MEDIA_ORDERS (checked by the caller, and again here)."""
+        column = USER_MEDIA_ORDERS[USER_MEDIA_ORDERS.index(order_by)]
+        direction = "DESC" if descending else "ASC"
         rows = await self.db.fetch(
             "SELECT media_id, media_type, media_length, upload_name, created_ts,"
             " last_access_ts, quarantined_by, safe_from_quarantine FROM local_media"
             " WHERE user_id = $1 AND uploaded_ts IS NOT NULL"
-            " ORDER BY created_ts DESC, media_id OFFSET $2 LIMIT $3",
+            f" ORDER BY {column} {direction} NULLS LAST, media_id OFFSET $2 LIMIT $3",
             user_id,
             offset,
             limit,
@@ -336,27 +362,94 @@ class MediaStore:
         return [dict(r) for r in rows], total
 
     async def usage_by_user(
-        self, offset: int, limit: int, order_by: str, descending: bool
+        self,
+        offset: int,
+        limit: int,
+        order_by: str,
+        descending: bool,
+        search_term: str | None = None,
     ) -> tuple[list[dict], int]:
+        """Per user: how many local files and bytes; `search_term` matches the user ID or
+        display name."""
         # order_by is checked against this mapping, never interpolated from input.
-        column = {"user_id": "user_id", "media_count": "media_count"}.get(order_by, "media_length")
+        column = {
+            "user_id": "m.user_id",
+            "displayname": "p.displayname",
+            "media_count": "media_count",
+        }.get(order_by, "media_length")
         direction = "DESC" if descending else "ASC"
+        pattern = like_pattern(search_term) if search_term else None
+        # Media the server owns itself (URL preview images) is nobody's usage.
+        where = (
+            " WHERE m.uploaded_ts IS NOT NULL AND m.user_id LIKE '@%'"
+            " AND ($1::text IS NULL OR m.user_id ILIKE $1 OR p.displayname ILIKE $1)"
+        )
         rows = await self.db.fetch(
             "SELECT m.user_id, p.displayname, count(*) AS media_count,"
-            " coalesce(sum(m.media_length), 0)::bigint AS media_length"
-            " FROM local_media m LEFT JOIN profiles p ON p.user_id = m.user_id"
-            " WHERE m.uploaded_ts IS NOT NULL AND m.user_id LIKE '@%'"
+            " coalesce(sum(m.media_length), 0)::bigint AS media_length,"
+            " count(*) OVER () AS total"
+            f" FROM local_media m LEFT JOIN profiles p ON p.user_id = m.user_id{where}"
             " GROUP BY m.user_id, p.displayname"
-            f" ORDER BY {column} {direction}, m.user_id OFFSET $1 LIMIT $2",
+            f" ORDER BY {column} {direction} NULLS LAST, m.user_id OFFSET $2 LIMIT $3",
+            pattern,
             offset,
             limit,
         )
-        # Media the server owns itself (URL preview images) is nobody's usage.
-        total = await self.db.fetchval(
-            "SELECT count(DISTINCT user_id) FROM local_media"
-            " WHERE uploaded_ts IS NOT NULL AND user_id LIKE '@%'"
+        if rows:
+            total = rows[0]["total"]
+        else:
+            total = await self.db.fetchval(
+                "SELECT count(DISTINCT m.user_id) FROM local_media m"
+                f" LEFT JOIN profiles p ON p.user_id = m.user_id{where}",
+                pattern,
+            )
+        keys = ("user_id", "displayname", "media_count", "media_length")
+        return [{k: r[k] for k in keys} for r in rows], total
+
+    # --- admin selections ----------------------------------------------------------------
+
+    async def set_protected(self, media_id: str, protected: bool) -> bool:
+        """Marks local media safe from quarantine (or not); False for unknown media."""
+        status = await self.db.execute(
+            "UPDATE local_media SET safe_from_quarantine = $2 WHERE media_id = $1",
+            media_id,
+            protected,
         )
-        return [dict(r) for r in rows], total
+        return not status.endswith(" 0")
+
+    async def local_media_to_delete(
+        self, before_ts: int, size_gt: int, keep_profiles: bool, user_id: str | None = None
+    ) -> list[str]:
+        """Local media last used (or uploaded) before `before_ts` and larger than
+        `size_gt` bytes, of one user or all; never media protected from quarantine, and
+        with `keep_profiles` never a user's or a room's avatar."""
+        prefix = f"mxc://{self.server_name}/"
+        rows = await self.db.fetch(
+            "SELECT m.media_id FROM local_media m WHERE m.uploaded_ts IS NOT NULL"
+            " AND coalesce(m.last_access_ts, m.created_ts) < $1"
+            " AND coalesce(m.media_length, 0) > $2 AND NOT m.safe_from_quarantine"
+            " AND ($5::text IS NULL OR m.user_id = $5)"
+            " AND NOT ($3 AND EXISTS (SELECT 1 FROM profiles p"
+            "   WHERE p.avatar_url = $4 || m.media_id))"
+            " AND NOT ($3 AND EXISTS (SELECT 1 FROM current_state cs"
+            "   JOIN events e ON e.event_id = cs.event_id"
+            "   WHERE cs.type = 'm.room.avatar' AND cs.state_key = ''"
+            "   AND e.json::json -> 'content' ->> 'url' = $4 || m.media_id))"
+            " ORDER BY m.created_ts",
+            before_ts,
+            size_gt,
+            keep_profiles,
+            prefix,
+            user_id,
+        )
+        return [r["media_id"] for r in rows]
+
+    async def user_media_ids(self, user_id: str) -> list[str]:
+        rows = await self.db.fetch(
+            "SELECT media_id FROM local_media WHERE user_id = $1 AND uploaded_ts IS NOT NULL",
+            user_id,
+        )
+        return [r["media_id"] for r in rows]
 
     # --- remote media (filled by the federation fetcher) -------------------------------
 

@@ -23,9 +23,19 @@ MEMBERS_SQL = (
     "SELECT room_id, state_key AS user_id, membership FROM current_state"
     " WHERE type = 'm.room.member'"
 )
+# (room_id, user_id, membership, event_id): MEMBERS_SQL with the member event.
+MEMBER_EVENTS_SQL = (
+    "SELECT room_id, state_key AS user_id, membership, event_id FROM current_state"
+    " WHERE type = 'm.room.member'"
+)
 # (room_id, user_id) of the joined members.
 JOINED_MEMBERS_SQL = (
     "SELECT room_id, state_key AS user_id FROM current_state"
+    " WHERE type = 'm.room.member' AND membership = 'join'"
+)
+# The same rows with the id of each member's join event.
+JOINED_MEMBER_EVENTS_SQL = (
+    "SELECT room_id, state_key AS user_id, event_id FROM current_state"
     " WHERE type = 'm.room.member' AND membership = 'join'"
 )
 # The users joined to at least one room that $1 is joined to, $1 included.
@@ -35,6 +45,11 @@ CO_MEMBERS_SQL = (
     " JOIN current_state other ON other.room_id = mine.room_id"
     " AND other.type = 'm.room.member' AND other.membership = 'join'"
     " WHERE mine.type = 'm.room.member' AND mine.state_key = $1 AND mine.membership = 'join'"
+)
+# The users joined to any of the rooms $1 (a text[]).
+JOINED_TO_ROOMS_SQL = (
+    "SELECT state_key AS user_id FROM current_state WHERE room_id = ANY($1::text[])"
+    " AND type = 'm.room.member' AND membership = 'join'"
 )
 
 # Members whose device lists a user tracks: joined or invited (an inviter encrypts for
@@ -159,6 +174,20 @@ class MembershipStore:
         )
         return {r["state_key"] for r in rows}
 
+    async def joined_members_by_room(
+        self, room_ids: Iterable[str], conn=None
+    ) -> dict[str, set[str]]:
+        """room -> its joined members (in the caller's transaction when given)."""
+        rows = await (conn or self.db).fetch(
+            "SELECT room_id, state_key FROM current_state WHERE room_id = ANY($1::text[])"
+            " AND type = 'm.room.member' AND membership = 'join'",
+            list(room_ids),
+        )
+        out: dict[str, set[str]] = {}
+        for r in rows:
+            out.setdefault(r["room_id"], set()).add(r["state_key"])
+        return out
+
     async def membership_changes(
         self, room_ids: Iterable[str], since: int, now: int
     ) -> list[tuple[str, str]]:
@@ -172,6 +201,25 @@ class MembershipStore:
             now,
         )
         return [(r["state_key"], r["membership"]) for r in rows]
+
+    async def own_membership_moves(
+        self, user_id: str, after: int, upto: int
+    ) -> dict[str, tuple[str | None, bool]]:
+        """room -> (the user's membership there at `after`, None: none yet; whether they
+        were out of it at some point in between), for the rooms where the user has member
+        events in (after, upto]."""
+        rows = await self.db.fetch(
+            "SELECT r.room_id, r.was_out, (SELECT b.membership FROM events b"
+            "   WHERE b.type = 'm.room.member' AND b.state_key = $1 AND b.room_id = r.room_id"
+            "   AND b.stream_ordering <= $2 ORDER BY b.stream_ordering DESC LIMIT 1) AS before"
+            " FROM (SELECT room_id, bool_or(membership <> 'join') AS was_out FROM events"
+            "   WHERE type = 'm.room.member' AND state_key = $1"
+            "   AND stream_ordering > $2 AND stream_ordering <= $3 GROUP BY room_id) r",
+            user_id,
+            after,
+            upto,
+        )
+        return {r["room_id"]: (r["before"], r["was_out"]) for r in rows}
 
     async def server_members(
         self, room_id: str, server_name: str, *, joined_only: bool = False, limit: int | None = None
@@ -208,6 +256,16 @@ class MembershipStore:
 
     async def servers_in_room(self, room_id: str) -> set[str]:
         return (await self.servers_in_rooms([room_id])).get(room_id, set())
+
+    async def rooms_shared_with_server(self, server_name: str) -> list[str]:
+        """The rooms where one of the server's users is joined, by room ID."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT room_id FROM current_state WHERE type = 'm.room.member'"
+            f" AND membership = 'join' AND {_SERVER_OF.format(col='state_key')} = $1"
+            " ORDER BY room_id",
+            server_name,
+        )
+        return [r["room_id"] for r in rows]
 
     async def servers_sharing_room_with(self, user_id: str, conn=None) -> set[str]:
         """Servers with a user joined to a room that `user_id` is joined to."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from storage.database import Database
 from storage.membership import CO_MEMBERS_SQL as _CO_MEMBERS
 from storage.membership import JOINED_MEMBERS_SQL
+from storage.membership import JOINED_TO_ROOMS_SQL as _JOINED_TO_ROOMS
 from storage.streams import Streams
 
 
@@ -126,6 +127,26 @@ class PresenceStore:
                 )
                 w.wake(users=[*changed, *(r["user_id"] for r in members)])
         return changed
+
+    async def of_members(
+        self, room_ids: list[str], user_ids: list[str], until: int
+    ) -> list[tuple[str, PresenceRow | None]]:
+        """Presence (as of `until`) of the joined members of the rooms and of `user_ids`:
+        None for a user with none stored (never set: offline); users whose presence
+        changed after `until` are left out (the next sync reports them)."""
+        rows = await self.db.fetch(
+            "SELECT m.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_pos,"
+            " pr.displayname, pr.avatar_url"
+            f" FROM ({_JOINED_TO_ROOMS} UNION SELECT unnest($3::text[])) m"
+            " LEFT JOIN presence p ON p.user_id = m.user_id"
+            " LEFT JOIN profiles pr ON pr.user_id = m.user_id"
+            " WHERE p.user_id IS NULL OR p.stream_pos <= $2"
+            " ORDER BY p.stream_pos NULLS FIRST, m.user_id",
+            room_ids,
+            until,
+            user_ids,
+        )
+        return [(r["user_id"], None if r["state"] is None else _row(r)) for r in rows]
 
     async def changes_for(self, viewer: str, since: int, until: int) -> list[PresenceRow]:
         """Presence of the viewer's co-members that changed in (since, until]."""

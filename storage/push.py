@@ -289,6 +289,19 @@ class PushStore:
                 int(time.time() * 1000),
             )
 
+    async def delete_user_pushers(self, user_id: str) -> None:
+        """Every pusher of the user (on deactivation)."""
+        await self.db.execute("DELETE FROM pushers WHERE user_id = $1", user_id)
+
+    async def delete_pushers_except_token(self, user_id: str, token_hash: bytes | None) -> None:
+        """The user's pushers set up with another access token (on a password change; all
+        of them on a reset by e-mail, which no session made)."""
+        await self.db.execute(
+            "DELETE FROM pushers WHERE user_id = $1 AND access_token_hash IS DISTINCT FROM $2",
+            user_id,
+            token_hash,
+        )
+
     async def delete_pusher(self, user_id: str, app_id: str, pushkey: str) -> None:
         await self.db.execute(
             "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3",

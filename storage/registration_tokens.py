@@ -42,6 +42,20 @@ class RegistrationTokenStore:
             now_ms(),
         )
 
+    async def update(self, token: str, changes: dict[str, int | None]) -> bool:
+        """Sets `uses_allowed` and/or `expiry_time` (the keys given); False if unknown."""
+        # Column names come from this fixed pair, never from the request.
+        columns = [c for c in ("uses_allowed", "expiry_time") if c in changes]
+        if not columns:
+            return await self.get(token) is not None
+        assignments = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(columns))
+        status = await self.db.execute(
+            f"UPDATE registration_tokens SET {assignments} WHERE token = $1",
+            token,
+            *(changes[c] for c in columns),
+        )
+        return not status.endswith(" 0")
+
     async def delete(self, token: str) -> bool:
         status = await self.db.execute("DELETE FROM registration_tokens WHERE token = $1", token)
         return not status.endswith(" 0")

@@ -96,10 +96,30 @@ class Streams:
         self.db = db
         self.instance = uuid.uuid4().hex[:12]
         self.on_change = on_change
+        # The highest position of each stream this process has been told about.
+        self._seen: dict[str, int] = {}
 
     async def current_positions(self) -> dict[str, int]:
+        """Every stream's committed position (and from now on, the positions seen)."""
         rows = await self.db.fetch("SELECT stream, pos FROM stream_positions")
-        return {r["stream"]: r["pos"] for r in rows}
+        positions = {r["stream"]: r["pos"] for r in rows}
+        for stream, pos in positions.items():
+            self._seen[stream] = max(self._seen.get(stream, 0), pos)
+        return positions
+
+    async def resync(self) -> None:
+        """After the LISTEN connection was lost and reopened: what other processes
+        committed meanwhile was never notified. Each stream that moved past what we saw
+        is announced as a change that concerns everyone (we cannot know whom), which
+        wakes every waiting /sync and invalidates what is cached from before."""
+        seen = dict(self._seen)
+        for stream, pos in (await self.current_positions()).items():
+            if pos > seen.get(stream, 0):
+                self.on_change(StreamChange(stream, pos, everyone=True, remote=True))
+
+    def _saw(self, change: StreamChange) -> None:
+        if change.position > self._seen.get(change.stream, 0):
+            self._seen[change.stream] = change.position
 
     @asynccontextmanager
     async def write(self, stream: str, count: int = 1, conn=None):
@@ -129,10 +149,12 @@ class Streams:
             await conn.execute(
                 "SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, encode_change(self.instance, change)
             )
+        self._saw(change)
         self.on_change(change)
 
     def on_notify(self, payload: str) -> None:
         instance, change = decode_change(payload)
         if instance != self.instance:
             change.remote = True
+            self._saw(change)
             self.on_change(change)

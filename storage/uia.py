@@ -40,11 +40,12 @@ class UIASessionStore:
             "results": orjson.loads(results) if isinstance(results, str) else dict(results),
         }
 
-    async def complete_stage(self, session_id: str, stage: str, result: dict) -> list[str]:
-        """Records a completed stage atomically (concurrent stages of one session both count)."""
+    async def complete_stage(self, session_id: str, stage: str | None, result: dict) -> list[str]:
+        """Records a completed stage atomically (concurrent stages of one session both count);
+        with `stage` None, only merges `result` into the session's results."""
         row = await self.db.fetchrow(
             "UPDATE uia_sessions SET"
-            " completed = CASE WHEN $2 = ANY(completed) THEN completed"
+            " completed = CASE WHEN $2::text IS NULL OR $2 = ANY(completed) THEN completed"
             " ELSE array_append(completed, $2) END,"
             " results = results || $3::jsonb"
             " WHERE session_id = $1 RETURNING completed",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -31,8 +32,11 @@ def pg_admin_dsn():
 
     tmp = tempfile.mkdtemp(prefix="hs-test-pg-")
     embedded = EmbeddedPostgres(Path(tmp))
-    yield embedded.start()
-    embedded.stop()
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _dsn_for(admin_dsn: str, dbname: str) -> str:
@@ -106,3 +110,13 @@ async def make_server(fresh_dsn, fresh_dsns, tmp_path):
 @pytest_asyncio.fixture(loop_scope="session")
 async def server(make_server) -> TestServer:
     return await make_server()
+
+
+@pytest.fixture
+def embedded_pg_dir():
+    """A directory for a private embedded PostgreSQL (storage/embedded.py), outside pytest's
+    tmp_path: as root, pgserver runs PostgreSQL as its own user, which cannot enter
+    pytest's private directories (any pytest run starting resets their mode to 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="hs-embedded-pg-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

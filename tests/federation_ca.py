@@ -102,6 +102,10 @@ def bound_loopback_socket(port: int = 0) -> socket.socket:
 TEST_HOSTS = {f"hs{i}.test.local": "127.0.0.1" for i in range(1, 5)}
 
 
+# presence.mode for tests whose servers exchange presence (the default keeps it local).
+FEDERATED_PRESENCE = {"presence": {"mode": "federated"}}
+
+
 async def start_federating_server(
     make_server,
     ca: TestCA,
@@ -111,6 +115,8 @@ async def start_federating_server(
     port: int = 0,
     sock: socket.socket | None = None,
     dsn=None,
+    app_services: list[str] | None = None,
+    config: dict | None = None,
     **extra,
 ):
     """A test server named `host:PORT` with a TLS federation listener on 127.0.0.1:PORT,
@@ -131,6 +137,12 @@ async def start_federating_server(
         "resolve_overrides": TEST_HOSTS,
         **extra,
     }
+    more = {"app_services": app_services} if app_services else {}
+    more.update(config or {})  # top-level sections, e.g. access_rules
     return await make_server(
-        server_name=f"{host}:{port}", federation=federation, federation_socket=sock, dsn=dsn
+        server_name=f"{host}:{port}",
+        federation=federation,
+        federation_socket=sock,
+        dsn=dsn,
+        **more,
     )

@@ -102,8 +102,11 @@ class SharedRoom:
         return "missing" if stored is None else (stored.status or "timeline")
 
     async def say(self, client, body: str) -> str:
+        return await self.say_in(client, self.room_id, body)
+
+    async def say_in(self, client, room_id: str, body: str) -> str:
         resp = await client.room_send(
-            self.room_id, "m.room.message", {"msgtype": "m.text", "body": body}
+            room_id, "m.room.message", {"msgtype": "m.text", "body": body}
         )
         return resp.event_id
 

@@ -10,8 +10,15 @@ import aiohttp
 from aiohttp import web
 from nio import AsyncClient, AsyncClientConfig, LoginResponse, RegisterResponse
 
-from homeserver.app import Homeserver, build_client_app, build_metrics_app, create_homeserver
+from homeserver.app import (
+    Homeserver,
+    build_client_app,
+    build_metrics_app,
+    create_homeserver,
+    shut_down,
+)
 from homeserver.config import parse_config
+from homeserver.http.serving import make_runner
 from homeserver.keys import write_signing_key
 
 PASSWORD = "correct horse battery staple"
@@ -35,6 +42,13 @@ class TestServer:
     @property
     def db(self):
         return self.hs.db
+
+    async def make_admin(self, user_id: str) -> None:
+        """Grants the admin flag in the database, as another process (or the operator's
+        `make-admin`) would, and waits until this server has dropped the cached session
+        (invalidations from other writers arrive asynchronously)."""
+        await self.db.execute("UPDATE users SET is_admin = TRUE WHERE user_id = $1", user_id)
+        await self.hs.user_cache.barrier()
 
     async def client(
         self,
@@ -104,10 +118,7 @@ class TestServer:
             await client.close()
         if self.http is not None:
             await self.http.close()
-        for runner in reversed(self.runners):
-            await runner.cleanup()
-        await self.hs.stop()
-        await self.hs.db.close()
+        await shut_down(self.hs, self.runners)
 
 
 async def start_test_server(dsn: str, data_dir: Path, **overrides) -> TestServer:
@@ -134,7 +145,7 @@ async def start_test_server(dsn: str, data_dir: Path, **overrides) -> TestServer
     runners = []
     urls = []
     for app in (build_client_app(hs), build_metrics_app(hs)):
-        runner = web.AppRunner(app, access_log=None)
+        runner = make_runner(app, hs.config.http)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -156,7 +167,7 @@ async def start_test_server(dsn: str, data_dir: Path, **overrides) -> TestServer
 async def _start_federation_listener(hs: Homeserver, runners: list, sock) -> str:
     from federation.app import build_federation_app, federation_ssl_context
 
-    runner = web.AppRunner(build_federation_app(hs), access_log=None)
+    runner = make_runner(build_federation_app(hs), hs.config.http)
     await runner.setup()
     runners.append(runner)
     tls = federation_ssl_context(hs)

@@ -29,7 +29,12 @@ import asyncpg
 from nio import AsyncClient, AsyncClientConfig, LoginResponse
 
 from interop import synapse
-from tests.federation_ca import TestCA, bound_loopback_socket, start_federating_server
+from tests.federation_ca import (
+    FEDERATED_PRESENCE,
+    TestCA,
+    bound_loopback_socket,
+    start_federating_server,
+)
 from tests.harness import PASSWORD, TestServer
 
 OUR_HOST = "localhost"
@@ -283,7 +288,16 @@ def _free_ports(count: int) -> list[int]:
 
 
 async def start_our_server(make_server, peer: SynapsePeer, **extra) -> TestServer:
-    """A federating server of ours named localhost:PORT that admits Synapse (and only it)."""
+    """A federating server of ours named localhost:PORT that admits Synapse (and only it),
+    exchanging presence with it (as Synapse's peer config does; ours keeps it local by
+    default)."""
+    config = {**FEDERATED_PRESENCE, **extra.pop("config", {})}
     return await start_federating_server(
-        make_server, peer.ca, OUR_HOST, [peer.server_name], sock=peer.take_socket(), **extra
+        make_server,
+        peer.ca,
+        OUR_HOST,
+        [peer.server_name],
+        sock=peer.take_socket(),
+        config=config,
+        **extra,
     )

@@ -11,8 +11,16 @@ from bench.memory import PeakSampler, mib
 from bench.scenarios.accounts import registration, user_pool
 from bench.scenarios.base import Context, Recorder, ScenarioError
 from bench.scenarios.rooms import big_room_join, room_creation
+from bench.scenarios.search import search
 from bench.scenarios.sending import messages_pagination, send_many_rooms, send_one_room
-from bench.scenarios.syncing import delivery_latency, idle_longpolls, initial_sync
+from bench.scenarios.sliding import sliding_sync
+from bench.scenarios.syncing import (
+    delivery_latency,
+    idle_longpolls,
+    initial_sync,
+    longpoll_cycles,
+)
+from bench.scenarios.threads import thread_page
 
 SCENARIOS = {
     "registration": registration,
@@ -25,6 +33,10 @@ SCENARIOS = {
     "initial_sync": initial_sync,
     "big_room_join": big_room_join,
     "idle_longpolls": idle_longpolls,
+    "sliding_sync": sliding_sync,
+    "longpoll_cycles": longpoll_cycles,
+    "thread_page": thread_page,
+    "search": search,
 }
 
 

@@ -40,8 +40,26 @@ class Sizes:
     big_room_members: int = 1000
     big_room_joiners: int = 10
     idle_longpolls: int = 1000
+    # longpoll_cycles: this many long-polls, spread over these users, opened then
+    # abandoned (connections closed), this many times.
+    cycle_longpolls: int = 1000
+    cycle_users: int = 20
+    cycles: int = 5
     delivery_timeout_s: float = 15.0
     fanout_timeout_s: float = 60.0  # one message to every idle long-poll at once
+    sliding_rooms: int = 500  # rooms of the sliding-sync user (its own, created as setup)
+    sliding_first_responses: int = 3
+    sliding_incrementals: int = 20
+    thread_messages: int = 500
+    thread_senders: int = 5
+    other_threads: int = 20
+    thread_page_size: int = 50
+    thread_repeats: int = 50
+    search_messages: int = 100_000
+    search_rooms: int = 10
+    search_concurrency: int = 32
+    search_fill_s: float = 240.0  # the fill stops here, so the searches still run
+    search_repeats: int = 20
     caps_s: dict = field(
         default_factory=lambda: {
             "registration": 300,
@@ -54,6 +72,10 @@ class Sizes:
             "initial_sync": 120,
             "big_room_join": 480,
             "idle_longpolls": 300,
+            "sliding_sync": 900,
+            "longpoll_cycles": 600,
+            "thread_page": 180,
+            "search": 300,
         }
     )
 
@@ -87,8 +109,21 @@ QUICK = dataclasses.replace(
     big_room_members=20,
     big_room_joiners=2,
     idle_longpolls=20,
+    cycle_longpolls=40,
+    cycle_users=4,
     delivery_timeout_s=10.0,
     fanout_timeout_s=20.0,
+    sliding_rooms=20,
+    sliding_first_responses=2,
+    sliding_incrementals=5,
+    thread_messages=50,
+    other_threads=3,
+    thread_page_size=10,
+    thread_repeats=10,
+    search_messages=2000,
+    search_rooms=2,
+    search_fill_s=60.0,
+    search_repeats=5,
     caps_s={k: min(v, 90) for k, v in DEFAULT.caps_s.items()},
 )
 

@@ -19,8 +19,16 @@ LONGPOLL_MS = 50_000
 
 
 class Receivers:
-    def __init__(self, users: list[User], room_id: str, filter_json: str, presence: str | None):
+    def __init__(
+        self,
+        users: list[User],
+        room_id: str,
+        filter_json: str,
+        presence: str | None,
+        longpoll_ms: int = LONGPOLL_MS,
+    ):
         self.users = users
+        self.longpoll_ms = longpoll_ms
         self.room_id = room_id
         self.filter_json = filter_json
         self.presence = presence
@@ -48,6 +56,15 @@ class Receivers:
     def start(self) -> None:
         self._tasks = [asyncio.ensure_future(self._listen(u)) for u in self.users]
 
+    async def start_gradually(self, batch: int, pause_s: float) -> None:
+        """start(), `batch` long-polls at a time: thousands of connects at once would
+        overflow the server's listen backlog and measure SYN retries instead."""
+        for i in range(0, len(self.users), batch):
+            self._tasks += [
+                asyncio.ensure_future(self._listen(u)) for u in self.users[i : i + batch]
+            ]
+            await asyncio.sleep(pause_s)
+
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
@@ -66,7 +83,7 @@ class Receivers:
             self.polls_started += 1
             resp = await user.sync(
                 since=user.since,
-                timeout_ms=LONGPOLL_MS,
+                timeout_ms=self.longpoll_ms,
                 filter_json=self.filter_json,
                 set_presence=self.presence,
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench.client import login
+from bench.client import PREFIX, login, new_session, request
 from bench.memory import mib
 from bench.scenarios.base import (
     IDLE_FILTER,
@@ -127,3 +127,48 @@ async def idle_longpolls(ctx: Context, rec: Recorder) -> None:
         rec.note(f"{len(holders)} long-polls in a room of {len(members)} members")
         if rx.errors:
             rec.note(f"{len(rx.errors)} long-polls failed, first: {rx.errors[0]}")
+
+
+async def longpoll_cycles(ctx: Context, rec: Recorder) -> None:
+    """1,000 /sync long-polls (timeout 30 s) opened, then abandoned by their clients
+    (connections closed mid-poll), five times; the server's RSS after each cycle. What
+    abandoned long-polls leave behind shows as growth from cycle to cycle."""
+    sizes = ctx.sizes
+    users = await ctx.ensure_users(sizes.cycle_users)
+    for user in users:
+        user.since = (await user.sync(timeout_ms=0, filter_json=IDLE_FILTER)).body["next_batch"]
+    rss_before = await _stable_rss(ctx)
+    rec.figure("rss_before_mib", mib(rss_before), "MiB", "lower")
+    after: list[int | None] = []
+    for cycle in range(1, sizes.cycles + 1):
+        # A session (and connections) of its own per cycle: closing it closes them all.
+        async with new_session() as session:
+
+            async def hold(user, session=session) -> None:
+                await request(
+                    session,
+                    ctx.target.base_url,
+                    "GET",
+                    f"{PREFIX}/sync",
+                    token=user.access_token,
+                    params={"since": user.since, "timeout": "30000", "filter": IDLE_FILTER},
+                )
+
+            polls = [
+                asyncio.ensure_future(hold(users[i % len(users)]))
+                for i in range(sizes.cycle_longpolls)
+            ]
+            await asyncio.sleep(3.0)  # every request written and parked by the server
+            failed = [p for p in polls if p.done() and p.exception() is not None]
+            if failed:
+                rec.note(f"cycle {cycle}: {len(failed)} long-polls failed: {failed[0].exception()}")
+            for poll in polls:
+                poll.cancel()
+            await asyncio.gather(*polls, return_exceptions=True)
+        rss = await _stable_rss(ctx)
+        after.append(rss)
+        rec.figure(f"rss_after_cycle_{cycle}_mib", mib(rss), "MiB", "lower")
+    if after[0] and after[-1]:
+        growth = (after[-1] - after[0]) / after[0] * 100
+        rec.figure("rss_growth_after_first_cycle_pct", growth, "%", "lower")
+    rec.note(f"{sizes.cycle_longpolls} long-polls over {len(users)} users, {sizes.cycles} cycles")

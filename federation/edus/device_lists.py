@@ -10,7 +10,8 @@ with the record of what was announced.
 
 Inbound: remote users' device lists are cached while they share a room with one of
 ours. An update whose prev_ids we have all applied is applied; otherwise an update was
-lost and the list is fetched again with GET /user/devices (a resync). Either way, local
+lost (or the list is not cached yet) and the list is fetched again with GET
+/user/devices (a resync). Either way, local
 users sharing a room hear of it through the device_lists stream (/sync
 device_lists.changed).
 """
@@ -59,11 +60,14 @@ def _user_of(content: dict):
 
 
 def valid_device_keys(keys: Any, user_id: str, device_id: str) -> bool:
+    """Keys a remote server gives for one of its devices: an object that does not claim
+    another user or device. Its shape is otherwise the clients' business (they check the
+    signatures); a device listed with odd keys is still listed (as Synapse does)."""
     return (
         isinstance(keys, dict)
-        and keys.get("user_id") == user_id
-        and keys.get("device_id") == device_id
-        and isinstance(keys.get("keys"), dict)
+        and keys.get("user_id", user_id) == user_id
+        and keys.get("device_id", device_id) == device_id
+        and isinstance(keys.get("keys", {}), dict)
     )
 
 
@@ -220,13 +224,11 @@ class DeviceListEdus:
             return  # nobody here tracks this user
         async with self._lock(user_id):
             cached = await self.store.remote_list(user_id)
-            if cached is None:
-                # Not cached: the next key query fetches the whole list anyway.
-                await self.hs.e2ee.device_lists.mark_changed([user_id])
-                return
-            if stream_id in cached.seen:
+            if cached is not None and stream_id in cached.seen:
                 return  # a repeat
-            if not prev_ids or not all(p in cached.seen for p in prev_ids):
+            if cached is None or not prev_ids or not all(p in cached.seen for p in prev_ids):
+                # Not cached yet (we start tracking the user now, as Synapse does), or an
+                # update was lost: the whole list.
                 self.schedule_resync(user_id)
                 return
 
@@ -275,17 +277,18 @@ class DeviceListEdus:
 
     # --- resync -----------------------------------------------------------------------------
 
-    def schedule_resync(self, user_id: str) -> asyncio.Task:
-        """Fetches the user's whole device list in the background (once at a time)."""
+    def schedule_resync(self, user_id: str) -> asyncio.Task[dict | None]:
+        """Fetches the user's whole device list in the background (once at a time); the
+        task's result is the /user/devices answer, None on failure."""
         task = self._resyncs.get(user_id)
         if task is None or task.done():
             task = self.hs.run_in_background(self._resync_task(user_id))
             self._resyncs[user_id] = task
         return task
 
-    async def _resync_task(self, user_id: str) -> None:
+    async def _resync_task(self, user_id: str) -> dict | None:
         try:
-            await self.resync(user_id)
+            return await self.resync(user_id)
         finally:
             self._resyncs.pop(user_id, None)
 

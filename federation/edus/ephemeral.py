@@ -89,7 +89,7 @@ class EphemeralEdus:
         await self.sender.send_edu(dests, "m.receipt", content, key=key)
 
     async def local_presence(self, user_id: str) -> None:
-        if not self._local(user_id):
+        if not self._local(user_id) or not self.hs.presence.federated:
             return
 
         row = await self.hs.presence.store.get(user_id)
@@ -141,7 +141,7 @@ class EphemeralEdus:
 
     async def on_presence(self, origin: str, content: dict) -> None:
         push = content.get("push")
-        if not isinstance(push, list):
+        if not isinstance(push, list) or not self.hs.presence.federated:
             return
         now = int(time.time() * 1000)
         for entry in push:
@@ -160,6 +160,8 @@ class EphemeralEdus:
             ):
                 continue
             await self.hs.presence.store.set(user_id, state, status_msg, now - ago)
+            # Typing and receipts reach appservices through set_typing/store_receipt.
+            await self.hs.appservices.on_presence(user_id)
 
 
 def _parse_receipt(receipt) -> tuple[str | None, str | None]:

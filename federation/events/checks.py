@@ -145,9 +145,37 @@ class EventChecks:
         ids = {state[k] for k in keys if k in state}
         loaded = await self.hs.event_store.get_events(ids)
         auth_state = {k: loaded[state[k]].event for k in keys if state.get(k) in loaded}
-        return self._check(room, event, auth_state, await self._create_event(room))
+        reason = self._check(room, event, auth_state, await self._create_event(room))
+        if reason is None:
+            # The room policies (access rules, external users) at the same state: a
+            # remote server cannot bring in what our own users could not.
+            try:
+                await self.hs.policy.check(event, state)
+            except AuthError as e:
+                return str(e)
+        return reason
 
     # ---- redactions ----------------------------------------------------------------------
+
+    async def _redaction_target(self, room: Room, event: Event) -> StoredEvent | None:
+        """The stored event a redaction names (in any room), None if not a redaction."""
+        if event["type"] != "m.room.redaction":
+            return None
+        rv = room.version
+        target_id = event["content"].get("redacts") if rv.v11_redactions_and_creator else None
+        target_id = target_id if target_id is not None else event.get("redacts")
+        if not isinstance(target_id, str):
+            return None
+        return await self.hs.event_store.get_event(target_id)
+
+    async def redaction_elsewhere(self, room: Room, event: Event) -> str | None:
+        """A reason to keep a redaction out of the timeline: it names an event of another
+        room. The auth rules accept it (v3+ do not look at the target), but it is no
+        redaction clients should see, Synapse withholds it the same way."""
+        target = await self._redaction_target(room, event)
+        if target is not None and target.room_id != room.room_id:
+            return "redacts an event of another room"
+        return None
 
     async def allowed_redaction(
         self, room: Room, event: Event, state_before: StateMap
@@ -155,16 +183,11 @@ class EventChecks:
         """The event a received redaction may redact: one we hold in the room, sent from
         the same server as the redaction or by someone the redaction's sender outranks
         (v3+ "Handling redactions"; v1/v2 check this in the auth rules)."""
-        if event["type"] != "m.room.redaction":
-            return None
-        rv = room.version
-        target_id = event["content"].get("redacts") if rv.v11_redactions_and_creator else None
-        target_id = target_id if target_id is not None else event.get("redacts")
-        target = (
-            await self.hs.event_store.get_event(target_id) if isinstance(target_id, str) else None
-        )
+        target = await self._redaction_target(room, event)
         if target is None or target.room_id != room.room_id:
             return None
+        rv = room.version
+        target_id = target.event_id
         if rv.redaction_checked_by_auth_rules:
             return target_id
         if target.sender.split(":", 1)[1] == event["sender"].split(":", 1)[1]:

@@ -24,13 +24,18 @@ from homeserver.events.hashing import check_content_hash, compute_event_id
 from homeserver.events.redaction import prune_event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import verify_event_signature
+from homeserver.events.storable import (
+    CANONICAL_INT_MAX,
+    canonical_json_problem,
+    nul_column_problem,
+)
 
 MAX_PDU_BYTES = 65536
 MAX_ID_BYTES = 255  # sender, room_id, event_id, type, state_key (spec: "Size limits")
 MAX_PREV_EVENTS = 20
 MAX_AUTH_EVENTS = 10
 _INT64_MAX = 2**63 - 1
-_CANONICAL_MAX = 2**53 - 1
+_CANONICAL_MAX = CANONICAL_INT_MAX
 
 # server_name = hostname / IPv4 / [IPv6], optional :port (appendices, "Server Name").
 _SERVER_NAME = re.compile(
@@ -43,6 +48,17 @@ _V12_ROOM_ID = re.compile(r"![A-Za-z0-9_-]{43}")
 class InvalidPdu(ValueError):
     """The PDU is dropped (checks 1 and 2). The message is safe to send back to the origin:
     it names what is wrong, never event content."""
+
+
+class NonCanonicalPdu(InvalidPdu):
+    """The PDU is not canonical JSON its room version accepts (from v6: a float, or an
+    integer out of range); a membership handshake refuses it with M_BAD_JSON (as Synapse)."""
+
+
+class UnsignedPdu(InvalidPdu):
+    """The PDU lacks a valid signature of a server that must sign it (one without a
+    content hash cannot have one: servers sign the hashed event). A server handing us
+    such an event for a membership handshake is refused with 403, as Synapse does."""
 
 
 class VerifyKeys(Protocol):
@@ -63,6 +79,10 @@ def server_of(identifier: str) -> str:
     return identifier.split(":", 1)[1]
 
 
+def valid_server_name(name: str) -> bool:
+    return bool(_SERVER_NAME.fullmatch(name))
+
+
 def _valid_id(value: Any, sigil: str) -> bool:
     if not isinstance(value, str) or not value.startswith(sigil):
         return False
@@ -76,19 +96,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_strict_json(value: Any, path: str = "") -> None:
+def _check_strict_json(value: Any) -> None:
     """v6+ canonical JSON: no floats, integers within [-(2**53)+1, 2**53-1]."""
-    stack = [(value, path)]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, float):
-            raise InvalidPdu(f"non-integer number at {where or 'top level'}")
-        if _is_int(item) and not -_CANONICAL_MAX <= item <= _CANONICAL_MAX:
-            raise InvalidPdu(f"integer out of range at {where or 'top level'}")
-        if isinstance(item, dict):
-            stack.extend((v, f"{where}.{k}" if where else k) for k, v in item.items())
-        elif isinstance(item, list):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    problem = canonical_json_problem(value)
+    if problem is not None:
+        raise NonCanonicalPdu(problem)
 
 
 def _check_reference_list(pdu: dict, key: str, rv: RoomVersion, limit: int | None) -> None:
@@ -125,30 +137,12 @@ def _check_room_id(pdu: dict, rv: RoomVersion) -> None:
         raise InvalidPdu("malformed room_id")
 
 
-def _column_values(event: dict[str, Any]):
-    """The values of a PDU that storage writes to their own text columns (events,
-    current_state, redactions, room_forward_extremities, event_outliers): everything else
-    is kept only in the event's canonical JSON text, where U+0000 is escaped. Tolerant of
-    any shape: a malformed field is parse_pdu's to refuse."""
-    for key in ("event_id", "room_id", "sender", "type", "state_key", "origin", "redacts"):
-        yield key, event.get(key)
-    content = event.get("content")
-    if isinstance(content, dict):
-        yield "content.membership", content.get("membership")
-        yield "content.redacts", content.get("redacts")
-    for key in ("prev_events", "auth_events"):
-        refs = event.get(key)
-        for ref in refs if isinstance(refs, list) else ():
-            # v1/v2: [event_id, hashes] pairs; from v3 on, event ids.
-            yield key, ref[0] if isinstance(ref, list) and ref else ref
-
-
 def refuse_nul_in_columns(event: dict[str, Any]) -> None:
     """PostgreSQL text cannot hold U+0000: such a PDU is refused, as malformed, rather
     than failing its request or transaction when a value is bound to a query."""
-    for name, value in _column_values(event):
-        if isinstance(value, str) and "\x00" in value:
-            raise InvalidPdu(f"{name} contains U+0000")
+    problem = nul_column_problem(event)
+    if problem is not None:
+        raise InvalidPdu(problem)
 
 
 def parse_pdu(
@@ -189,7 +183,7 @@ def parse_pdu(
             raise InvalidPdu(f"{key} must be a non-negative integer in range")
     hashes = event.get("hashes")
     if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
-        raise InvalidPdu("hashes.sha256 is missing")
+        raise UnsignedPdu("hashes.sha256 is missing")
     signatures = event.get("signatures")
     if not isinstance(signatures, dict) or not all(
         isinstance(sigs, dict) and all(isinstance(s, str) for s in sigs.values())
@@ -261,9 +255,9 @@ async def check_signatures(
                 if key is not None:
                     verify_keys[key_id] = key
         if not verify_keys:
-            raise InvalidPdu(f"no signature of {server} with a key we can verify")
+            raise UnsignedPdu(f"no signature of {server} with a key we can verify")
         if not verify_event_signature(event, rv, server, verify_keys):
-            raise InvalidPdu(f"bad signature of {server}")
+            raise UnsignedPdu(f"bad signature of {server}")
 
 
 def check_hash(event: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:

@@ -29,9 +29,12 @@ from federation.membership.resident import (
     checked_handshake_event,
     on_top_of_current_state,
 )
+from federation.membership.v1_fallback import put_v2_or_v1
+from homeserver.events.auth import AuthError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
-from homeserver.http.errors import MatrixError, bad_json, invalid_param, not_found
+from homeserver.events.storable import canonical_json_problem
+from homeserver.http.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.rooms.membership import valid_user_id
 
 if TYPE_CHECKING:
@@ -79,7 +82,7 @@ class Invites:
         self.resident = resident
 
     async def receive(self, origin: str, room_id: str, event_id: str, body: Any) -> dict[str, Any]:
-        hs = self.hs
+        """v2 invite: {room_version, event, invite_room_state}."""
         if not isinstance(body, dict):
             raise bad_json("The body must be a JSON object")
         version_id = body.get("room_version")
@@ -91,7 +94,33 @@ class Invites:
                 "This server does not support that room version",
                 room_version=str(version_id),
             )
-        pdu = check_membership_pdu(body.get("event"), room_id, "invite", origin)
+        return await self._receive(
+            origin, room_id, event_id, body.get("event"), body.get("invite_room_state"), version
+        )
+
+    async def receive_v1(self, origin: str, room_id: str, event_id: str, body: Any) -> dict:
+        """v1 invite (deprecated, still sent by older servers): the body is the event, its
+        stripped state in unsigned.invite_room_state, and no room version: the room's when
+        this server knows the room, else "1" (v1 was only meant for rooms v1 and v2)."""
+        if not isinstance(body, dict):
+            raise bad_json("The body must be a JSON object")
+        known = (await self.hs.events.store.room_versions([room_id])).get(room_id)
+        version = KNOWN_ROOM_VERSIONS.get(known or "1", KNOWN_ROOM_VERSIONS["1"])
+        unsigned = body.get("unsigned")
+        stripped = unsigned.get("invite_room_state") if isinstance(unsigned, dict) else None
+        return await self._receive(origin, room_id, event_id, body, stripped, version)
+
+    async def _receive(
+        self,
+        origin: str,
+        room_id: str,
+        event_id: str,
+        pdu_in: Any,
+        invite_room_state: Any,
+        version: RoomVersion,
+    ) -> dict[str, Any]:
+        hs = self.hs
+        pdu = check_membership_pdu(pdu_in, room_id, "invite", origin)
         target = pdu.get("state_key")
         if (
             not (isinstance(target, str) and valid_user_id(target))
@@ -103,13 +132,18 @@ class Invites:
         checked_id, event = await checked_handshake_event(hs, origin, pdu, version)
         if checked_id != event_id:
             raise invalid_param("The event ID does not match the event")
-        stripped = await valid_stripped_state(
-            hs, origin, body.get("invite_room_state"), room_id, version
-        )
+        stripped = await valid_stripped_state(hs, origin, invite_room_state, room_id, version)
         if stripped is None:
             raise invalid_param("invite_room_state must be a list holding the room's create event")
+        resident = await self.resident.is_resident(room_id)
+        if not resident:
+            # (A room we are in is judged on its full state, by admit.)
+            try:
+                await hs.policy.check_invite(event, stripped)
+            except AuthError as e:
+                raise forbidden(str(e)) from None
         signed = sign_event(event, hs.server_name, hs.signing_key, version)
-        if await self.resident.is_resident(room_id):
+        if resident:
             await self.resident.check_acl(room_id, origin)
             await self.resident.admit(origin, room_id, version, event_id, signed, forward=False)
         else:
@@ -130,12 +164,23 @@ class Invites:
             "invite_room_state": await stripped_state_pdus(hs, state_before, sender),
         }
         path = f"/_matrix/federation/v2/invite/{quote(room_id, safe='')}/{quote(item.event_id, safe='')}"
+        # v1's body is the event, its stripped state in unsigned.invite_room_state.
+        unsigned = {
+            **item.event.get("unsigned", {}),
+            "invite_room_state": body["invite_room_state"],
+        }
+        v1_body = {**item.event, "unsigned": unsigned}
+        v1_path = path.replace("/federation/v2/", "/federation/v1/", 1)
         try:
-            answer = await hs.federation.client.put_json(destination, path, body)
+            answer = await put_v2_or_v1(hs, destination, path, body, v1_path, v1_body)
         except FederationError as e:
             logger.info("invite to %s failed: %s", destination, e)
             raise remote_error(e, "Inviting the user") from None
         signed = answer.get("event") if isinstance(answer, dict) else None
+        if version.strict_canonical_json and canonical_json_problem(signed) is not None:
+            # What a server of this room version could not have signed (a float, an
+            # integer out of range): bad JSON, as Synapse answers (SyTest 35room-invite).
+            raise bad_json("The invitee's server answered with an event that is not canonical JSON")
         if not isinstance(signed, dict) or not await is_countersigned(
             hs, item.event, signed, version, destination
         ):

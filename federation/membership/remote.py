@@ -16,6 +16,7 @@ from federation.client import FederationError
 from federation.membership.invites import is_countersigned, record_out_of_band, remote_error
 from federation.membership.joined_state import InvalidJoinAnswer, checked_join_state
 from federation.membership.pdus import server_of, valid_stripped_state
+from federation.membership.v1_fallback import put_v2_or_v1
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import hash_and_sign_event
@@ -170,9 +171,12 @@ class RemoteMembership:
             try:
                 template, version = await self._make(server, room_id, user_id, membership)
                 event_id, event = self._sign(template, version, content)
-                answer = await self.hs.federation.client.put_json(
-                    server, f"{_SEND_PATHS[membership]}/{_q(room_id)}/{_q(event_id)}", event
-                )
+                path = f"{_SEND_PATHS[membership]}/{_q(room_id)}/{_q(event_id)}"
+                if membership == "knock":  # knocking has only v1
+                    answer = await self.hs.federation.client.put_json(server, path, event)
+                else:
+                    v1 = path.replace("/federation/v2/", "/federation/v1/", 1)
+                    answer = await put_v2_or_v1(self.hs, server, path, event, v1, event)
                 return server, version, event_id, event, answer
             except _BadTemplate as e:
                 logger.info("make_%s at %s gave a bad template: %s", membership, server, e)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from federation.events.validation import refuse_nul_in_columns
+from federation.events.validation import NonCanonicalPdu, UnsignedPdu, refuse_nul_in_columns
 from federation.membership.pdus import (
     InvalidPdu,
     auth_chain,
@@ -63,7 +63,8 @@ def check_membership_pdu(pdu: Any, room_id: str, membership: str, origin: str) -
         raise invalid_param(f"Not a {membership} event")
     sender = pdu.get("sender")
     if not isinstance(sender, str) or server_of(sender) != origin:
-        raise invalid_param("The sender is not a user of the requesting server")
+        # 403, as Synapse answers a server acting for another's users.
+        raise forbidden("The sender is not a user of the requesting server")
     if pdu.get("room_id") != room_id:
         raise invalid_param("The event belongs to another room")
     # Before any of its values is looked up (the invitee, the sender's membership).
@@ -285,6 +286,7 @@ class Resident:
             for state in (state_before, head.state):
                 at = {k: loaded[state[k]].event for k in keys if state.get(k) in loaded}
                 check_auth(version, event, at, create_event=create, verify_signature=verify)
+                await hs.policy.check(event, state)
         except AuthError as e:
             raise forbidden(f"The event is not allowed: {e}") from None
 
@@ -326,6 +328,10 @@ async def checked_handshake_event(
     be, since its own server just built it."""
     try:
         event_id, event = await check_pdu(hs, origin, pdu, version)
+    except UnsignedPdu as e:
+        raise forbidden(f"Invalid event: {e}") from None
+    except NonCanonicalPdu as e:
+        raise bad_json(f"Invalid event: {e}") from None
     except InvalidPdu as e:
         raise invalid_param(f"Invalid event: {e}") from None
     if event.get("content") != pdu.get("content"):

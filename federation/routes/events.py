@@ -1,5 +1,5 @@
 """Room events for other servers: event, state, state_ids, event_auth, backfill,
-get_missing_events.
+get_missing_events, timestamp_to_event.
 
 Every request is X-Matrix signed, and the requesting server must be in the room (a
 joined member in the current state, or at the event asked about) and pass the room's
@@ -31,6 +31,7 @@ from homeserver.http.errors import (
     not_found,
 )
 from homeserver.http.request import json_response
+from homeserver.rooms.history import event_near_ts, timestamp_query
 from storage.events import StoredEvent
 
 routes = FederationRouteTable()
@@ -230,9 +231,9 @@ async def backfill(request: web.Request, origin: str, _content) -> web.Response:
 
 
 def _id_list(content: dict, key: str) -> list[str]:
-    value = content.get(key)
-    if value is None:
-        raise missing_param(f"Missing {key}")
+    # Absent means none (Synapse's reading: the spec marks both required, but an empty
+    # body is a valid request that finds nothing).
+    value = content.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise bad_json(f"{key} must be a list of event IDs")
     return value
@@ -268,3 +269,12 @@ async def get_missing_events(request: web.Request, origin: str, content) -> web.
     )
     events.reverse()  # oldest first
     return json_response({"events": await events_for_server(hs, origin, version, events)})
+
+
+@routes.get(f"{V1}/timestamp_to_event/{{room_id}}")
+async def timestamp_to_event(request: web.Request, origin: str, _content) -> web.Response:
+    hs = get_hs(request)
+    room_id = request.match_info["room_id"]
+    ts, forwards = timestamp_query(request)
+    await _authorise(hs, origin, room_id)
+    return json_response(await event_near_ts(hs, room_id, ts, forwards))

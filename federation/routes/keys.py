@@ -26,6 +26,10 @@ MAX_SERVERS_PER_QUERY = 50
 # Public (keys_server.yaml has no security): a server needs our keys before it can
 # check any signature of ours.
 @routes.get("/_matrix/key/v2/server", public=True)
+# The key-ID form was removed from the spec in v1.6, but servers (Synapse) still serve it
+# and older ones (SyTest's federation client) still fetch by key ID: the one response
+# holds every key, so the ID selects nothing.
+@routes.get("/_matrix/key/v2/server/{key_id}", public=True)
 async def server_keys(request: web.Request) -> web.Response:
     return json_response(await get_hs(request).federation.server_keys.server_response())
 
@@ -59,9 +63,15 @@ async def query_keys(request: web.Request) -> web.Response:
 
 # Public, as POST /_matrix/key/v2/query above.
 @routes.get("/_matrix/key/v2/query/{server_name}", public=True)
+# The key-ID form, removed from the spec in v1.6 and still served by Synapse: the responses
+# that hold that key.
+@routes.get("/_matrix/key/v2/query/{server_name}/{key_id}", public=True)
 async def query_server_keys(request: web.Request) -> web.Response:
     min_ts = query_int(request, "minimum_valid_until_ts", 0)
-    answer = await _notary_answer(request, request.match_info["server_name"], [], min_ts)
+    key_id = request.match_info.get("key_id")
+    answer = await _notary_answer(
+        request, request.match_info["server_name"], [key_id] if key_id else [], min_ts
+    )
     return json_response({"server_keys": answer})
 
 
@@ -75,19 +85,27 @@ async def _notary_answer(
         return [await fed.server_keys.server_response()]
     if not fed.policy.is_allowed(server_name):
         return []
-    responses = await _cached(fed, server_name, key_ids, min_ts)
-    if not responses:
-        await fed.keys.fetch(server_name, key_ids[0] if key_ids else "")
-        responses = await _cached(fed, server_name, key_ids, min_ts)
-    return [fed.server_keys.sign(r) for r in responses]
-
-
-async def _cached(fed, server_name: str, key_ids: list[str], min_ts: int) -> list[dict]:
     min_ts = min_ts or now_ms()  # the spec's default: valid now
+    responses = await _cached(fed, server_name, key_ids)
+    if not any(valid_until >= min_ts for valid_until, _ in responses):
+        await fed.keys.fetch(server_name, key_ids[0] if key_ids else "")
+        responses = await _cached(fed, server_name, key_ids)
+    valid = [r for valid_until, r in responses if valid_until >= min_ts]
+    # Nothing valid that long (the spec's SHOULD): the most recent we hold, expired or not,
+    # as Synapse answers; a spurious answer of the origin never displaces a key it held
+    # (SyTest 01keys).
+    chosen = valid or [r for _, r in responses[:1]]
+    return [fed.server_keys.sign(r) for r in chosen]
+
+
+async def _cached(fed, server_name: str, key_ids: list[str]) -> list[tuple[int, dict]]:
+    """(valid_until_ts, response) of the cached responses holding every key of `key_ids`,
+    the most recent first."""
     found = []
     for text, valid_until in await fed.store.remote_responses(server_name):
         response = orjson.loads(text)
         published = {**response.get("verify_keys", {}), **response.get("old_verify_keys", {})}
-        if valid_until >= min_ts and all(k in published for k in key_ids):
-            found.append(response)
+        if all(k in published for k in key_ids):
+            found.append((valid_until, response))
+    found.sort(key=lambda item: -item[0])
     return found

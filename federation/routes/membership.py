@@ -1,4 +1,5 @@
-"""make_join / send_join v2, make_leave / send_leave v2, make_knock / send_knock, invite v2
+"""make_join / send_join v2 and v1, make_leave / send_leave v2 and v1, make_knock / send_knock,
+invite v2 and v1
 (joins-v2.yaml, leaving-v2.yaml, knocks.yaml, invites-v2.yaml). The logic lives in
 federation/membership/; these only read the request."""
 
@@ -53,13 +54,25 @@ async def make_join(request: web.Request, origin: str, _content) -> web.Response
     return await _make(request, origin, "join")
 
 
-@routes.put(f"{V2}/send_join/{{room_id}}/{{event_id}}", pdus=body_is_a_pdu)
-async def send_join(request: web.Request, origin: str, content) -> web.Response:
+def _v1(answer: dict) -> web.Response:
+    """The deprecated v1 endpoints answer [200, body] (the spec keeps that quirk)."""
+    return json_response([200, answer])
+
+
+async def _join(request: web.Request, origin: str, content) -> dict:
     event, state_before = await _send(request, origin, content, "join")
     resident = _membership(request).resident
-    return json_response(
-        await resident.join_answer(request.match_info["room_id"], event, state_before)
-    )
+    return await resident.join_answer(request.match_info["room_id"], event, state_before)
+
+
+@routes.put(f"{V2}/send_join/{{room_id}}/{{event_id}}", pdus=body_is_a_pdu)
+async def send_join(request: web.Request, origin: str, content) -> web.Response:
+    return json_response(await _join(request, origin, content))
+
+
+@routes.put(f"{V1}/send_join/{{room_id}}/{{event_id}}", pdus=body_is_a_pdu)
+async def send_join_v1(request: web.Request, origin: str, content) -> web.Response:
+    return _v1(await _join(request, origin, content))
 
 
 @routes.get(f"{V1}/make_leave/{{room_id}}/{{user_id}}")
@@ -71,6 +84,12 @@ async def make_leave(request: web.Request, origin: str, _content) -> web.Respons
 async def send_leave(request: web.Request, origin: str, content) -> web.Response:
     await _send(request, origin, content, "leave")
     return json_response({})
+
+
+@routes.put(f"{V1}/send_leave/{{room_id}}/{{event_id}}", pdus=body_is_a_pdu)
+async def send_leave_v1(request: web.Request, origin: str, content) -> web.Response:
+    await _send(request, origin, content, "leave")
+    return _v1({})
 
 
 @routes.get(f"{V1}/make_knock/{{room_id}}/{{user_id}}")
@@ -93,3 +112,11 @@ async def invite(request: web.Request, origin: str, content) -> web.Response:
         origin, request.match_info["room_id"], request.match_info["event_id"], content
     )
     return json_response(answer)
+
+
+@routes.put(f"{V1}/invite/{{room_id}}/{{event_id}}", pdus=body_is_a_pdu)
+async def invite_v1(request: web.Request, origin: str, content) -> web.Response:
+    answer = await _membership(request).invites.receive_v1(
+        origin, request.match_info["room_id"], request.match_info["event_id"], content
+    )
+    return _v1(answer)

@@ -4,6 +4,10 @@ Unlike the rest of the federation API this is not a server-to-server request: th
 caller is a third-party service (an integration manager, a widget) holding a token a
 user gave it, so there is no X-Matrix signature or origin to check. The token is the
 credential, and the answer is only the user's ID.
+
+Mounted on the federation listener and on the client listener: the third party reaches
+the server at whatever address the user's client uses (Synapse serves it on both too),
+and SyTest calls it at the client address.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from aiohttp import web
 from federation.route_table import FederationRouteTable
 from homeserver.http.auth import hash_token
 from homeserver.http.context import get_hs
-from homeserver.http.errors import MatrixError, missing_param
+from homeserver.http.errors import MatrixError
 from homeserver.http.request import json_response
 
 routes = FederationRouteTable()
@@ -27,7 +31,8 @@ routes = FederationRouteTable()
 async def userinfo(request: web.Request) -> web.Response:
     token = request.query.get("access_token")
     if not token:
-        raise missing_param("Missing 'access_token'")
+        # openid.yaml answers only 401 for a token that does not identify a user.
+        raise MatrixError(401, "M_MISSING_TOKEN", "Missing 'access_token'")
     user_id = await get_hs(request).accounts.openid_tokens.user_for(
         hash_token(token), int(time.time() * 1000)
     )

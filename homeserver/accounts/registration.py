@@ -1,5 +1,5 @@
 """Creating an account, shared by POST /register (routes/registration.py) and Synapse's
-shared-secret admin registration (routes/shared_secret.py)."""
+shared-secret admin registration (homeserver/admin/routes/register.py)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,14 @@ async def create_account(
     device_display_name: str | None = None,
     ip: str | None = None,
     registration_token: str | None = None,
+    threepid: dict | None = None,
+    is_guest: bool = False,
 ) -> dict:
     """Creates the user (and a first login session) in one transaction.
 
-    Shared by /register and the shared-secret admin registration.
+    Shared by /register and the shared-secret admin registration. `threepid` is what
+    an m.login.email.identity stage established: its session is spent and the address
+    bound in the same transaction.
     """
     accounts = hs.accounts
     async with hs.db.acquire() as conn:
@@ -35,14 +39,27 @@ async def create_account(
                 if not await accounts.registration_tokens.consume(conn, registration_token):
                     raise forbidden("The registration token is no longer valid")
             created = await accounts.users.create_user(
-                conn, user_id, password_hash, is_admin, displayname or localpart_of(user_id)
+                conn,
+                user_id,
+                password_hash,
+                is_admin,
+                displayname or localpart_of(user_id),
+                is_guest,
             )
             if not created:
                 raise user_in_use()
+            if threepid is not None:
+                await accounts.threepids.spend(conn, threepid["sid"])
+                await accounts.threepids.bind(
+                    conn, user_id, threepid["address"], threepid["validated_ts"]
+                )
+            await accounts.validity.on_register(conn, user_id)
             response = {"user_id": user_id, "home_server": hs.server_name}
             if login:
                 token, device_id = await accounts.start_session(
                     conn, user_id, device_id, device_display_name, ip
                 )
                 response.update(access_token=token, device_id=device_id)
+    if login:
+        await accounts.device_changed(user_id)
     return response

@@ -9,13 +9,19 @@ import string
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from homeserver.accounts.identity_servers import IdentityServers
+from homeserver.accounts.threepids import ThreepidService
+from homeserver.accounts.validity import AccountValidity
+from homeserver.email.mailer import Mailer
 from homeserver.http.auth import hash_token, new_access_token
 from storage.account_data import AccountDataStore
+from storage.account_validity import AccountValidityStore
 from storage.accounts import AccountStore, ProfileStore
 from storage.devices import DeviceStore
 from storage.filters import FilterStore
 from storage.openid import OpenIdStore
 from storage.registration_tokens import NonceStore, RegistrationTokenStore
+from storage.threepids import ThreepidStore
 from storage.uia import UIASessionStore
 
 if TYPE_CHECKING:
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DevicesDeletedHook = Callable[[str, list[str]], Awaitable[None]]
+DeviceChangedHook = Callable[[str], Awaitable[None]]
 
 
 def new_device_id() -> str:
@@ -45,9 +52,19 @@ class AccountService:
         self.filters = FilterStore(db)
         # Issued by accounts/routes/openid.py, checked by federation/routes/openid.py.
         self.openid_tokens = OpenIdStore(db)
+        # E-mail identity and account validity (both off unless configured).
+        mailer = Mailer(hs.config.email)
+        threepid_store = ThreepidStore(db)
+        self.threepids = ThreepidService(hs, threepid_store, mailer)
+        # Bindings at identity servers (none unless identity.id_servers names some).
+        self.identity_servers = IdentityServers(hs, threepid_store)
+        self.validity = AccountValidity(hs, AccountValidityStore(db), threepid_store, mailer)
         # Other domains (e2ee device keys, to-device inboxes, pushers) register here to
         # clean up after devices that no longer exist: `async def hook(user_id, device_ids)`.
         self.devices_deleted_hooks: list[DevicesDeletedHook] = []
+        # And here to hear of a device created (login, registration) or renamed:
+        # `async def hook(user_id)` (e2ee: others' device lists move).
+        self.device_changed_hooks: list[DeviceChangedHook] = []
 
     def is_server_admin(self, user_id: str, is_admin_flag: bool) -> bool:
         return is_admin_flag or user_id in self.hs.config.admins
@@ -69,6 +86,11 @@ class AccountService:
         await self.devices.ensure_device(conn, user_id, device_id, display_name, ip)
         await self.devices.add_token(conn, hash_token(token), user_id, device_id)
         return token, device_id
+
+    async def device_changed(self, user_id: str) -> None:
+        """After a device of `user_id` was created or renamed (its transaction committed)."""
+        for hook in self.device_changed_hooks:
+            await hook(user_id)
 
     async def delete_devices(self, user_id: str, device_ids: list[str]) -> list[str]:
         """Deletes devices and their tokens, then tells the other domains."""

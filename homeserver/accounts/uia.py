@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from homeserver.accounts import threepids
 from homeserver.accounts.passwords import verify_password
-from homeserver.accounts.usernames import user_id_from_login
 from homeserver.http.auth import Requester
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, bad_json
@@ -28,9 +28,12 @@ from homeserver.http.errors import MatrixError, bad_json
 PASSWORD = "m.login.password"
 DUMMY = "m.login.dummy"
 REGISTRATION_TOKEN = "m.login.registration_token"
+EMAIL_IDENTITY = threepids.EMAIL_IDENTITY
 PASSWORD_FLOWS = [[PASSWORD]]
 
 SESSION_MAX_AGE_MS = 30 * 60 * 1000
+# The key of `require`'s results that names the session, when it is not spent.
+SESSION_ID = "uia_session"
 _VERSION_PREFIX = re.compile(r"^/_matrix/client/[^/]+")
 
 
@@ -74,15 +77,20 @@ async def _check_password(request, requester, auth) -> dict:
     if not isinstance(password, str):
         raise StageFailed("M_MISSING_PARAM", "Missing 'password'")
     try:
-        user_id = user_id_from_login(auth, hs.server_name)
+        user_id = await hs.accounts.threepids.login_user(auth, hs.server_name)
     except MatrixError as err:
         raise StageFailed(err.errcode, err.error) from None
-    if requester is not None and user_id != requester.user_id:
-        raise StageFailed("M_FORBIDDEN", "You can only authenticate as yourself")
+    if user_id is None:
+        await verify_password(None, password)
+        raise StageFailed("M_FORBIDDEN", "Invalid password")
     user = await hs.accounts.users.get_user(user_id)
     password_hash = user["password_hash"] if user and not user["deactivated"] else None
     if not await verify_password(password_hash, password):
         raise StageFailed("M_FORBIDDEN", "Invalid password")
+    if requester is not None and user_id != requester.user_id:
+        # Valid credentials of someone else (a stolen token used with the thief's own
+        # password): not a stage to retry but a refusal, 403 as Synapse answers.
+        raise MatrixError(403, "M_FORBIDDEN", "You can only authenticate as yourself")
     return {"user_id": user_id}
 
 
@@ -97,19 +105,60 @@ async def _check_registration_token(request, _requester, auth) -> dict:
     return {"registration_token": token}
 
 
+# What an e-mail validation session may be spent on, by the request it authorises.
+_EMAIL_PURPOSES = {
+    "POST /register": threepids.REGISTER,
+    "POST /account/password": threepids.PASSWORD,
+}
+
+
+async def _check_email_identity(request, _requester, auth) -> dict:
+    purpose = _EMAIL_PURPOSES.get(request_key(request))
+    if purpose is None:
+        raise StageFailed("M_UNRECOGNIZED", "This request takes no e-mail stage")
+    try:
+        return await get_hs(request).accounts.threepids.check_stage(auth, purpose)
+    except MatrixError as err:
+        raise StageFailed(err.errcode, err.error) from None
+
+
 STAGES: dict[str, StageChecker] = {
     DUMMY: _check_dummy,
     PASSWORD: _check_password,
     REGISTRATION_TOKEN: _check_registration_token,
+    EMAIL_IDENTITY: _check_email_identity,
 }
 
 
 def request_key(request: web.Request) -> str:
-    """What a session is bound to: the method and the route without its version prefix."""
-    route = request.match_info.route
-    resource = route.resource if route is not None else None
-    path = resource.canonical if resource is not None else request.path
-    return f"{request.method} {_VERSION_PREFIX.sub('', path)}"
+    """What a session is bound to: the method and the path without its version prefix.
+    The path itself, not its route: a session begun to delete one device must not
+    delete another (spec: the operation must stay the same through a session)."""
+    return f"{request.method} {_VERSION_PREFIX.sub('', request.path)}"
+
+
+async def session_of(request: web.Request, requester: Requester | None, body: dict):
+    """The UIA session the body's `auth.session` names, checked as `require` checks it,
+    or None when the body names none."""
+    auth = body.get("auth")
+    if not isinstance(auth, dict):
+        if auth is not None:
+            raise bad_json("'auth' must be an object")
+        return None
+    session_id = auth.get("session")
+    if session_id is None:
+        return None
+    if not isinstance(session_id, str):
+        raise bad_json("'session' must be a string")
+    session = await get_hs(request).accounts.uia_sessions.get(session_id, SESSION_MAX_AGE_MS)
+    if session is None:
+        raise MatrixError(400, "M_UNKNOWN", "Unknown or expired UIA session")
+    user_id = requester.user_id if requester else None
+    if session["request_key"] != request_key(request) or session["user_id"] != user_id:
+        raise MatrixError(
+            403, "M_FORBIDDEN", "The UIA session belongs to a different request or user"
+        )
+    return session
 
 
 async def require(
@@ -118,45 +167,41 @@ async def require(
     body: dict,
     flows: list[list[str]],
     params: dict | None = None,
+    *,
+    remember: dict | None = None,
+    spend: bool = True,
 ) -> dict:
-    """Returns the merged stage results once a flow completes; otherwise raises UIARequired."""
+    """Returns the merged stage results once a flow completes; otherwise raises UIARequired.
+
+    `remember`: values kept in the session's results from this request on (an endpoint's
+    parameters, given once and not repeated with later stages). `spend=False` keeps the
+    session after its flow completes (registration answers a repeat alike); the results
+    then carry the session's ID as `SESSION_ID`.
+    """
     hs = get_hs(request)
     store = hs.accounts.uia_sessions
     params = params or {}
-    auth = body.get("auth")
-    if auth is not None and not isinstance(auth, dict):
-        raise bad_json("'auth' must be an object")
-    auth = auth or {}
-    key = request_key(request)
+    session = await session_of(request, requester, body)
+    auth = body.get("auth") or {}
     user_id = requester.user_id if requester else None
-
-    session = None
-    session_id = auth.get("session")
-    if session_id is not None:
-        if not isinstance(session_id, str):
-            raise bad_json("'session' must be a string")
-        session = await store.get(session_id, SESSION_MAX_AGE_MS)
-        if session is None:
-            raise MatrixError(400, "M_UNKNOWN", "Unknown or expired UIA session")
-        if session["request_key"] != key or session["user_id"] != user_id:
-            raise MatrixError(
-                403, "M_FORBIDDEN", "The UIA session belongs to a different request or user"
-            )
 
     async def open_session():
         await store.delete_expired(SESSION_MAX_AGE_MS)
         new_id = secrets.token_urlsafe(24)
-        await store.create(new_id, key, user_id)
+        await store.create(new_id, request_key(request), user_id)
         return {"session_id": new_id, "completed": [], "results": {}}
-
-    stage = auth.get("type")
-    if stage is None:
-        session = session or await open_session()
-        raise UIARequired(session["session_id"], flows, params, session["completed"])
 
     if session is None:
         session = await open_session()
     sid = session["session_id"]
+    if remember:
+        await store.complete_stage(sid, None, remember)
+        session["results"] = {**session["results"], **remember}
+
+    stage = auth.get("type")
+    if stage is None:
+        raise UIARequired(sid, flows, params, session["completed"])
+
     allowed = {s for flow in flows for s in flow}
     checker = STAGES.get(stage) if stage in allowed else None
     if checker is None:
@@ -178,6 +223,8 @@ async def require(
     completed = await store.complete_stage(sid, stage, result)
     if not any(set(flow) <= set(completed) for flow in flows):
         raise UIARequired(sid, flows, params, completed)
+    if not spend:
+        return {**session["results"], **result, SESSION_ID: sid}
     # One completed flow authorises one request: the session is spent.
     await store.delete(sid)
     return {**session["results"], **result}

@@ -8,7 +8,7 @@ import secrets
 from homeserver.http.errors import MatrixError, bad_json, missing_param
 
 # The historical user ID grammar Synapse enforces for new local users.
-_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+_LOCALPART = re.compile(r"[a-z0-9._=\-/+]+")  # whole string (fullmatch: `$` admits a final \n)
 MAX_USER_ID_LENGTH = 255
 
 
@@ -16,13 +16,15 @@ def invalid_username(reason: str) -> MatrixError:
     return MatrixError(400, "M_INVALID_USERNAME", reason)
 
 
-def validate_localpart(localpart: str, server_name: str) -> str:
-    """Returns the full user ID for a requested localpart, or raises M_INVALID_USERNAME."""
+def validate_localpart(localpart: str, server_name: str, *, reserved_ok: bool = False) -> str:
+    """Returns the full user ID for a requested localpart, or raises M_INVALID_USERNAME.
+    `reserved_ok`: an application service registers a user of its namespace, whose
+    localparts start with '_' by convention."""
     if not localpart:
         raise invalid_username("Username must not be empty")
-    if not _LOCALPART.match(localpart):
+    if not _LOCALPART.fullmatch(localpart):
         raise invalid_username("Username may only contain a-z, 0-9 and . _ = - / +")
-    if localpart.startswith("_"):
+    if localpart.startswith("_") and not reserved_ok:
         raise invalid_username("Usernames starting with '_' are reserved")
     user_id = f"@{localpart}:{server_name}"
     if len(user_id) > MAX_USER_ID_LENGTH:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from homeserver.http.errors import invalid_param
+from homeserver.http.request import parse_int64
 from storage.directory import DirectoryStore
 
 
-def _summary(room_id: str, joined: int, state: dict[str, dict]) -> dict:
+def summary_entry(room_id: str, joined: int, state: dict[str, dict]) -> dict:
+    """A PublicRoomsChunk from the room's SUMMARY_TYPES state (also the base of the
+    space hierarchy's room summaries, homeserver/spaces/summary.py)."""
+
     def get(event_type: str, key: str):
         value = state.get(event_type, {}).get(key)
         return value if isinstance(value, str) else None
@@ -44,9 +48,10 @@ def _matches(entry: dict, term: str | None, room_types: list | None) -> bool:
 def _offset(since: str | None) -> int:
     if since is None:
         return 0
-    if not since.startswith("o") or not since[1:].isdigit():
+    offset = parse_int64(since[1:]) if since.startswith("o") else None
+    if offset is None or offset < 0:
         raise invalid_param("Unknown 'since' token")
-    return int(since[1:])
+    return offset
 
 
 async def public_rooms(
@@ -56,11 +61,15 @@ async def public_rooms(
     since: str | None,
     term: str | None = None,
     room_types: list | None = None,
+    network: tuple[str, str] | None = None,
+    all_networks: bool = False,
 ) -> dict:
+    """`network`: an appservice's list (appservice id, network id) instead of the
+    server's; `all_networks`: the server's and every appservice's."""
     start = _offset(since)
-    rooms = await store.public_rooms()
+    rooms = await store.public_rooms(network, all_networks=all_networks)
     state = await store.summary_state([room_id for room_id, _ in rooms])
-    entries = [_summary(room_id, joined, state[room_id]) for room_id, joined in rooms]
+    entries = [summary_entry(room_id, joined, state[room_id]) for room_id, joined in rooms]
     entries = [e for e in entries if _matches(e, term, room_types)]
     end = len(entries) if limit is None else start + limit
     response = {"chunk": entries[start:end], "total_room_count_estimate": len(entries)}

@@ -12,6 +12,8 @@ from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import field, json_body, json_response, query_int
 from homeserver.http.routes import RouteTable
+from homeserver.policy.rules import ACCESS_RULES, RESTRICTED, rule_of
+from homeserver.rooms import canonical_alias
 from storage.directory import AliasExists, DirectoryStore
 
 routes = RouteTable()
@@ -72,7 +74,14 @@ async def put_alias(request: web.Request, requester: Requester) -> web.Response:
     store = _store(request)
     if await store.room(room_id) is None:
         raise not_found("Unknown room")
-    if await get_hs(request).membership_store.membership(room_id, requester.user_id) != "join":
+    hs = get_hs(request)
+    hs.appservices.check_alias_claim(alias, requester.user_id)
+    # An appservice manages the aliases of its namespace without joining the rooms (it
+    # may bridge rooms it never joins); everyone else must be in the room.
+    svc = requester.appservice
+    if not (svc is not None and svc.is_alias(alias)) and (
+        await hs.membership_store.membership(room_id, requester.user_id) != "join"
+    ):
         raise forbidden("You must be in the room to give it an alias")
     try:
         await store.create_alias(alias, room_id, requester.user_id)
@@ -91,6 +100,8 @@ async def get_alias(request: web.Request) -> web.Response:
         room_id, servers = await hs.federation.membership.remote.resolve_alias(alias)
         return json_response({"room_id": room_id, "servers": servers})
     row = await hs.directory.alias(alias)
+    if row is None and await hs.appservices.query_alias(alias):
+        row = await hs.directory.alias(alias)  # the appservice created it
     if row is None:
         raise not_found("Room alias not found")
     return json_response({"room_id": row["room_id"], "servers": [hs.server_name]})
@@ -103,12 +114,18 @@ async def delete_alias(request: web.Request, requester: Requester) -> web.Respon
     row = await store.alias(alias)
     if row is None:
         raise not_found("Room alias not found")
-    if row["creator"] != requester.user_id and not requester.is_admin:
+    svc = requester.appservice
+    if (
+        row["creator"] != requester.user_id
+        and not requester.is_admin
+        and not (svc is not None and svc.is_alias(alias))
+    ):
         room = await store.room(row["room_id"])
         if room is None or not await _can_edit_directory(store, room, requester.user_id):
             raise forbidden("Only the alias' creator or a room admin can delete it")
     if not await store.delete_alias(alias):
         raise not_found("Room alias not found")
+    await canonical_alias.forget_alias(get_hs(request), requester.user_id, row["room_id"], alias)
     return json_response({})
 
 
@@ -148,8 +165,40 @@ async def put_visibility(request: web.Request, requester: Requester) -> web.Resp
         raise not_found("Unknown room")
     if not requester.is_admin and not await _can_edit_directory(store, room, requester.user_id):
         raise forbidden("Only room admins can publish a room")
+    hs = get_hs(request)
+    if visibility == "public" and hs.policy.access_rules:
+        rules = await hs.events.current_state_event(room["room_id"], ACCESS_RULES)
+        rule = rule_of({(ACCESS_RULES, ""): rules.event} if rules else {})
+        if rule != RESTRICTED:
+            raise forbidden(f"A room whose access rule is {rule} cannot be published")
     await store.set_public(room["room_id"], visibility == "public")
     return json_response({})
+
+
+async def _set_appservice_listed(request: web.Request, requester: Requester, listed: bool):
+    """An appservice's own room list, per bridged network (Application Service API)."""
+    svc = requester.appservice
+    if svc is None:
+        raise forbidden("Only application services can edit their room lists")
+    store = _store(request)
+    room_id = request.match_info["room_id"]
+    if await store.room(room_id) is None:
+        raise not_found("Unknown room")
+    await store.set_appservice_listed(svc.id, request.match_info["network_id"], room_id, listed)
+    return json_response({})
+
+
+@routes.put("/directory/list/appservice/{network_id}/{room_id}")
+async def put_appservice_visibility(request: web.Request, requester: Requester) -> web.Response:
+    visibility = field(await json_body(request), "visibility", str)
+    if visibility not in ("public", "private"):
+        raise invalid_param("'visibility' must be public or private")
+    return await _set_appservice_listed(request, requester, visibility == "public")
+
+
+@routes.delete("/directory/list/appservice/{network_id}/{room_id}")
+async def delete_appservice_visibility(request: web.Request, requester: Requester) -> web.Response:
+    return await _set_appservice_listed(request, requester, False)
 
 
 # -- public room list -------------------------------------------------------------------------
@@ -205,6 +254,16 @@ async def post_public_rooms(request: web.Request, _requester: Requester) -> web.
     room_types = field(flt, "room_types", list, None)
     if room_types is not None and not all(t is None or isinstance(t, str) for t in room_types):
         raise invalid_param("'room_types' holds strings or null")
+    instance_id = field(body, "third_party_instance_id", str, None)
+    all_networks = field(body, "include_all_networks", bool, False)
+    network = None
+    if instance_id is not None:
+        if all_networks:
+            raise invalid_param("Use third_party_instance_id or include_all_networks, not both")
+        appservice_id, sep, network_id = instance_id.partition("|")
+        if not sep:
+            raise invalid_param("Unknown third_party_instance_id")
+        network = (appservice_id, network_id)
     remote = _remote_server(request)
     if remote is not None:
         forwarded = {"limit": limit, "since": since, "filter": flt}
@@ -218,6 +277,8 @@ async def post_public_rooms(request: web.Request, _requester: Requester) -> web.
             since=since,
             term=term,
             room_types=room_types,
+            network=network,
+            all_networks=all_networks,
         )
     )
 
@@ -233,7 +294,14 @@ async def search_users(request: web.Request, requester: Requester) -> web.Respon
     if limit < 0:
         raise invalid_param("'limit' must not be negative")
     limit = min(limit, MAX_USER_SEARCH_LIMIT)
-    rows = await _store(request).search_users(requester.user_id, term.strip(), limit)
+    hs = get_hs(request)
+    rows = await _store(request).search_users(
+        requester.user_id,
+        term.strip(),
+        limit,
+        co_members_only=await hs.policy.is_external(requester.user_id),
+        external_servers=hs.config.access_rules.external_servers,
+    )
     results = []
     for r in rows[:limit]:
         entry = {"user_id": r["user_id"]}

@@ -166,10 +166,12 @@ def get_required_level(
     """The power level needed to send an event of ``event_type``.
 
     ``power_levels_content`` is None when the room has no m.room.power_levels event:
-    then everything needs 0 (state_default is 50 only once the event exists).
+    then state events need 50 and others 0, the defaults of a power levels event without
+    those keys (the spec's text saying state_default is 0 there was removed in v1.7; it
+    is what Synapse does, and what SyTest 41power-levels checks).
     """
     if power_levels_content is None:
-        return 0
+        power_levels_content = {}
     events = power_levels_content.get("events")
     if isinstance(events, dict) and event_type in events:
         parsed = parse_power_level(room_version, events[event_type])

@@ -38,6 +38,10 @@ def invalid_param(error: str) -> MatrixError:
     return MatrixError(400, "M_INVALID_PARAM", error)
 
 
+def too_large(error: str = "Request body too large") -> MatrixError:
+    return MatrixError(413, "M_TOO_LARGE", error)
+
+
 def unrecognized(error: str = "Unrecognized request") -> MatrixError:
     return MatrixError(404, "M_UNRECOGNIZED", error)
 
@@ -45,4 +49,11 @@ def unrecognized(error: str = "Unrecognized request") -> MatrixError:
 def limit_exceeded(retry_after_ms: int) -> MatrixError:
     err = MatrixError(429, "M_LIMIT_EXCEEDED", "Too many requests", retry_after_ms=retry_after_ms)
     err.headers["Retry-After"] = str(max(1, (retry_after_ms + 999) // 1000))
+    return err
+
+
+def unavailable(retry_after_s: int = 5) -> MatrixError:
+    """503: a dependency (the database) is down; the spec names no errcode for it."""
+    err = MatrixError(503, "M_UNKNOWN", "Service temporarily unavailable; retry later")
+    err.headers["Retry-After"] = str(retry_after_s)
     return err

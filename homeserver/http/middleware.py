@@ -3,6 +3,7 @@ and Matrix error bodies."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 import uuid
@@ -10,9 +11,11 @@ import uuid
 from aiohttp import web
 
 from homeserver.http.context import REQUEST_ID_KEY, get_hs
-from homeserver.http.errors import MatrixError
+from homeserver.http.errors import MatrixError, too_large, unavailable
 from homeserver.http.request import json_response, refuse_nul_in_params
 from homeserver.metrics import http_latency, http_requests
+from homeserver.user_cache import changes_cached
+from storage.availability import is_unavailable
 
 logger = logging.getLogger("homeserver.http")
 
@@ -39,9 +42,41 @@ def error_response(err: MatrixError) -> web.Response:
     return resp
 
 
+def _client_address(request: web.Request, trusted) -> str | None:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the last
+    address in X-Forwarded-For that is not itself a trusted proxy (earlier entries are
+    whatever the client chose to send)."""
+    peer = request.remote
+    if not trusted or peer is None or not _is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed(hops):
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed chain: trust nothing in it
+        if not any(address in net for net in trusted):
+            return str(address)
+    return peer
+
+
+def _is_trusted(peer: str, trusted) -> bool:
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in net for net in trusted)
+
+
 @web.middleware
 async def matrix_middleware(request: web.Request, handler) -> web.StreamResponse:
     started = time.perf_counter()
+    trusted = get_hs(request).config.trusted_proxies
+    if trusted:
+        # Rate limits and devices' last_seen_ip then see the client, not nginx.
+        remote = _client_address(request, trusted)
+        if remote is not None and remote != request.remote:
+            request = request.clone(remote=remote)
     request_id = uuid.uuid4().hex[:16]
     request[REQUEST_ID_KEY] = request_id
     if request.method == "OPTIONS":
@@ -55,6 +90,10 @@ async def matrix_middleware(request: web.Request, handler) -> web.StreamResponse
             # An unknown endpoint stays a 404, whatever its parameters.
             refuse_nul_in_params(request)
         response = await handler(request)
+        if response.status < 400 and changes_cached(request.method, request.path):
+            # The change is heard back before the client is told it is done: the token
+            # of a logout is refused from then on (homeserver/user_cache.py).
+            await hs.user_cache.barrier()
     except MatrixError as err:
         response = error_response(err)
     except web.HTTPNotFound:
@@ -64,15 +103,21 @@ async def matrix_middleware(request: web.Request, handler) -> web.StreamResponse
             MatrixError(405, "M_UNRECOGNIZED", "Method not allowed for this endpoint")
         )
     except web.HTTPRequestEntityTooLarge:
-        response = error_response(MatrixError(413, "M_TOO_LARGE", "Request body too large"))
+        response = error_response(too_large())
     except web.HTTPException as exc:
         response = error_response(MatrixError(exc.status, "M_UNKNOWN", exc.reason))
-    except Exception:
-        # The path is logged without its query string: nio puts the access token there.
-        logger.exception("request %s %s %s failed", request_id, request.method, request.path)
-        response = error_response(
-            MatrixError(500, "M_UNKNOWN", f"Internal server error (request {request_id})")
-        )
+    except Exception as exc:
+        if is_unavailable(exc):
+            # The database is down: the client retries later; the outage is logged once.
+            get_hs(request).db_outage.report(exc)
+            response = error_response(unavailable())
+        else:
+            # The path is logged without its query string (nio puts the access token
+            # there), and as a repr: it is the client's text, and may carry a line break.
+            logger.exception("request %s %r %r failed", request_id, request.method, request.path)
+            response = error_response(
+                MatrixError(500, "M_UNKNOWN", f"Internal server error (request {request_id})")
+            )
     if not response.prepared:
         response.headers.update(CORS_HEADERS)
     endpoint = _endpoint(request)

@@ -6,26 +6,92 @@ U+0000 is refused here, once, for every value a handler may bind to a PostgreSQL
 column (text cannot hold it; asyncpg would fail mid-request): strings and keys of JSON
 bodies and of JSON query parameters, path parameters and query parameters. Event content
 is the exception: it is stored as canonical JSON text, where the character is escaped.
+
+Bodies are read here too, bounded in size (http.max_body_bytes unless a route allows
+more) and in time (http.body_read_timeout_s without a byte): a client cannot make the
+server hold 100 MiB, or a request, for as long as it likes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
 import orjson
 from aiohttp import web
 
-from homeserver.http.errors import MatrixError, bad_json, invalid_param, missing_param
+from homeserver.http.context import get_hs
+from homeserver.http.errors import MatrixError, bad_json, invalid_param, missing_param, too_large
 
-MAX_BODY_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
+_BODY_KEY: web.RequestKey = web.RequestKey("body", bytes)
+
+
+def body_reader(request: web.Request) -> Callable[[int], Awaitable[bytes]]:
+    """`read(n)` of the request body (b"" at its end) that answers 408 when the client
+    sends nothing for http.body_read_timeout_s."""
+    timeout = get_hs(request).config.http.body_read_timeout_s
+
+    async def read(n: int) -> bytes:
+        try:
+            async with asyncio.timeout(timeout):
+                return await request.content.read(n)
+        except TimeoutError:
+            raise MatrixError(408, "M_UNKNOWN", "Timed out reading the request body") from None
+
+    return read
+
+
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """The whole body, at most `limit` bytes (default http.max_body_bytes) or 413."""
+    if _BODY_KEY in request:
+        return request[_BODY_KEY]
+    if limit is None:
+        limit = get_hs(request).config.http.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large()
+    read = body_reader(request)
+    chunks = []
+    size = 0
+    while chunk := await read(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise too_large()
+        chunks.append(chunk)
+    raw = request[_BODY_KEY] = b"".join(chunks)
+    return raw
+
+
+# Every position, ID and count the API takes is stored in a PostgreSQL bigint.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1  # the few INTEGER columns
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+
+def parse_int64(text: str) -> int | None:
+    """`text` as a decimal integer within int64, or None. Stricter than int(), which also
+    takes spaces, `_`, `+` and non-ASCII digits."""
+    if not _DECIMAL.fullmatch(text):
+        return None
+    number = int(text)
+    return number if INT64_MIN <= number <= INT64_MAX else None
 
 
 async def json_body(
-    request: web.Request, *, allow_empty: bool = False, event_content: bool = False
+    request: web.Request,
+    *,
+    allow_empty: bool = False,
+    event_content: bool = False,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """The request's JSON object. `event_content`: the body is the content of an event,
-    where U+0000 may be carried (stored escaped in the event's JSON text)."""
-    raw = await request.read()
+    where U+0000 may be carried (stored escaped in the event's JSON text). `limit`: the
+    route's own size bound, when http.max_body_bytes does not fit it."""
+    raw = await read_body(request, limit)
     if not raw.strip():
         if allow_empty:
             return {}
@@ -39,7 +105,32 @@ async def json_body(
     # JSON can only carry U+0000 as the escape \u0000, so most bodies skip the walk.
     if not event_content and body_contains_nul(raw, body):
         raise bad_json("Strings in the request body must not contain U+0000")
+    if _LONG_INTEGER.search(raw) and not _integers_fit_int64(raw):
+        raise bad_json("Integers in the request body must fit in 64 bits")
     return body
+
+
+# orjson reads an integer literal beyond 64 bits as a float: 2**64 would be stored as
+# 1.8446744073709552e19. A body with a literal of 19 digits or more (or such a run of
+# digits inside a string: a false alarm, rare) is parsed again, exactly, to find out.
+_LONG_INTEGER = re.compile(rb"(?<![0-9.])-?[0-9]{19,}(?![0-9.eE])")
+
+
+def _integers_fit_int64(raw: bytes) -> bool:
+    try:
+        exact = json.loads(raw)
+    except (ValueError, RecursionError):
+        return False  # more than 4,300 digits, or nesting deeper than the stdlib parses
+    stack = [exact]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 _NUL_ESCAPE = b"\\u0000"
@@ -129,10 +220,9 @@ def query_int(
     value = request.query.get(name)
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise invalid_param(f"'{name}' must be an integer") from None
+    number = parse_int64(value)
+    if number is None:
+        raise invalid_param(f"'{name}' must be a 64-bit integer")
     if number < minimum:
         raise invalid_param(f"'{name}' must be at least {minimum}")
     if maximum is not None and number > maximum:

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from homeserver.http.auth import authenticate
+from homeserver.http.auth import (
+    Requester,
+    authenticate,
+    refuse_if_expired,
+    refuse_if_guest,
+    refuse_if_suspended,
+    shadow_ban_response,
+)
 from homeserver.http.context import REQUESTER_KEY, get_hs
 
 CLIENT_VERSIONS = ("r0", "v3")
@@ -28,6 +35,21 @@ class Route:
     method: str
     paths: tuple[str, ...]
     handler: Handler
+
+
+async def authenticated(request: web.Request) -> Requester:
+    """The requester of a request that carries an access token, checked as every `auth`
+    route checks it (suspension, expiry, what guests may do); for handlers declared `auth=False` whose
+    authentication is optional (POST /account/password: a password reset has none)."""
+    hs = get_hs(request)
+    requester = await authenticate(request, hs.db)
+    refuse_if_suspended(request, requester)
+    refuse_if_expired(request, requester)
+    refuse_if_guest(request, requester)
+    request[REQUESTER_KEY] = requester
+    # In memory only: written in batches (homeserver/housekeeping/last_seen.py).
+    hs.housekeeping.device_activity.seen(requester.user_id, requester.device_id, request.remote)
+    return requester
 
 
 class RouteTable:
@@ -58,14 +80,12 @@ class RouteTable:
                 if not auth:
                     return await fn(request)
                 hs = get_hs(request)
-                requester = await authenticate(request, hs.db)
-                request[REQUESTER_KEY] = requester
-                # In memory only: written in batches (homeserver/housekeeping/last_seen.py).
-                hs.housekeeping.device_activity.seen(
-                    requester.user_id, requester.device_id, request.remote
-                )
-                if ratelimit:
-                    hs.user_limiter.check(requester.user_id)
+                requester = await authenticated(request)
+                fake = shadow_ban_response(request, requester)
+                if fake is not None:
+                    return fake
+                if ratelimit and hs.appservices.rate_limited(requester):
+                    hs.user_limiter.check(requester.user_id, override=requester.ratelimit)
                 return await fn(request, requester)
 
             self.routes.append(Route(method, paths, wrapper))

@@ -7,8 +7,9 @@ fetches, og:image kept as server-owned media, a PostgreSQL cache), the legacy
 `/_matrix/media/v3` download paths (frozen by default), what the federation media
 endpoints serve (`federation_file`, `federation_thumbnail`; the routes and the remote
 fetcher live in federation/: `routes/media.py`, `media_fetcher.py`), and the
-Synapse-shaped admin API (`routes/admin.py`: quarantine of one item or of a room's media
-(`room_media.py`), deletion, remote cache purge, per-user usage).
+operations the media admin API calls (its handlers are homeserver/admin/routes/media.py:
+quarantine of one item or of a room's media (`room_media.py`), deletion, remote cache
+purge, per-user usage).
 
 How data flows: an upload is streamed in chunks to a scratch file under the store path
 (never held whole in memory; the size limit is checked while streaming), then handed to

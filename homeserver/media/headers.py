@@ -51,11 +51,11 @@ CONTENT_SECURITY_POLICY = (
 
 # type/subtype with optional parameters; no whitespace tricks, no CR/LF.
 _MEDIA_TYPE = re.compile(
-    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
-    r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\r\n]*\"|[A-Za-z0-9!#$&^_.+-]+))*$"
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+    r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[^\"\r\n]*\"|[A-Za-z0-9!#$&^_.+-]+))*"
 )
 # Characters that can go into a quoted filename="..." without escaping trouble.
-_PLAIN_FILENAME = re.compile(r"^[\x20-\x7e]+$")
+_PLAIN_FILENAME = re.compile(r"[\x20-\x7e]+")
 
 
 def valid_filename(name: str) -> bool:
@@ -65,8 +65,10 @@ def valid_filename(name: str) -> bool:
 
 
 def clean_media_type(value: str | None) -> str:
-    """The uploader's Content-Type if well-formed, else application/octet-stream."""
-    if value and len(value) <= 255 and _MEDIA_TYPE.match(value.strip()):
+    """The uploader's Content-Type if well-formed, else application/octet-stream. ASCII
+    only: aiohttp reads header bytes that are not UTF-8 as lone surrogates, which
+    PostgreSQL cannot store."""
+    if value and len(value) <= 255 and value.isascii() and _MEDIA_TYPE.fullmatch(value.strip()):
         return value.strip()
     return "application/octet-stream"
 
@@ -83,7 +85,7 @@ def content_disposition(media_type: str, filename: str | None, force_inline=Fals
     disposition = "inline" if force_inline or is_inline_safe(media_type) else "attachment"
     if not filename:
         return disposition
-    if _PLAIN_FILENAME.match(filename):
+    if _PLAIN_FILENAME.fullmatch(filename):
         # RFC 6266 / RFC 9110 quoted-string: escape backslash and double quote.
         escaped = filename.replace("\\", "\\\\").replace('"', '\\"')
         return f'{disposition}; filename="{escaped}"'

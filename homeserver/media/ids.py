@@ -12,8 +12,8 @@ import secrets
 
 from homeserver.http.errors import MatrixError
 
-_MEDIA_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-_SERVER_NAME = re.compile(r"^(\[[0-9a-fA-F:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?$")
+_MEDIA_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")  # whole string: fullmatch
+_SERVER_NAME = re.compile(r"(\[[0-9a-fA-F:.]{2,45}\]|[A-Za-z0-9.-]{1,255})(:[0-9]{1,5})?")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -24,13 +24,13 @@ def new_media_id() -> str:
 
 
 def check_media_id(media_id: str) -> str:
-    if not _MEDIA_ID.match(media_id):
+    if not _MEDIA_ID.fullmatch(media_id):
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid media ID")
     return media_id
 
 
 def check_server_name(server_name: str) -> str:
-    if not _SERVER_NAME.match(server_name) or ".." in server_name:
+    if not _SERVER_NAME.fullmatch(server_name) or ".." in server_name:
         raise MatrixError(400, "M_INVALID_PARAM", "Invalid server name")
     return server_name
 
@@ -57,7 +57,7 @@ def parse_mxc(uri: object) -> tuple[str, str] | None:
     if not isinstance(uri, str) or not uri.startswith("mxc://"):
         return None
     server_name, _, media_id = uri[len("mxc://") :].partition("/")
-    if not _MEDIA_ID.match(media_id) or not _SERVER_NAME.match(server_name):
+    if not _MEDIA_ID.fullmatch(media_id) or not _SERVER_NAME.fullmatch(server_name):
         return None
     if ".." in server_name:
         return None

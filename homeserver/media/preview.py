@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 import time
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
@@ -39,6 +40,14 @@ MAX_REDIRECTS = 5
 MAX_URL_LENGTH = 2048
 TIMEOUT = aiohttp.ClientTimeout(total=15)
 _REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def domain_allowed(host: str, allowed: tuple[str, ...] | None) -> bool:
+    """Whether `host` is one of the `allowed` domains or below one (None: any)."""
+    if allowed is None:
+        return True
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in allowed)
 
 
 def blocked(error: str = "URL preview of this address is not allowed") -> MatrixError:
@@ -150,6 +159,12 @@ class UrlPreviewService:
         self.repo = repo
         self.config = repo.config
         self.policy = AddressPolicy(self.config.url_preview_allowed_networks)
+        ca_bundle = self.config.url_preview_ca_bundle
+        self._ssl: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True
+        )
+        # url_previews.allowed_domains: None admits any public host.
+        self.allowed_domains = repo.hs.config.url_previews.allowed_domains
         self._fetches = SingleFlight(repo.hs.run_in_background)
 
     @property
@@ -181,6 +196,8 @@ class UrlPreviewService:
             raise MatrixError(400, "M_INVALID_PARAM", "Only http and https URLs can be previewed")
         if not parts.hostname:
             raise MatrixError(400, "M_INVALID_PARAM", "Only http and https URLs can be previewed")
+        if not domain_allowed(parts.hostname, self.allowed_domains):
+            raise blocked("URL previews of this domain are not allowed")
         # IP literals skip resolvers entirely in aiohttp, so they are checked here.
         try:
             ipaddress.ip_address(parts.hostname)
@@ -208,7 +225,7 @@ class UrlPreviewService:
 
     async def _fetch(self, url: str) -> tuple[dict, str | None]:
         """Fetches the page (and its image); (Open Graph answer, image media ID)."""
-        connector = aiohttp.TCPConnector(resolver=_CheckingResolver(self.policy))
+        connector = aiohttp.TCPConnector(resolver=_CheckingResolver(self.policy), ssl=self._ssl)
         async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as session:
             try:
                 async with self._get(session, url) as (resp, final_url):

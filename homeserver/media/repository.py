@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from homeserver.http.errors import MatrixError, limit_exceeded, not_found
+from homeserver.http.errors import MatrixError, limit_exceeded, not_found, too_large
+from homeserver.http.request import body_reader
 from homeserver.media import ids
 from homeserver.media.backends import StreamTooLarge, build_backend, stream_to_file
 from homeserver.media.headers import clean_media_type, content_disposition, media_headers
@@ -48,10 +49,6 @@ _PREVIEW_IMAGE_GRACE_MS = 24 * 3600 * 1000
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def too_large(error: str = "Upload is larger than the server allows") -> MatrixError:
-    return MatrixError(413, "M_TOO_LARGE", error)
 
 
 class MediaRepository:
@@ -109,12 +106,12 @@ class MediaRepository:
         """
         limit = self.config.max_upload_size
         if request.content_length is not None and request.content_length > limit:
-            raise too_large()
+            raise too_large("Upload is larger than the server allows")
         path = self.scratch_file("upload")
         try:
-            length, sha256 = await stream_to_file(path, request.content.read, limit)
+            length, sha256 = await stream_to_file(path, body_reader(request), limit)
         except StreamTooLarge:
-            raise too_large() from None
+            raise too_large("Upload is larger than the server allows") from None
         return path, length, sha256
 
     async def discard(self, path: Path) -> None:
@@ -495,6 +492,10 @@ class MediaRepository:
         for key in [ids.local_key(media_id), *thumbnail_keys]:
             await self.backend.delete(key)
         return True
+
+    async def delete_local_many(self, media_ids: list[str]) -> list[str]:
+        """Deletes each local item (file, thumbnails, rows); the IDs that existed."""
+        return [media_id for media_id in media_ids if await self.delete_local(media_id)]
 
     async def purge_remote_cache(self, before_ms: int) -> int:
         """Deletes remote files cached before `before_ms` (fetched again when asked for);

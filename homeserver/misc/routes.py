@@ -31,10 +31,21 @@ SPEC_VERSIONS = (
     "v1.12",
 )
 
+# Unstable features whose endpoints this server serves, one line each: clients switch on
+# behaviour by them (Element offers cross-signing set-up only when it sees
+# org.matrix.e2e_cross_signing), so a flag here is a promise.
+UNSTABLE_FEATURES: dict[str, bool] = {
+    "org.matrix.e2e_cross_signing": True,
+    # Simplified sliding sync (MSC4186): Element X refuses a server without it.
+    "org.matrix.simplified_msc3575": True,
+    # Room summaries (MSC3266): GET /v1/room_summary and its unstable paths.
+    "im.nheko.summary": True,
+}
+
 
 @routes.get("/_matrix/client/versions", auth=False, raw_path=True)
 async def versions(_request: web.Request) -> web.Response:
-    return json_response({"versions": list(SPEC_VERSIONS), "unstable_features": {}})
+    return json_response({"versions": list(SPEC_VERSIONS), "unstable_features": UNSTABLE_FEATURES})
 
 
 @routes.get("/.well-known/matrix/client", auth=False, raw_path=True)
@@ -60,7 +71,7 @@ async def capabilities(request: web.Request, _requester: Requester) -> web.Respo
                 },
                 "m.set_displayname": {"enabled": True},
                 "m.set_avatar_url": {"enabled": True},
-                "m.3pid_changes": {"enabled": False},
+                "m.3pid_changes": {"enabled": get_hs(request).accounts.threepids.enabled},
                 "m.get_login_token": {"enabled": False},
             }
         }
@@ -71,16 +82,11 @@ async def capabilities(request: web.Request, _requester: Requester) -> web.Respo
 async def turn_server(request: web.Request, requester: Requester) -> web.Response:
     voip = get_hs(request).config.voip
     if not voip.turn_uris:
-        # MSC4166: a 200 must carry username/password/uris/ttl, so "no TURN here" is a 404.
-        # Element treats it as "no TURN server" and stops asking.
+        # MSC4166 (spec v1.11): "no TURN here" is 404 M_NOT_FOUND, since a 200 must carry
+        # username/password/uris/ttl. matrix-js-sdk then asks again every 10 minutes, which
+        # is cheap; it stops only on 403, which would tell the user the account is barred.
         raise MatrixError(404, "M_NOT_FOUND", "No TURN server is configured")
     return json_response(turn_credentials(voip, requester.user_id))
-
-
-@routes.get("/thirdparty/protocols")
-async def thirdparty_protocols(_request: web.Request, _requester: Requester) -> web.Response:
-    # No bridges or application services provide third-party networks (yet).
-    return json_response({})
 
 
 @routes.get("/_matrix/client/unstable/org.matrix.msc2965/auth_issuer", auth=False, raw_path=True)

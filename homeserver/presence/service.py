@@ -45,8 +45,17 @@ class Presence:
         self.notifier = notifier
         # Called with the user ID after a local user's presence changed (federation).
         self.on_local_change: list = []
+        # presence.mode (config): "off" keeps none, "local" keeps it among our users,
+        # "federated" also sends it to and takes it from other servers.
+        self.mode = "local"
+
+    @property
+    def federated(self) -> bool:
+        return self.mode == "federated"
 
     async def set(self, user_id: str, state: str, status_msg: str | None) -> None:
+        if self.mode == "off":
+            return
         await self.store.set(user_id, state, status_msg, _now_ms())
         await self._changed(user_id)
 
@@ -71,7 +80,7 @@ class Presence:
         online by polling). A state that is already set only refreshes last_active.
         """
         state = state or "online"
-        if state == "offline" or state not in STATES:
+        if state == "offline" or state not in STATES or self.mode == "off":
             return
         now = _now_ms()
         current = await self.store.get(user_id)

@@ -15,7 +15,7 @@ from typing import Any
 
 # Historical actions that clients and servers must ignore (push.md "Historical Actions").
 _IGNORED_ACTIONS = {"dont_notify", "coalesce"}
-_MEMBER_COUNT = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")
+_MEMBER_COUNT = re.compile(r"(==|<=|>=|<|>)?([0-9]+)")
 _WORD = "A-Za-z0-9_"
 _WORD_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 _CANONICAL_INT = 2**53 - 1
@@ -71,7 +71,7 @@ def _glob_regex(pattern: str, word_boundary: bool) -> re.Pattern:
     if word_boundary:
         body = f"(?<![{_WORD}]){body}(?![{_WORD}])"
         return re.compile(body, re.IGNORECASE | re.DOTALL)
-    return re.compile(f"^{body}$", re.IGNORECASE | re.DOTALL)
+    return re.compile(body, re.IGNORECASE | re.DOTALL)
 
 
 def _contains_word(text: str, word: str) -> bool:
@@ -94,7 +94,7 @@ def glob_matches(pattern: str, value: str, *, word_boundary: bool = False) -> bo
     if word_boundary and pattern and "*" not in pattern and "?" not in pattern:
         return _contains_word(value, pattern)
     regex = _glob_regex(pattern, word_boundary)
-    return bool(regex.search(value) if word_boundary else regex.match(value))
+    return bool(regex.search(value) if word_boundary else regex.fullmatch(value))
 
 
 def _is_simple(value: Any) -> bool:
@@ -145,7 +145,7 @@ def _contains_display_name(_cond: dict, event: dict, ctx: PushContext) -> bool:
 
 def _room_member_count(cond: dict, ctx: PushContext) -> bool:
     spec = cond.get("is")
-    m = _MEMBER_COUNT.match(spec) if isinstance(spec, str) else None
+    m = _MEMBER_COUNT.fullmatch(spec) if isinstance(spec, str) else None
     if m is None:
         return False
     op, number = m.group(1) or "==", int(m.group(2))

@@ -26,6 +26,7 @@ async def set_typing(
     if typing:
         hs.run_in_background(_expire_typing(hs, room_id, user_id, expires, timeout_ms))
     await hs.federation.edus.ephemeral.local_typing(room_id, user_id, typing)
+    await hs.appservices.on_typing(room_id)
 
 
 async def _expire_typing(
@@ -50,13 +51,17 @@ async def store_receipt(
         return
     ts = int(time.time() * 1000)
     async with hs.streams.write("receipts") as w:
-        await hs.ephemeral_store.put_receipt(
+        stored = await hs.ephemeral_store.put_receipt(
             w.conn, room_id, receipt_type, user_id, thread_id or "", event_id, ts, w.last
         )
-        w.wake(rooms=[room_id], users=[user_id])
+        if stored:
+            w.wake(rooms=[room_id], users=[user_id])
+    if not stored:
+        return  # an older receipt than the user's: nothing changed, nothing to tell
     await hs.federation.edus.ephemeral.local_receipt(
         room_id, user_id, receipt_type, event_id, thread_id, ts
     )
+    await hs.appservices.on_receipt(room_id, user_id, receipt_type, event_id, thread_id, ts)
 
 
 async def _set_fully_read(hs: Homeserver, room_id: str, user_id: str, event_id: str) -> None:

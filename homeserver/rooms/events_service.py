@@ -6,6 +6,12 @@ events sent at once into one room chain linearly without waiting for each other'
 commit. Built events go to one queue; a single writer task takes everything queued and
 persists it in one transaction (group commit), in queue order.
 
+One event must not fail the others of its batch: what PostgreSQL would refuse is refused
+when the event is built (events/storable.py), and a batch that fails anyway (for a reason
+other than the database being unavailable) is retried event by event. An event that
+cannot be stored marks the head it was built on broken: the events queued after it on
+that head reference it, and fail too; the next event is built on the head as stored.
+
 With several processes writing to one room, each keeps its own head; a change committed
 by another process drops our cached head, and a race between the two shows up as two
 forward extremities, which the next event references together.
@@ -28,10 +34,12 @@ from homeserver.events.hashing import add_content_hash, compute_event_id, room_i
 from homeserver.events.redaction import prune_event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
-from homeserver.http.errors import MatrixError, forbidden, not_found
+from homeserver.events.storable import canonical_json_problem, nul_column_problem
+from homeserver.http.errors import MatrixError, bad_json, forbidden, not_found
 from homeserver.jsonutil import canonical, canonical_str
-from homeserver.metrics import events_persisted, persist_batch_size
+from homeserver.metrics import events_persisted, persist_batch_size, persist_latency
 from homeserver.sync.notifier import state_key_of
+from storage.availability import is_unavailable
 from storage.events import (
     MAX_STATE_CHAIN,
     PersistItem,
@@ -60,6 +68,8 @@ STRIPPED_STATE_TYPES = (
     "m.room.encryption",
     "m.room.topic",
     "m.room.guest_access",
+    # The room's access rule (homeserver/policy), which the invitee's server enforces too.
+    "im.vector.room.access_rules",
 )
 
 
@@ -72,12 +82,17 @@ class RoomHead:
     state: StateMap
     group: StateGroupRef | None
     create_event: dict[str, Any] | None = None
+    # Set when an event built on this head could not be stored: the events built after it
+    # reference it (prev_events, state groups) and are failed too, not stored.
+    broken: bool = False
 
 
 @dataclass
 class _Pending:
     item: PersistItem
     future: asyncio.Future = field(repr=False)
+    # The head the event was built on (and advanced).
+    head: RoomHead = field(repr=False)
     # An event of another server's that only we received (a send_join): the origin it
     # came from, the room's other servers get it from us.
     relay_from: str | None = None
@@ -104,6 +119,9 @@ class EventService:
         self.hs = hs
         self.store = hs.event_store
         self._heads: dict[str, RoomHead] = {}
+        # Bumped whenever a room's cached head is dropped: a head read from the database
+        # while that happened may predate what caused the drop, and is not cached.
+        self._head_drops: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task | None = None
@@ -115,10 +133,15 @@ class EventService:
         previous = self.hs.streams.on_change
 
         def on_change(change: StreamChange) -> None:
-            # A room changed by another process: our cached head is stale.
+            # A room changed by another process: our cached head is stale. (Which rooms
+            # is unknown when the change concerns everyone: a notification too large to
+            # list them, or missed while the LISTEN connection was down.)
             if change.stream == "events" and change.remote:
+                if change.everyone:
+                    for room_id in list(self._heads):
+                        self.drop_head(room_id)
                 for room_id in change.rooms:
-                    self._heads.pop(room_id, None)
+                    self.drop_head(room_id)
             previous(change)
 
         self.hs.streams.on_change = on_change
@@ -145,6 +168,7 @@ class EventService:
         head = self._heads.get(room_id)
         if head is not None:
             return head
+        drops = self._head_drops.get(room_id, 0)
         data = await self.store.room_head(room_id)
         if data is None:
             raise not_found("Unknown room")
@@ -159,7 +183,8 @@ class EventService:
         if create_id:
             create = await self.store.get_event(create_id)
             head.create_event = create.event if create else None
-        self._heads[room_id] = head
+        if self._head_drops.get(room_id, 0) == drops:
+            self._heads[room_id] = head
         return head
 
     async def room_version(self, room_id: str) -> RoomVersion:
@@ -219,8 +244,7 @@ class EventService:
             head = await self.room_head(room_id)
             item = await self._build(head, sender, event_type, content, state_key, txn, redacts)
             self._advance_head(head, item)
-            fut = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait(_Pending(item, fut))
+            fut = self._enqueue(item, head)
         await fut
         return item.event_id
 
@@ -240,6 +264,7 @@ class EventService:
             create_event = head.create_event
         try:
             check_auth(head.version, event, auth_state, create_event=create_event)
+            await self.hs.policy.check(event, head.state)
         except AuthError as e:
             raise forbidden(str(e)) from None
         return event, head.version
@@ -260,24 +285,45 @@ class EventService:
             item = await self._build(head, sender, event_type, content, state_key, None, None)
             return item, dict(head.state)
 
+    def new_room_id(self) -> str:
+        """A fresh room ID for versions before v12 (where it is not the create event's
+        hash), for a caller that must name the room before creating it (an upgrade's
+        tombstone)."""
+        return f"!{secrets.token_urlsafe(18)}:{self.hs.server_name}"
+
     async def create_room_event(
-        self, sender: str, room_version: RoomVersion, content: dict[str, Any]
+        self,
+        sender: str,
+        room_version: RoomVersion,
+        content: dict[str, Any],
+        room_id: str | None = None,
     ) -> tuple[str, str]:
-        """Builds and persists the m.room.create event of a new room; returns (room_id, event_id)."""
+        """Builds and persists the m.room.create event of a new room; returns (room_id,
+        event_id). `room_id`: one from new_room_id (versions before v12 only)."""
+        if room_id is not None and room_version.room_id_is_create_event_hash:
+            raise ValueError("a v12 room's ID is its create event's hash")
         # v12: the room ID is the create event's hash, so the same sender creating two rooms
         # with the same content in the same millisecond would get one ID. Timestamps of
         # this process's create events are strictly increasing; a collision with another
         # process's shows as a unique violation and is retried with a later timestamp.
+        try:
+            # The create event itself is built below; the policies only read its sender.
+            await self.hs.policy.check({"type": "m.room.create", "sender": sender}, {})
+        except AuthError as e:
+            raise forbidden(str(e)) from None
         now = max(int(time.time() * 1000), self._last_create_ts + 1)
         self._last_create_ts = now + _CREATE_ATTEMPTS
+        preset = room_id
         for attempt in range(_CREATE_ATTEMPTS):
             event, event_id, room_id = self._build_create(
-                sender, room_version, content, now + attempt
+                sender, room_version, content, now + attempt, preset
             )
             try:
                 await self.store.create_room_row(room_id, room_version.identifier, sender, now)
                 break
             except asyncpg.UniqueViolationError:
+                if preset is not None:
+                    raise MatrixError(500, "M_UNKNOWN", "Room ID already taken") from None
                 continue
         else:
             raise MatrixError(500, "M_UNKNOWN", "Could not allocate a room ID")
@@ -288,13 +334,17 @@ class EventService:
             head = RoomHead(room_id, room_version, [], 0, {}, None, create_event=event)
             self._heads[room_id] = head
             self._advance_head(head, item)
-            fut = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait(_Pending(item, fut))
+            fut = self._enqueue(item, head)
         await fut
         return room_id, event_id
 
     def _build_create(
-        self, sender: str, room_version: RoomVersion, content: dict[str, Any], ts: int
+        self,
+        sender: str,
+        room_version: RoomVersion,
+        content: dict[str, Any],
+        ts: int,
+        room_id: str | None = None,
     ) -> tuple[dict[str, Any], str, str]:
         event: dict[str, Any] = {
             "type": "m.room.create",
@@ -306,9 +356,8 @@ class EventService:
             "prev_events": [],
             "auth_events": [],
         }
-        room_id = None
         if not room_version.room_id_is_create_event_hash:
-            room_id = f"!{secrets.token_urlsafe(18)}:{self.hs.server_name}"
+            room_id = room_id or self.new_room_id()
             event["room_id"] = room_id
         event, event_id = self._finish(event, room_version)
         if room_id is None:
@@ -319,13 +368,29 @@ class EventService:
             raise MatrixError(400, "M_BAD_JSON", f"Invalid create event: {e}") from None
         return event, event_id, room_id
 
+    def _local_event_id(self) -> str:
+        """An event ID of v1/v2, which carry the sending server's name."""
+        return f"${secrets.token_urlsafe(18)}:{self.hs.server_name}"
+
     def _finish(self, event: dict[str, Any], version: RoomVersion) -> tuple[dict[str, Any], str]:
+        # Refused here, before the event joins a batch: a value PostgreSQL cannot store
+        # would fail every other event committed with it.
+        problem = nul_column_problem(event)
+        if problem is None and version.strict_canonical_json:
+            problem = canonical_json_problem(event)
+        if problem is not None:
+            raise bad_json(f"Invalid event: {problem}")
         if version.event_ids_carry_domain:
-            event["event_id"] = f"${secrets.token_urlsafe(18)}:{self.hs.server_name}"
+            event.setdefault("event_id", self._local_event_id())
             event["origin"] = self.hs.server_name
-        event = add_content_hash(event)
-        event = sign_event(event, self.hs.server_name, self.hs.signing_key, version)
-        if len(canonical(event)) > MAX_EVENT_BYTES:
+        try:
+            event = add_content_hash(event)
+            event = sign_event(event, self.hs.server_name, self.hs.signing_key, version)
+            size = len(canonical(event))
+        except UnicodeEncodeError:
+            # A lone surrogate (JSON bodies cannot carry one; a caller inside could).
+            raise bad_json("Invalid event: a string is not valid Unicode") from None
+        if size > MAX_EVENT_BYTES:
             raise MatrixError(413, "M_TOO_LARGE", "Event is larger than 65536 bytes")
         event_id = (
             event["event_id"]
@@ -341,8 +406,13 @@ class EventService:
         event, auth_state = await self._template(
             head, sender, event_type, content, state_key, redacts
         )
+        if version.event_ids_carry_domain:
+            # Named before the auth check: v1/v2 let a redaction by a user without the
+            # redact level through when its ID's domain is the redacted event's.
+            event["event_id"] = self._local_event_id()
         try:
             check_auth(version, event, auth_state, create_event=head.create_event)
+            await self.hs.policy.check(event, head.state)
         except AuthError as e:
             raise forbidden(str(e)) from None
         event, event_id = self._finish(event, version)
@@ -458,13 +528,20 @@ class EventService:
         except asyncpg.UniqueViolationError:
             pass  # known already: a rejoin, or a room we were invited to before
 
+    def drop_head(self, room_id: str) -> None:
+        """Forgets the cached head of a room whose rows changed outside this service (an
+        admin purge or extremity clean-up, or another process's event); the next event
+        reloads it."""
+        self._heads.pop(room_id, None)
+        self._head_drops[room_id] = self._head_drops.get(room_id, 0) + 1
+
     async def forget_extremities(self, room_id: str) -> None:
         """Drops a room's forward extremities before we join it again through another
         server: what we sent before leaving is behind the state that server gives us,
         and citing it in our next event would merge that stale branch back in."""
         async with self._lock(room_id):
             await self.store.clear_forward_extremities(room_id)
-            self._heads.pop(room_id, None)
+            self.drop_head(room_id)
 
     async def persist_federated(
         self,
@@ -554,8 +631,7 @@ class EventService:
             if head.create_event is None and ("m.room.create", "") in current_state:
                 create = await self.store.get_event(current_state[("m.room.create", "")])
                 head.create_event = create.event if create else None
-            fut = asyncio.get_running_loop().create_future()
-            self._queue.put_nowait(_Pending(item, fut, relay_from))
+            fut = self._enqueue(item, head, relay_from)
         await fut
 
     async def _state_delta(
@@ -635,29 +711,91 @@ class EventService:
 
     # ---- group commit ---------------------------------------------------------------------
 
+    def _enqueue(
+        self, item: PersistItem, head: RoomHead, relay_from: str | None = None
+    ) -> asyncio.Future:
+        """Queues an event built on `head` (under the room lock) for the writer."""
+        fut = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(item, fut, head, relay_from))
+        return fut
+
     async def _write_loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                await self._persist(batch)
-            except Exception as e:
-                logger.exception("persisting %d events failed", len(batch))
-                for room_id in {p.item.room_id for p in batch}:
-                    self._heads.pop(room_id, None)
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(
-                            MatrixError(500, "M_UNKNOWN", "Could not store event")
-                        )
-                del e
-                continue
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        """Persists `batch` in one transaction; if that fails, event by event, so that
+        one event PostgreSQL refuses fails its own request only (and those built on it)."""
+        batch = [p for p in batch if not self._fail_if_broken(p)]
+        if not batch:
+            return
+        groups = _unstored_groups(batch)
+        try:
+            await self._persist(batch)
+        except Exception as e:
+            if is_unavailable(e):
+                # Nothing to do with any one event: retrying them one by one would only
+                # multiply the failures (and the log lines).
+                self._failed_all(batch)
+                return
+            if len(batch) == 1:
+                self._failed(batch[0])
+                return
+            logger.warning(
+                "persisting %d events failed; retrying one by one", len(batch), exc_info=True
+            )
+            for ref in groups:
+                ref.id = None  # ids taken in the rolled-back transaction
             for p in batch:
-                if not p.future.done():
-                    p.future.set_result(None)
+                await self._write([p])
+            return
+        for p in batch:
+            # The room's head was read from the database again while this event was on its
+            # way (another process's change dropped ours): that head lacks this event, and
+            # the next event built on it would not see it (a join, say). Read it again.
+            cached = self._heads.get(p.item.room_id)
+            if cached is not None and cached is not p.head:
+                self.drop_head(p.item.room_id)
+        for p in batch:
+            if not p.future.done():
+                p.future.set_result(None)
+
+    def _fail_if_broken(self, p: _Pending) -> bool:
+        if not p.head.broken:
+            return False
+        if not p.future.done():
+            p.future.set_exception(
+                MatrixError(500, "M_UNKNOWN", "Could not store an event this one follows")
+            )
+        return True
+
+    def _failed_all(self, batch: list[_Pending]) -> None:
+        logger.exception("persisting %d events failed", len(batch))
+        for p in batch:
+            self._break(p)
+            if not p.future.done():
+                p.future.set_exception(MatrixError(500, "M_UNKNOWN", "Could not store event"))
+
+    def _break(self, p: _Pending) -> None:
+        """`p` was not stored: the events queued after it on the same head reference it
+        and fail too; the next event is built on the room's head as stored."""
+        p.head.broken = True
+        if self._heads.get(p.item.room_id) is p.head:
+            del self._heads[p.item.room_id]
+        for ref in _unstored_groups([p]):
+            ref.id = None  # taken in the rolled-back transaction
+
+    def _failed(self, p: _Pending) -> None:
+        logger.exception("persisting event %s failed", p.item.event_id)
+        self._break(p)
+        if not p.future.done():
+            p.future.set_exception(MatrixError(500, "M_UNKNOWN", "Could not store event"))
 
     async def _persist(self, batch: list[_Pending]) -> None:
+        started = time.monotonic()
         items = [p.item for p in batch]
         relayed = {p.item.event_id: p.relay_from for p in batch if p.relay_from is not None}
         outbox: EventOutbox = self.hs.federation.sender
@@ -665,7 +803,13 @@ class EventService:
             # The outbound federation queue commits with the events (a crash after the
             # commit loses nothing); it reads the rooms' servers before the events land.
             destinations = await outbox.queue_events(w.conn, items, relayed)
+            # So is the application services' outbox.
+            appservices = await self.hs.appservices.queue_events(w.conn, items)
             await self.store.persist_batch(w.conn, items, w.first)
+            # Room-list summaries commit with the events they summarise.
+            await self.hs.room_summaries.apply(w.conn, items)
+            # So does the search index (after current state: it skips encrypted rooms).
+            await self.hs.search_store.index(w.conn, items)
             w.wake(rooms={it.room_id for it in items})
             # A redaction can change a state event's content (power levels, say).
             w.wake(
@@ -688,6 +832,7 @@ class EventService:
                 }
             )
         outbox.events_committed(items, destinations)
+        self.hs.appservices.events_committed(appservices)
         for it in items:
             if it.redacts is not None:
                 self.store.cache.invalidate(it.redacts[0])
@@ -696,6 +841,7 @@ class EventService:
                 self.store.cache.invalidate(it.event_id)
         events_persisted.inc(len(items))
         persist_batch_size.observe(len(items))
+        persist_latency.observe(time.monotonic() - started)
 
 
 def _next_group(
@@ -710,6 +856,12 @@ def _next_group(
         ref.full[key] = event_id
         ref.chain_length = 0
     return ref
+
+
+def _unstored_groups(batch: list[_Pending]) -> list[StateGroupRef]:
+    """The state groups a persist of `batch` will store (and give ids to)."""
+    refs = (ref for p in batch for ref in (p.item.state_before, p.item.state_after))
+    return [ref for ref in refs if ref is not None and ref.id is None]
 
 
 def _full_group(room_id: str, state: StateMap) -> StateGroupRef:

@@ -6,15 +6,16 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from homeserver.http.errors import MatrixError, forbidden, not_found
+from homeserver.rooms.successor import carry_over, predecessor, transfer_listing
 
 if TYPE_CHECKING:
     from homeserver.app import Homeserver
 
-_USER_ID = re.compile(r"^@[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
+_USER_ID = re.compile(r"@[^:\s]+:[A-Za-z0-9.\-\[\]:]+")  # whole string: fullmatch
 
 
 def valid_user_id(user_id: str) -> bool:
-    return bool(_USER_ID.match(user_id)) and len(user_id) <= 255
+    return bool(_USER_ID.fullmatch(user_id)) and len(user_id) <= 255
 
 
 async def member_content(
@@ -50,6 +51,8 @@ async def resolve_room(
             )
             return room_id, servers + alias_servers
         row = await hs.directory.alias(room_id_or_alias)
+        if row is None and await hs.appservices.query_alias(room_id_or_alias):
+            row = await hs.directory.alias(room_id_or_alias)  # the appservice made it
         if row is None:
             raise not_found("Room alias not found")
         return row["room_id"], servers
@@ -96,18 +99,54 @@ async def join(
     room_id: str,
     reason: str | None = None,
     servers: list[str] | None = None,
+    *,
+    guest: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    if not await joins_locally(hs, room_id):
+    """`guest`: the joiner is a guest account; `extra`: the client's own keys for the
+    member event's content (as Synapse keeps them)."""
+    if await hs.admin.store.blocked_by(room_id) is not None:
+        raise forbidden("This room has been blocked on this server")
+    remote = not await joins_locally(hs, room_id)
+    if remote:
         await _through_other_server(hs, user_id, room_id, "join", reason, servers or [])
-        await hs.membership_store.unforget(user_id, room_id)
-        return room_id
-    current = await hs.events.current_state_event(room_id, "m.room.member", user_id)
-    content = await member_content(hs, user_id, "join", reason)
-    if current is not None and current.content == content:
-        return room_id
-    await hs.events.create_and_send(user_id, room_id, "m.room.member", content, user_id)
+    else:
+        if guest and not await guests_can_join(hs, room_id):
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests may not join this room")
+        current = await hs.events.current_state_event(room_id, "m.room.member", user_id)
+        content = {
+            **await member_content(hs, user_id, "join", reason),
+            **(extra or {}),
+            "membership": "join",
+        }
+        if current is not None and current.content == content:
+            return room_id
+        await hs.events.create_and_send(user_id, room_id, "m.room.member", content, user_id)
     await hs.membership_store.unforget(user_id, room_id)
+    old_room_id = await predecessor(hs, room_id)
+    if old_room_id is not None:
+        if remote:
+            await transfer_listing(hs, old_room_id, room_id)
+        await carry_over(hs, user_id, old_room_id, room_id)
     return room_id
+
+
+async def guests_can_join(hs: Homeserver, room_id: str) -> bool:
+    ev = await hs.events.current_state_event(room_id, "m.room.guest_access")
+    return ev is not None and ev.content.get("guest_access") == "can_join"
+
+
+async def remove_guests(hs: Homeserver, room_id: str) -> None:
+    """After guest access was withdrawn: the guests still joined leave (as Synapse does,
+    each by their own leave event)."""
+    if await guests_can_join(hs, room_id):
+        return
+    members = await hs.membership_store.members_of([room_id])
+    for guest in await hs.accounts.users.guests_among(sorted(members)):
+        if await hs.events.membership(room_id, guest) == "join":
+            await hs.events.create_and_send(
+                guest, room_id, "m.room.member", {"membership": "leave"}, guest
+            )
 
 
 async def set_membership(
@@ -138,7 +177,10 @@ async def set_membership(
         await hs.federation.membership.invites.send(sender, room_id, target, content)
         return
     if membership == "invite" and target.split(":", 1)[1] == hs.server_name:
-        if not await hs.accounts.users.is_active(target):
+        # An unknown user in an appservice's namespace: the appservice may create it.
+        if not await hs.accounts.users.is_active(target) and not (
+            await hs.appservices.query_user(target) and await hs.accounts.users.is_active(target)
+        ):
             raise not_found("No such user")
     if membership == "leave" and sender != target:
         # Kicking someone who is not in the room is refused by the spec's errors, not auth.

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from homeserver.events.auth import get_named_level, get_power_level
 from homeserver.http.auth import Requester
-from homeserver.http.errors import forbidden, not_found
+from homeserver.http.errors import MatrixError, forbidden, not_found
 
 if TYPE_CHECKING:
     from homeserver.app import Homeserver
@@ -18,11 +18,15 @@ async def redact_event(
     room_id: str,
     event_id: str,
     reason: str | None,
-    txn_id: str,
+    txn_id: str | None,
 ) -> str:
+    """`txn_id` None: the legacy POST form, which has no idempotency."""
     target = await hs.event_store.get_event(event_id)
-    if target is None or target.room_id != room_id:
+    if target is None:
         raise not_found("Event not found")
+    if target.room_id != room_id:
+        # A client's mistake, not a missing event (Synapse answers 400 too).
+        raise MatrixError(400, "M_INVALID_PARAM", "The event is not in this room")
     if target.sender != requester.user_id:
         # From room version 3 the auth rules leave this to the server (spec: "Redactions").
         version = await hs.events.room_version(room_id)
@@ -47,6 +51,6 @@ async def redact_event(
         room_id,
         "m.room.redaction",
         content,
-        txn=(requester.device_id, txn_id),
+        txn=(requester.device_id, txn_id) if txn_id is not None else None,
         redacts=event_id,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from storage.events import StoredEvent
@@ -27,7 +28,9 @@ def client_event(
     *,
     with_room_id: bool = True,
     redaction: StoredEvent | None = None,
+    relations: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`relations`: bundled aggregations by event id (homeserver/relations, `bundle`)."""
     src = ev.event
     out = {k: src[k] for k in _CLIENT_KEYS if k in src}
     out["event_id"] = ev.event_id
@@ -52,15 +55,25 @@ def client_event(
             if redaction is not None
             else {"event_id": ev.redacted_by, "type": "m.room.redaction"}
         )
+        # Not in the spec, but Synapse serves it and SyTest and some clients read it.
+        unsigned["redacted_by"] = ev.redacted_by
         unsigned.pop("prev_content", None)
+    if relations is not None and (bundled := relations.get(ev.event_id)):
+        unsigned["m.relations"] = bundled
     out["unsigned"] = unsigned
     return out
 
 
 def client_events(
-    events: list[StoredEvent], device_id: str | None = None, *, with_room_id: bool = True
+    events: list[StoredEvent],
+    device_id: str | None = None,
+    *,
+    with_room_id: bool = True,
+    relations: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    return [client_event(e, device_id, with_room_id=with_room_id) for e in events]
+    return [
+        client_event(e, device_id, with_room_id=with_room_id, relations=relations) for e in events
+    ]
 
 
 def stripped_state(ev: StoredEvent) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from storage.events import EventStore, StoredEvent
 
 _HV = ("m.room.history_visibility", "")
+# Most permissive first.
+_PERMISSIVENESS = ("world_readable", "shared", "invited", "joined")
 
 
 async def filter_visible(
@@ -41,6 +43,13 @@ async def filter_visible(
         state = groups.get(e.state_group_before, {}) if e.state_group_before else {}
         hv_ev = state_events.get(state.get(_HV, ""))
         visibility = hv_ev.content.get("history_visibility", "shared") if hv_ev else "shared"
+        if e.type == "m.room.history_visibility" and e.state_key == "":
+            # A change of visibility is seen under the more permissive of the old and new
+            # settings (as Synapse): who may read from now on sees that they may.
+            visibility = min(
+                (visibility, e.content.get("history_visibility", "shared")),
+                key=lambda v: _PERMISSIVENESS.index(v) if v in _PERMISSIVENESS else 1,
+            )
         mem_ev = state_events.get(state.get(("m.room.member", user_id), ""))
         membership = mem_ev.content.get("membership") if mem_ev else None
         decided[e.event_id] = _visible(e, user_id, visibility, membership, current_membership)

@@ -20,6 +20,11 @@ class SyncContext:
     joined_room_ids: set[str] = field(default_factory=set)
     newly_joined_room_ids: set[str] = field(default_factory=set)
     newly_left_room_ids: set[str] = field(default_factory=set)
+    # The users the syncing user ignores (m.ignored_user_list), read once per sync.
+    ignored: frozenset[str] = frozenset()
+    # (user_id, membership) of the member events since the token in the joined rooms,
+    # read once per sync by streams/base.room_member_changes (presence, device lists).
+    member_changes: list[tuple[str, str]] | None = None
 
     @property
     def initial(self) -> bool:

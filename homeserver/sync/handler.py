@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from homeserver.http.auth import Requester
-from homeserver.http.errors import MatrixError, not_found
-from homeserver.http.request import contains_nul
-from homeserver.jsonutil import loads
 from homeserver.presence.service import Presence
-from homeserver.rooms.filtering import SyncFilter
+from homeserver.rooms.filtering import SyncFilter, load_filter
 from homeserver.sync.context import SyncContext
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.streams import StreamProvider
 from homeserver.tokens import decode_sync_token, encode_sync_token
 from storage.filters import FilterStore
 
-
-async def load_filter(filters: FilterStore, user_id: str, value: str | None) -> dict[str, Any]:
-    if not value:
-        return {}
-    if value.lstrip().startswith("{"):
-        try:
-            spec = loads(value)
-        except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", "filter is not valid JSON") from None
-        if not isinstance(spec, dict):
-            raise MatrixError(400, "M_INVALID_PARAM", "filter must be a JSON object")
-        if contains_nul(spec):
-            raise MatrixError(400, "M_INVALID_PARAM", "filter must not contain U+0000")
-        return spec
-    if not value.isdigit():
-        raise MatrixError(400, "M_INVALID_PARAM", "Unknown filter")
-    row = await filters.get(user_id, int(value))
-    if row is None:
-        raise not_found("Unknown filter")
-    return loads(row)
+# A waiting /sync looks this often whether its client is still connected.
+CONNECTION_CHECK_S = 5.0
 
 
 def _drop_unchanged_rooms(ctx: SyncContext, response: dict[str, Any]) -> None:
@@ -63,6 +42,20 @@ def _is_empty(response: dict[str, Any]) -> bool:
             return False
     lists = response.get("device_lists", {})
     return not (lists.get("changed") or lists.get("left"))
+
+
+def _trim_device_lists(response: dict[str, Any]) -> None:
+    """Leaves out empty `changed` / `left` lists, and `device_lists` when both are: all
+    optional in the spec, and left out by Synapse too; some clients (SyTest among them)
+    take a `changed` list that is present as news."""
+    lists = response.get("device_lists")
+    if lists is None:
+        return
+    for key in ("changed", "left"):
+        if not lists.get(key):
+            lists.pop(key, None)
+    if not lists:
+        del response["device_lists"]
 
 
 class SyncHandler:
@@ -107,6 +100,7 @@ class SyncHandler:
             await provider.fill(ctx, response)
         if since is not None and not full_state:
             _drop_unchanged_rooms(ctx, response)
+        _trim_device_lists(response)
         response["next_batch"] = encode_sync_token(ctx.now)
         return ctx, response
 
@@ -118,7 +112,9 @@ class SyncHandler:
         full_state: bool,
         filter_value: str | None,
         set_presence: str | None,
+        connected: Callable[[], bool] = lambda: True,
     ) -> dict[str, Any]:
+        """`connected()`: whether the client still waits for the answer."""
         filter_spec = await load_filter(self.filters, requester.user_id, filter_value)
         since = decode_sync_token(since_token) if since_token else None
         # No set_presence means "online" (spec); the presence service skips redundant writes.
@@ -127,13 +123,16 @@ class SyncHandler:
         deadline = time.monotonic() + min(timeout_ms, self.max_timeout_ms) / 1000
         while since is not None and not full_state and _is_empty(response):
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            # A client gone (aiohttp does not cancel handlers on disconnect) or a server
+            # shutting down needs no answer: stop waiting, free what the poll holds.
+            if remaining <= 0 or self.notifier.stopped or not connected():
                 break
             keys = {requester.user_id, *ctx.joined_room_ids}
             # Wait from what this (empty) answer covered, so a change we could not see
-            # (say, in a room's ephemeral stream we filter out) does not spin the loop.
-            await self.notifier.wait(keys, ctx.now, remaining)
+            # (say, in a room's ephemeral stream we filter out) does not spin the loop;
+            # in slices, to notice an abandoned poll long before its timeout.
+            await self.notifier.wait(keys, ctx.now, min(remaining, CONNECTION_CHECK_S))
             if self.notifier.current_token() == ctx.now:
-                break
+                continue
             ctx, response = await self._build(requester, since, full_state, filter_spec)
         return response

@@ -33,17 +33,27 @@ class Notifier:
         self._last_change: dict[str, dict[str, int]] = {}
         self._waiters: dict[str, set[asyncio.Future]] = {}
         self._all_waiters: set[asyncio.Future] = set()
+        # The streams a waiter wakes for, when it named them (see wait).
+        self._waiter_streams: dict[asyncio.Future, frozenset[str]] = {}
         # Per stream, the last position whose change named no keys (see on_change).
         self._everyone: dict[str, int] = {}
+        self.stopped = False
 
     def start(self, positions: dict[str, int]) -> None:
         self.positions.update(positions)
         self.start_positions = dict(self.positions)
 
     def stop(self) -> None:
+        """Shutting down: waiting long-polls answer now, and later ones do not wait."""
+        self.stopped = True
         for fut in list(self._all_waiters):
             if not fut.done():
                 fut.set_result(None)
+
+    @property
+    def waiting(self) -> int:
+        """How many long-polls wait now."""
+        return len(self._all_waiters)
 
     def current_token(self) -> dict[str, int]:
         return dict(self.positions)
@@ -55,7 +65,7 @@ class Notifier:
         if change.everyone:
             # Too many keys to list: every key counts as changed at this position.
             self._everyone[stream] = max(self._everyone.get(stream, 0), change.position)
-            self._wake(self._all_waiters)
+            self._wake(self._all_waiters, stream)
             return
         for key in (*change.rooms, *change.users):
             per_stream = self._last_change.setdefault(key, {})
@@ -63,12 +73,14 @@ class Notifier:
                 per_stream[stream] = change.position
             waiters = self._waiters.get(key)
             if waiters:
-                self._wake(waiters)
+                self._wake(waiters, stream)
 
-    @staticmethod
-    def _wake(waiters: Iterable[asyncio.Future]) -> None:
+    def _wake(self, waiters: Iterable[asyncio.Future], stream: str | None = None) -> None:
         for fut in list(waiters):
-            if not fut.done():
+            if fut.done():
+                continue
+            streams = self._waiter_streams.get(fut)
+            if stream is None or streams is None or stream in streams:
                 fut.set_result(None)
 
     def changed_since(self, key: str, stream: str, position: int) -> bool:
@@ -79,23 +91,39 @@ class Notifier:
             return True
         return self._last_change.get(key, {}).get(stream, 0) > position
 
-    def _any_change(self, keys: Iterable[str], token: dict[str, int]) -> bool:
-        if any(pos > token.get(stream, 0) for stream, pos in self._everyone.items()):
+    def _any_change(
+        self, keys: Iterable[str], token: dict[str, int], streams: frozenset[str] | None
+    ) -> bool:
+        def counts(stream: str) -> bool:
+            return streams is None or stream in streams
+
+        if any(
+            pos > token.get(stream, 0) and counts(stream) for stream, pos in self._everyone.items()
+        ):
             return True
         for key in keys:
             for stream, pos in self._last_change.get(key, {}).items():
-                if pos > token.get(stream, 0):
+                if pos > token.get(stream, 0) and counts(stream):
                     return True
         return False
 
-    async def wait(self, keys: set[str], token: dict[str, int], timeout: float) -> None:
-        """Returns when something after `token` happened to one of `keys`, or on timeout."""
-        if timeout <= 0 or self._any_change(keys, token):
+    async def wait(
+        self,
+        keys: set[str],
+        token: dict[str, int],
+        timeout: float,
+        streams: frozenset[str] | None = None,
+    ) -> None:
+        """Returns when something after `token` happened to one of `keys` (on one of
+        `streams`, when given), or on timeout."""
+        if timeout <= 0 or self.stopped or self._any_change(keys, token, streams):
             return
         fut = asyncio.get_running_loop().create_future()
         for key in keys:
             self._waiters.setdefault(key, set()).add(fut)
         self._all_waiters.add(fut)
+        if streams is not None:
+            self._waiter_streams[fut] = streams
         sync_longpolls.inc()
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
@@ -104,6 +132,7 @@ class Notifier:
         finally:
             sync_longpolls.dec()
             self._all_waiters.discard(fut)
+            self._waiter_streams.pop(fut, None)
             for key in keys:
                 waiters = self._waiters.get(key)
                 if waiters is not None:

@@ -51,7 +51,7 @@ def test_backup_key_data_shape():
         ("first_message_index", -1),
         ("forwarded_count", True),
         ("is_verified", 1),
-        ("session_data", "text"),
+        ("session_data", None),  # opaque: any JSON value but absent
     ):
         with pytest.raises(MatrixError) as err:
             check_key_data({**good, name: value})

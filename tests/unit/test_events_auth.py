@@ -606,17 +606,23 @@ def test_pre_v12_creator_is_finite_and_has_100_without_power_levels(version):
     room.apply(creator_join(room))
     assert room.power(ALICE) == 100
     assert room.power(BOB) == 0
-    # Without power levels even state events need 0, and the creator can kick (50).
+    # Without power levels state events need 50 (spec v1.7, Synapse, SyTest
+    # 41power-levels): Bob may neither set the topic nor take the room with a power
+    # levels event; messages need 0; the creator can kick (50).
     room.apply(room.event("m.room.join_rules", ALICE, {"join_rule": "public"}, ""))
     room.apply(room.member(BOB, BOB, "join"))
-    assert room.allowed(room.event("m.room.topic", BOB, {"topic": "t"}, ""))
+    assert not room.allowed(room.event("m.room.topic", BOB, {"topic": "t"}, ""))
+    assert not room.allowed(room.event("m.room.power_levels", BOB, {"users": {BOB: 100}}, ""))
+    assert room.allowed(room.event("m.room.message", BOB, {"body": "hi"}))
+    assert room.allowed(room.event("m.room.topic", ALICE, {"topic": "t"}, ""))
     assert room.allowed(room.member(ALICE, BOB, "leave"))
     assert not room.allowed(room.member(BOB, ALICE, "leave"))
 
 
 def test_get_required_level_defaults():
     rv = V["10"]
-    assert get_required_level(rv, "m.room.topic", True, None) == 0
+    assert get_required_level(rv, "m.room.topic", True, None) == 50
+    assert get_required_level(rv, "m.room.message", False, None) == 0
     assert get_required_level(rv, "m.room.topic", True, {}) == 50
     assert get_required_level(rv, "m.room.message", False, {}) == 0
     content = {"events": {"m.room.topic": 10}, "state_default": 20, "events_default": 30}

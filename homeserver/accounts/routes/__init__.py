@@ -1,5 +1,6 @@
 """Accounts: registration, login, devices, passwords, profiles, account data, filters,
-tags, registration tokens, shared-secret registration and OpenID tokens.
+tags and OpenID tokens (the admin API, registration tokens and shared-secret
+registration included, is homeserver/admin).
 
 Each module of this package owns a slice of the URL space with its own RouteTable; this
 table, their union, is what homeserver.app mounts. Logic that other code calls lives
@@ -11,15 +12,15 @@ from __future__ import annotations
 from homeserver.accounts.routes import (
     account,
     account_data,
-    admin,
     devices,
     filters,
     login,
     openid,
     profile,
     registration,
-    shared_secret,
     tags,
+    threepids,
+    validity,
 )
 from homeserver.http.routes import RouteTable
 
@@ -33,8 +34,8 @@ for _module in (
     filters,
     account_data,
     tags,
-    admin,
-    shared_secret,
     openid,
+    threepids,
+    validity,
 ):
     routes.routes.extend(_module.routes.routes)

@@ -3,9 +3,10 @@ delivers what changed through homeserver/sync/streams/account_data.py)."""
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
+from homeserver.accounts.account_data import write_account_data
+from homeserver.accounts.ignored import IGNORED_USER_LIST, check_ignored_list
 from homeserver.http.auth import Requester
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, forbidden, invalid_param, not_found
@@ -32,15 +33,6 @@ def check_type(data_type: str) -> None:
         raise invalid_param("Invalid account data type")
 
 
-async def write_account_data(hs, user_id: str, room_id: str, data_type: str, content) -> int:
-    """Stores one item at a new account_data stream position and wakes the user's syncs."""
-    encoded = orjson.dumps(content).decode()
-    async with hs.streams.write("account_data") as w:
-        await hs.accounts.account_data.put(w.conn, user_id, room_id, data_type, encoded, w.last)
-        w.wake(users=[user_id])
-    return w.last
-
-
 async def _put(request: web.Request, requester: Requester, room_id: str) -> web.Response:
     user_id = request.match_info["user_id"]
     data_type = request.match_info["type"]
@@ -49,6 +41,8 @@ async def _put(request: web.Request, requester: Requester, room_id: str) -> web.
     if data_type == "m.fully_read":
         raise MatrixError(405, "M_BAD_JSON", "m.fully_read is set through /read_markers")
     content = await json_body(request)
+    if data_type == IGNORED_USER_LIST and room_id == GLOBAL:
+        check_ignored_list(content)
     await write_account_data(get_hs(request), user_id, room_id, data_type, content)
     return json_response({})
 

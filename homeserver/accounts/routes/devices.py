@@ -43,21 +43,37 @@ async def update_device(request: web.Request, requester: Requester) -> web.Respo
     name = field(body, "display_name", str, None)
     if name is not None and len(name) > MAX_DISPLAY_NAME:
         raise invalid_param("'display_name' is too long")
-    devices = get_hs(request).accounts.devices
+    hs = get_hs(request)
+    devices = hs.accounts.devices
     device_id = request.match_info["device_id"]
+    if requester.appservice is not None:
+        # An appservice creates its users' devices this way (spec v1.17, MSC4190),
+        # without a login and its access token.
+        if not 0 < len(device_id) <= 255:
+            raise invalid_param("Device IDs are 1-255 characters")
+        if await devices.get_device(requester.user_id, device_id) is None:
+            async with hs.db.acquire() as conn, conn.transaction():
+                await devices.ensure_device(
+                    conn, requester.user_id, device_id, name, request.remote
+                )
+            await hs.accounts.device_changed(requester.user_id)
+            return json_response({}, status=201)
     if "display_name" not in body:
         # Nothing to change, but the device must still exist.
         if await devices.get_device(requester.user_id, device_id) is None:
             raise not_found("No such device")
     elif not await devices.set_display_name(requester.user_id, device_id, name):
         raise not_found("No such device")
+    else:
+        await hs.accounts.device_changed(requester.user_id)
     return json_response({})
 
 
 async def _delete_after_uia(
     request: web.Request, requester: Requester, body: dict, device_ids: list[str]
 ) -> web.Response:
-    await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
+    if requester.appservice is None:  # appservices delete without UIA (spec v1.17)
+        await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
     await get_hs(request).accounts.delete_devices(requester.user_id, device_ids)
     return json_response({})
 

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from homeserver.accounts.passwords import verify_password
 from homeserver.accounts.usernames import user_id_from_login
-from homeserver.http.auth import Requester
+from homeserver.http.auth import Requester, token_from_request
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, forbidden, invalid_param
 from homeserver.http.request import field, json_body, json_response
@@ -15,41 +15,59 @@ from homeserver.http.routes import RouteTable
 routes = RouteTable()
 
 PASSWORD_LOGIN = "m.login.password"
+APPSERVICE_LOGIN = "m.login.application_service"
 
 
 @routes.get("/login", auth=False)
 async def login_flows(_request: web.Request) -> web.Response:
-    return json_response({"flows": [{"type": PASSWORD_LOGIN}]})
+    flows = [{"type": PASSWORD_LOGIN}]
+    if get_hs(_request).appservices.services:
+        flows.append({"type": APPSERVICE_LOGIN})
+    return json_response({"flows": flows})
 
 
 @routes.post("/login", auth=False)
 async def login(request: web.Request) -> web.Response:
     hs = get_hs(request)
-    hs.login_limiter.check(request.remote or "")
     body = await json_body(request)
     login_type = field(body, "type", str)
-    if login_type != PASSWORD_LOGIN:
+    if login_type == APPSERVICE_LOGIN:
+        user_id = await _appservice_login_user(request, body)
+    elif login_type == PASSWORD_LOGIN:
+        hs.login_limiter.check(request.remote or "")
+        password = field(body, "password", str)
+        found = await hs.accounts.threepids.login_user(body, hs.server_name)
+        if found is None:
+            # No account has that e-mail address: the same answer, and time, as a wrong
+            # password.
+            await verify_password(None, password)
+            raise forbidden("Invalid username or password")
+        user_id = found
+        # Per account as well as per address: guessing one user's password from many IPs.
+        hs.login_limiter.check(user_id)
+        user = await hs.accounts.users.get_user(user_id)
+        if user is not None and user["deactivated"]:
+            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+        if not await verify_password(user["password_hash"] if user else None, password):
+            raise forbidden("Invalid username or password")
+        if user is not None and user["locked"]:
+            # Locked by an admin (homeserver/admin): Synapse's answer, after the password.
+            raise MatrixError(
+                401, "M_USER_LOCKED", "This account has been locked", soft_logout=True
+            )
+    else:
         raise MatrixError(400, "M_UNKNOWN", f"Unsupported login type {login_type!r}")
-    password = field(body, "password", str)
     device_id = field(body, "device_id", str, None)
     display_name = field(body, "initial_device_display_name", str, None)
     if device_id is not None and not 0 < len(device_id) <= 255:
         raise invalid_param("'device_id' must be 1-255 characters")
-    user_id = user_id_from_login(body, hs.server_name)
-    # Per account as well as per address: guessing one user's password from many IPs.
-    hs.login_limiter.check(user_id)
-
-    user = await hs.accounts.users.get_user(user_id)
-    if user is not None and user["deactivated"]:
-        raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
-    if not await verify_password(user["password_hash"] if user else None, password):
-        raise forbidden("Invalid username or password")
 
     async with hs.db.acquire() as conn:
         async with conn.transaction():
             token, device_id = await hs.accounts.start_session(
                 conn, user_id, device_id, display_name, request.remote
             )
+    await hs.accounts.device_changed(user_id)
     return json_response(
         {
             "user_id": user_id,
@@ -59,6 +77,29 @@ async def login(request: web.Request) -> web.Response:
             "well_known": {"m.homeserver": {"base_url": hs.config.base_url}},
         }
     )
+
+
+async def _appservice_login_user(request: web.Request, body: dict) -> str:
+    """`m.login.application_service`: the appservice (by its as_token) logs in as a user
+    of its namespace without a password."""
+    hs = get_hs(request)
+    token = token_from_request(request)
+    if token is None:
+        raise MatrixError(401, "M_MISSING_TOKEN", "Missing application service token")
+    svc = hs.appservices.by_token(token)
+    if svc is None:
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown application service token")
+    user_id = user_id_from_login(body, hs.server_name)
+    if not svc.is_user(user_id) or user_id.partition(":")[2] != hs.server_name:
+        raise MatrixError(
+            403, "M_EXCLUSIVE", "This user is outside the application service's namespace"
+        )
+    user = await hs.accounts.users.get_user(user_id)
+    if user is None:
+        raise forbidden("Unknown user")
+    if user["deactivated"]:
+        raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+    return user_id
 
 
 @routes.post("/logout")
@@ -80,5 +121,9 @@ async def logout_all(request: web.Request, requester: Requester) -> web.Response
 @routes.get("/account/whoami")
 async def whoami(_request: web.Request, requester: Requester) -> web.Response:
     return json_response(
-        {"user_id": requester.user_id, "device_id": requester.device_id, "is_guest": False}
+        {
+            "user_id": requester.user_id,
+            "device_id": requester.device_id,
+            "is_guest": requester.is_guest,
+        }
     )

@@ -23,7 +23,10 @@ async def _profile(request: web.Request) -> dict:
     server = user_id.partition(":")[2]
     if server and server != get_hs(request).server_name:
         return await _remote_profile(request, user_id, server)
-    row = await get_hs(request).accounts.profiles.get(user_id)
+    hs = get_hs(request)
+    row = await hs.accounts.profiles.get(user_id)
+    if row is None and await hs.appservices.query_user(user_id):
+        row = await hs.accounts.profiles.get(user_id)  # the appservice created it
     if row is None:
         raise not_found("Profile not found")
     return {k: row[k] for k in FIELDS if row[k] is not None}

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from homeserver.accounts.routes.account_data import check_target
+from homeserver.accounts.tags import TAG_TYPE, update_tags
 from homeserver.http.auth import Requester
 from homeserver.http.context import get_hs
 from homeserver.http.errors import bad_json, invalid_param
@@ -18,7 +19,6 @@ from homeserver.http.routes import RouteTable
 
 routes = RouteTable()
 
-TAG_TYPE = "m.tag"
 MAX_TAG_LENGTH = 255
 
 
@@ -27,21 +27,6 @@ def _target(request: web.Request, requester: Requester) -> tuple[str, str]:
     room_id = request.match_info["room_id"]
     check_target(requester, user_id, room_id)
     return user_id, room_id
-
-
-async def _update_tags(hs, user_id: str, room_id: str, change) -> None:
-    """Read-modify-write of m.tag inside one account_data stream transaction: the stream
-    row lock serialises concurrent tag edits, so none is lost."""
-    async with hs.streams.write("account_data") as w:
-        stored = await hs.accounts.account_data.get(user_id, room_id, TAG_TYPE, w.conn)
-        content = orjson.loads(stored) if stored else {}
-        tags = content.get("tags") if isinstance(content.get("tags"), dict) else {}
-        change(tags)
-        content["tags"] = tags
-        await hs.accounts.account_data.put(
-            w.conn, user_id, room_id, TAG_TYPE, orjson.dumps(content).decode(), w.last
-        )
-        w.wake(users=[user_id])
 
 
 @routes.get("/user/{user_id}/rooms/{room_id}/tags")
@@ -62,7 +47,7 @@ async def put_tag(request: web.Request, requester: Requester) -> web.Response:
     order = body.get("order")
     if order is not None and (isinstance(order, bool) or not isinstance(order, int | float)):
         raise bad_json("'order' must be a number")
-    await _update_tags(get_hs(request), user_id, room_id, lambda tags: tags.__setitem__(tag, body))
+    await update_tags(get_hs(request), user_id, room_id, lambda tags: tags.__setitem__(tag, body))
     return json_response({})
 
 
@@ -70,5 +55,5 @@ async def put_tag(request: web.Request, requester: Requester) -> web.Response:
 async def delete_tag(request: web.Request, requester: Requester) -> web.Response:
     user_id, room_id = _target(request, requester)
     tag = request.match_info["tag"]
-    await _update_tags(get_hs(request), user_id, room_id, lambda tags: tags.pop(tag, None))
+    await update_tags(get_hs(request), user_id, room_id, lambda tags: tags.pop(tag, None))
     return json_response({})

@@ -1,12 +1,12 @@
-"""Media routes: the Client-Server media API (client.py) and the Synapse-shaped admin API
-(admin.py). This table, their union, is what homeserver.app mounts; the federation media
-endpoints are federation/routes/media.py."""
+"""Media routes: the Client-Server media API (client.py); this table is what
+homeserver.app mounts. The media admin API is homeserver/admin/routes/media.py, the
+federation media endpoints federation/routes/media.py."""
 
 from __future__ import annotations
 
 from homeserver.http.routes import RouteTable
-from homeserver.media.routes import admin, client
+from homeserver.media.routes import client
 
 routes = RouteTable()
-for _module in (client, admin):
+for _module in (client,):
     routes.routes.extend(_module.routes.routes)

@@ -62,8 +62,12 @@ async def post_receipt(request: web.Request, requester: Requester) -> web.Respon
     thread_id = field(body, "thread_id", str, None)
     if thread_id is not None and thread_id != "main" and not thread_id.startswith("$"):
         raise MatrixError(400, "M_INVALID_PARAM", "thread_id must be 'main' or an event ID")
+    if thread_id is not None and receipt_type == "m.fully_read":
+        raise MatrixError(400, "M_INVALID_PARAM", "m.fully_read receipts are not threaded")
     await _require_joined(hs, room_id, requester.user_id)
     await _check_event(hs, room_id, event_id)
+    if thread_id is not None:
+        await hs.relations.check_receipt_thread(event_id, thread_id)
     await store_receipt(hs, room_id, requester.user_id, receipt_type, event_id, thread_id)
     return json_response({})
 

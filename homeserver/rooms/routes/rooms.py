@@ -13,15 +13,22 @@ from homeserver.http.request import (
     json_response,
     query_enum,
     query_int,
-    query_json,
 )
 from homeserver.http.routes import RouteTable
-from homeserver.rooms import membership
+from homeserver.rooms import canonical_alias, membership
 from homeserver.rooms.creation import create_room
-from homeserver.rooms.filtering import EventFilter
-from homeserver.rooms.history import context_around, paginate, visible_event
+from homeserver.rooms.filtering import room_event_filter
+from homeserver.rooms.history import (
+    context_around,
+    event_at_time,
+    paginate,
+    state_for_reader,
+    timestamp_query,
+    visible_event,
+)
 from homeserver.rooms.redaction import redact_event
 from homeserver.rooms.serialize import client_event
+from homeserver.rooms.upgrade import upgrade_room
 from homeserver.tokens import decode_pagination_token
 
 routes = RouteTable()
@@ -64,7 +71,18 @@ async def _join(request: web.Request, requester: Requester, target: str) -> web.
     body = await json_body(request, allow_empty=True)
     reason = field(body, "reason", str, None)
     room_id, servers = await membership.resolve_room(hs, target, _via(request))
-    await membership.join(hs, requester.user_id, room_id, reason, servers)
+    # The client's own content keys go into the member event (as Synapse keeps them);
+    # third_party_signed is an instruction, not content.
+    extra = {k: v for k, v in body.items() if k not in ("reason", "third_party_signed")}
+    await membership.join(
+        hs,
+        requester.user_id,
+        room_id,
+        reason,
+        servers,
+        guest=requester.is_guest,
+        extra=extra,
+    )
     return json_response({"room_id": room_id})
 
 
@@ -89,7 +107,9 @@ async def knock(request: web.Request, requester: Requester) -> web.Response:
     return json_response({"room_id": room_id})
 
 
-def _membership_route(path: str, membership_value: str, *, self_target: bool = False):
+def _membership_route(
+    path: str, membership_value: str, *, self_target: bool = False, kick: bool = False
+):
     @routes.post(path, ratelimit=True)
     async def handler(request: web.Request, requester: Requester) -> web.Response:
         hs = get_hs(request)
@@ -97,6 +117,9 @@ def _membership_route(path: str, membership_value: str, *, self_target: bool = F
         body = await json_body(request, allow_empty=self_target)
         reason = field(body, "reason", str, None)
         target = requester.user_id if self_target else field(body, "user_id", str)
+        if kick and await hs.events.membership(room_id, target) == "ban":
+            # The auth rules let a leave lift a ban (that is unban): a kick must not.
+            raise forbidden("The user is banned: unban them instead")
         await membership.set_membership(
             hs, requester.user_id, room_id, target, membership_value, reason
         )
@@ -106,7 +129,7 @@ def _membership_route(path: str, membership_value: str, *, self_target: bool = F
 
 
 _membership_route("/rooms/{room_id}/invite", "invite")
-_membership_route("/rooms/{room_id}/kick", "leave")
+_membership_route("/rooms/{room_id}/kick", "leave", kick=True)
 _membership_route("/rooms/{room_id}/ban", "ban")
 _membership_route("/rooms/{room_id}/unban", "leave")
 _membership_route("/rooms/{room_id}/leave", "leave", self_target=True)
@@ -119,16 +142,21 @@ async def forget_room(request: web.Request, requester: Requester) -> web.Respons
 
 
 @routes.put("/rooms/{room_id}/send/{event_type}/{txn_id}", ratelimit=True)
+# The legacy form without a transaction ID (no idempotency), which Synapse still serves.
+@routes.post("/rooms/{room_id}/send/{event_type}", ratelimit=True)
 async def send_event(request: web.Request, requester: Requester) -> web.Response:
     hs = get_hs(request)
+    txn_id = request.match_info.get("txn_id")
     room_id = _room_id(request)
     content = await json_body(request, event_content=True)
+    event_type = request.match_info["event_type"]
+    await hs.relations.check_new_relation(requester.user_id, event_type, content)
     event_id = await hs.events.create_and_send(
         requester.user_id,
         room_id,
-        request.match_info["event_type"],
+        event_type,
         content,
-        txn=(requester.device_id, request.match_info["txn_id"]),
+        txn=(requester.device_id, txn_id) if txn_id is not None else None,
     )
     return json_response({"event_id": event_id})
 
@@ -142,6 +170,8 @@ async def _put_state(request: web.Request, requester: Requester, state_key: str)
         # Membership has its own endpoints with their own checks; allow it here as Synapse does.
         if "membership" not in content:
             raise bad_json("m.room.member needs 'membership'")
+    if etype == "m.room.canonical_alias" and state_key == "":
+        await canonical_alias.check_content(hs, room_id, content)
     if not await membership.room_exists(hs, room_id):
         raise forbidden("You are not in this room")
     current = await hs.events.current_state_event(room_id, etype, state_key)
@@ -151,6 +181,8 @@ async def _put_state(request: web.Request, requester: Requester, state_key: str)
     event_id = await hs.events.create_and_send(
         requester.user_id, room_id, etype, content, state_key
     )
+    if etype == "m.room.guest_access":
+        await membership.remove_guests(hs, room_id)
     return json_response({"event_id": event_id})
 
 
@@ -169,39 +201,16 @@ async def put_state(request: web.Request, requester: Requester) -> web.Response:
     return await _put_state(request, requester, request.match_info["state_key"])
 
 
-async def _state_for_reader(request: web.Request, requester: Requester, room_id: str):
-    """Current state for members; the state when they left for former members."""
-    hs = get_hs(request)
-    if not await membership.room_exists(hs, room_id):
-        raise forbidden("You are not in this room")
-    ev = await hs.events.current_state_event(room_id, "m.room.member", requester.user_id)
-    current = ev.content.get("membership") if ev else None
-    if current == "join":
-        return await hs.events.current_state(room_id)
-    if current in ("leave", "ban") and ev is not None:
-        group = ev.state_group_before
-        ids = (
-            (await hs.event_store.state_groups([group])).get(group, {}) if group is not None else {}
-        )
-        ids[("m.room.member", requester.user_id)] = ev.event_id
-        events = await hs.event_store.get_events(ids.values())
-        return {k: events[v] for k, v in ids.items() if v in events}
-    hv = await hs.events.current_state_event(room_id, "m.room.history_visibility")
-    if hv is not None and hv.content.get("history_visibility") == "world_readable":
-        return await hs.events.current_state(room_id)
-    raise forbidden("You are not in this room")
-
-
 @routes.get("/rooms/{room_id}/state")
 async def get_state(request: web.Request, requester: Requester) -> web.Response:
-    state = await _state_for_reader(request, requester, _room_id(request))
+    state = await state_for_reader(get_hs(request), requester.user_id, _room_id(request))
     return json_response([client_event(e) for e in state.values()])
 
 
 async def _get_state_event(
     request: web.Request, requester: Requester, state_key: str
 ) -> web.Response:
-    state = await _state_for_reader(request, requester, _room_id(request))
+    state = await state_for_reader(get_hs(request), requester.user_id, _room_id(request))
     ev = state.get((request.match_info["event_type"], state_key))
     if ev is None:
         raise not_found("Event not found")
@@ -232,7 +241,7 @@ _MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
 async def get_members(request: web.Request, requester: Requester) -> web.Response:
     hs = get_hs(request)
     room_id = _room_id(request)
-    state = await _state_for_reader(request, requester, room_id)
+    state = await state_for_reader(get_hs(request), requester.user_id, room_id)
     at = request.query.get("at")
     members = {k: v for k, v in state.items() if k[0] == "m.room.member"}
     if at:
@@ -280,7 +289,8 @@ async def get_event(request: web.Request, requester: Requester) -> web.Response:
     hs = get_hs(request)
     room_id = _room_id(request)
     ev = await visible_event(hs, requester.user_id, room_id, request.match_info["event_id"])
-    return json_response(client_event(ev, requester.device_id))
+    (served,) = await hs.relations.serialize([ev], requester.user_id, requester.device_id)
+    return json_response(served)
 
 
 @routes.get("/rooms/{room_id}/messages")
@@ -293,7 +303,7 @@ async def get_messages(request: web.Request, requester: Requester) -> web.Respon
     from_token = request.query.get("from")
     to_token = request.query.get("to")
     limit = query_int(request, "limit", 10, minimum=0, maximum=1000)
-    event_filter = EventFilter(query_json(request, "filter"))
+    event_filter = room_event_filter(request.query.get("filter"))
     result = await paginate(
         hs,
         requester,
@@ -311,7 +321,7 @@ async def get_messages(request: web.Request, requester: Requester) -> web.Respon
 async def get_context(request: web.Request, requester: Requester) -> web.Response:
     hs = get_hs(request)
     limit = query_int(request, "limit", 10, minimum=0, maximum=100)
-    event_filter = EventFilter(query_json(request, "filter"))
+    event_filter = room_event_filter(request.query.get("filter"))
     result = await context_around(
         hs, requester, _room_id(request), request.match_info["event_id"], limit, event_filter
     )
@@ -319,6 +329,8 @@ async def get_context(request: web.Request, requester: Requester) -> web.Respons
 
 
 @routes.put("/rooms/{room_id}/redact/{event_id}/{txn_id}", ratelimit=True)
+# The legacy form without a transaction ID, as for send above.
+@routes.post("/rooms/{room_id}/redact/{event_id}", ratelimit=True)
 async def redact(request: web.Request, requester: Requester) -> web.Response:
 
     body = await json_body(request, allow_empty=True)
@@ -329,6 +341,22 @@ async def redact(request: web.Request, requester: Requester) -> web.Response:
         _room_id(request),
         request.match_info["event_id"],
         reason,
-        request.match_info["txn_id"],
+        request.match_info.get("txn_id"),
     )
     return json_response({"event_id": event_id})
+
+
+@routes.get("/rooms/{room_id}/timestamp_to_event", versions=("v1",))
+async def timestamp_to_event(request: web.Request, requester: Requester) -> web.Response:
+    room_id = _room_id(request)
+    ts, forwards = timestamp_query(request)
+    found = await event_at_time(get_hs(request), requester.user_id, room_id, ts, forwards)
+    return json_response(found)
+
+
+@routes.post("/rooms/{room_id}/upgrade", ratelimit=True)
+async def upgrade(request: web.Request, requester: Requester) -> web.Response:
+    room_id = _room_id(request)
+    body = await json_body(request)
+    new_room_id = await upgrade_room(get_hs(request), requester.user_id, room_id, body)
+    return json_response({"replacement_room": new_room_id})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from homeserver.sync.caches import SyncCaches
 from homeserver.sync.streams.account_data import AccountDataStream
 from homeserver.sync.streams.base import StreamProvider
 from homeserver.sync.streams.device_lists import DeviceListsStream
@@ -29,25 +28,26 @@ def stream_providers(hs: Homeserver) -> list[StreamProvider]:
     """Every provider, in the order they run: rooms first (the others read the room sets
     it leaves in the context)."""
     notifier = hs.notifier
-    caches = SyncCaches(
-        notifier, hs.membership_store, hs.event_store, hs.accounts.profiles, hs.out_of_band
-    )
     return [
         RoomsStream(
             hs.event_store,
             hs.membership_store,
             hs.out_of_band,
-            hs.ephemeral_store,
-            caches,
-            hs.push_rules,
+            hs.sync_caches,
+            hs.unread_counts,
             notifier,
+            hs.relations,
+            hs.accounts.account_data,
         ),
         TypingStream(hs.ephemeral_store, notifier),
         ReceiptsStream(hs.ephemeral_store, notifier),
         AccountDataStream(hs.accounts.account_data, notifier),
-        PresenceStream(hs.presence.store, notifier),
+        PresenceStream(hs.presence, hs.membership_store, notifier),
         ToDeviceStream(hs.e2ee.to_device_store, notifier),
         DeviceListsStream(
-            hs.e2ee.device_lists.changes_between, hs.membership_store, hs.e2ee.key_store, notifier
+            hs.e2ee.device_lists,
+            hs.membership_store,
+            hs.user_cache.key_status,
+            notifier,
         ),
     ]

@@ -17,7 +17,8 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from homeserver.sync.context import SyncContext
-from homeserver.sync.notifier import Notifier
+from homeserver.sync.notifier import Notifier, state_key_of
+from storage.membership import MembershipStore
 
 
 class StreamProvider(ABC):
@@ -37,6 +38,27 @@ def changed_rooms(notifier: Notifier, ctx: SyncContext, rooms: list[str], stream
     since = ctx.since[stream]
     fresh = ctx.newly_joined_room_ids
     return [r for r in rooms if r in fresh or notifier.changed_since(r, stream, since)]
+
+
+async def room_member_changes(
+    memberships: MembershipStore, notifier: Notifier, ctx: SyncContext
+) -> list[tuple[str, str]]:
+    """(user_id, membership) of the member events since the token in the user's joined
+    rooms, in stream order: read once per sync, and only in the rooms whose state the
+    notifier says moved. Empty on initial sync."""
+    if ctx.since is None:
+        return []
+    if ctx.member_changes is None:
+        since, now = ctx.since.get("events", 0), ctx.now.get("events", 0)
+        moved = sorted(
+            r
+            for r in ctx.joined_room_ids
+            if notifier.changed_since(state_key_of(r), "events", since)
+        )
+        ctx.member_changes = (
+            await memberships.membership_changes(moved, since, now) if moved and now > since else []
+        )
+    return ctx.member_changes
 
 
 def joined_room_entry(response: dict[str, Any], room_id: str) -> dict[str, Any]:

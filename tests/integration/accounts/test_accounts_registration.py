@@ -79,11 +79,14 @@ async def test_inhibit_login_creates_no_device(server):
 async def test_bad_registrations_store_nothing(server):
     await server.client("taken")
     before = await count_users(server)
+    # The successful registration keeps its session (a repeat answers the same account).
+    sessions = await server.db.fetchval("SELECT count(*) FROM uia_sessions")
     dummy = {"type": "m.login.dummy"}
     cases = [
         ({"username": "taken", "password": PASSWORD, "auth": dummy}, 400, "M_USER_IN_USE"),
         ({"username": "TAKEN", "password": PASSWORD, "auth": dummy}, 400, "M_USER_IN_USE"),
         ({"username": "bad name!", "password": PASSWORD, "auth": dummy}, 400, "M_INVALID_USERNAME"),
+        ({"username": "newline\n", "password": PASSWORD, "auth": dummy}, 400, "M_INVALID_USERNAME"),
         ({"username": "_reserved", "password": PASSWORD, "auth": dummy}, 400, "M_INVALID_USERNAME"),
         ({"username": "x" * 300, "password": PASSWORD, "auth": dummy}, 400, "M_INVALID_USERNAME"),
         ({"username": "weak", "password": "short", "auth": dummy}, 400, "M_WEAK_PASSWORD"),
@@ -99,7 +102,7 @@ async def test_bad_registrations_store_nothing(server):
     got_status, got = await server.request("POST", REGISTER + "?kind=guest", json={})
     assert got_status == 403 and got["errcode"] == "M_GUEST_ACCESS_FORBIDDEN"
     assert await count_users(server) == before
-    assert await server.db.fetchval("SELECT count(*) FROM uia_sessions") == 0
+    assert await server.db.fetchval("SELECT count(*) FROM uia_sessions") == sessions
 
 
 async def test_unknown_session_is_rejected(server):
@@ -166,3 +169,50 @@ async def test_shared_secret_registration(server):
     assert status == 400
     client = await server.login("root")
     assert client.user_id == "@root:test.local"
+
+
+async def test_registration_session_remembers_parameters_and_is_idempotent(server):
+    # The first request gives the parameters; the stage sends only `auth`.
+    status, body = await server.request(
+        "POST",
+        REGISTER,
+        json={
+            "username": "remy",
+            "password": PASSWORD,
+            "device_id": "XYZZY",
+            "initial_device_display_name": "phone",
+        },
+    )
+    assert status == 401
+    session = body["session"]
+    stage = {"auth": {"type": "m.login.dummy", "session": session}}
+    status, first = await server.request("POST", REGISTER, json=stage)
+    assert status == 200
+    assert first["user_id"] == "@remy:test.local" and first["device_id"] == "XYZZY"
+    name = await server.db.fetchval(
+        "SELECT display_name FROM devices WHERE user_id = $1", first["user_id"]
+    )
+    assert name == "phone"
+    # The password of the first request is the account's.
+    login = await server.login("remy")
+    assert login.user_id == first["user_id"]
+    # The same request on the same session: the same account, no second one.
+    status, again = await server.request("POST", REGISTER, json=stage)
+    assert status == 200
+    assert again["user_id"] == first["user_id"] and again["access_token"]
+    assert await count_users(server) == 1
+    # The remembered password is stored only as a hash.
+    results = await server.db.fetchval(
+        "SELECT results::text FROM uia_sessions WHERE session_id = $1", session
+    )
+    assert PASSWORD not in results
+
+
+async def test_registration_without_username_is_idempotent(server):
+    status, body = await server.request("POST", REGISTER, json={"password": PASSWORD})
+    stage = {"password": PASSWORD, "auth": {"type": "m.login.dummy", "session": body["session"]}}
+    status, first = await server.request("POST", REGISTER, json=stage)
+    assert status == 200
+    status, again = await server.request("POST", REGISTER, json=stage)
+    assert status == 200 and again["user_id"] == first["user_id"]
+    assert await count_users(server) == 1

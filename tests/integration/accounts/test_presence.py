@@ -113,3 +113,57 @@ async def test_presence_of_a_remote_user_who_shares_a_room(server):
     assert (resp.presence, resp.status_msg) == ("unavailable", "abroad")
     resp = await alice.get_presence(stranger)
     assert isinstance(resp, PresenceGetError) and resp.status_code == "M_FORBIDDEN", resp
+
+
+async def test_newly_joined_room_brings_its_members_presence(server):
+    """Presence set long before is new to a user who just joined the room: the next
+    incremental sync carries it."""
+    alice = await server.client()
+    bob = await server.client()
+    assert isinstance(await alice.set_presence("online", "here"), PresenceSetResponse)
+    room = await alice.room_create(invite=[bob.user_id])
+    assert isinstance(room, RoomCreateResponse)
+    first = await bob.sync(timeout=0, set_presence="offline")
+    assert isinstance(first, SyncResponse)
+    await bob.join(room.room_id)
+    sync = await bob.sync(timeout=0, since=first.next_batch, set_presence="offline")
+    assert isinstance(sync, SyncResponse)
+    presence = {p.user_id: p for p in sync.presence_events}
+    assert presence[alice.user_id].presence == "online"
+    assert presence[alice.user_id].status_msg == "here"
+
+
+async def test_newly_joined_room_brings_offline_for_members_without_presence(server):
+    """A member who never set any presence is reported offline to a user who joins their
+    room (as Synapse does): the client learns of every member's presence."""
+    alice = await server.client()
+    bob = await server.client()
+    room = await alice.room_create(invite=[bob.user_id])
+    assert isinstance(room, RoomCreateResponse)
+    first = await bob.sync(timeout=0, set_presence="offline")
+    assert isinstance(first, SyncResponse)
+    await bob.join(room.room_id)
+    sync = await bob.sync(timeout=0, since=first.next_batch, set_presence="offline")
+    assert isinstance(sync, SyncResponse)
+    presence = {p.user_id: p.presence for p in sync.presence_events}
+    assert presence == {alice.user_id: "offline"}
+    again = await bob.sync(timeout=0, since=sync.next_batch, set_presence="offline")
+    assert isinstance(again, SyncResponse) and again.presence_events == []
+
+
+async def test_user_joining_our_room_brings_their_presence(server):
+    """Presence set before a user joined our room is new to us: the incremental sync
+    that carries their join carries it."""
+    alice = await server.client()
+    bob = await server.client()
+    room = await alice.room_create(invite=[bob.user_id])
+    assert isinstance(room, RoomCreateResponse)
+    assert isinstance(await bob.set_presence("unavailable", "away"), PresenceSetResponse)
+    first = await alice.sync(timeout=0, set_presence="offline")
+    assert isinstance(first, SyncResponse)
+    await bob.join(room.room_id)
+    sync = await alice.sync(timeout=0, since=first.next_batch, set_presence="offline")
+    assert isinstance(sync, SyncResponse)
+    presence = {p.user_id: p for p in sync.presence_events}
+    assert presence[bob.user_id].presence == "unavailable"
+    assert presence[bob.user_id].status_msg == "away"

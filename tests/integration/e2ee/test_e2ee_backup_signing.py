@@ -76,13 +76,50 @@ async def test_key_backup_round_trip_and_replacement_rules(server):
     assert status == 404
 
 
+async def test_key_backup_version_of_any_algorithm_and_opaque_auth_data(server):
+    # auth_data is the client's opaque value and the algorithm its own choice (as Synapse):
+    # both are stored and echoed back, and an update may change auth_data but not algorithm.
+    alice = await server.client("alice")
+    req = lambda m, p, **kw: server.request(m, V3 + p, token=alice.access_token, **kw)  # noqa: E731
+    body_in = {"algorithm": "m.megolm_backup.v1", "auth_data": "anopaquestring"}
+    status, body = await req("POST", "/room_keys/version", json=body_in)
+    assert status == 200, body
+    version = body["version"]
+    status, body = await req("GET", "/room_keys/version")
+    assert status == 200 and (body["algorithm"], body["auth_data"]) == (
+        "m.megolm_backup.v1",
+        "anopaquestring",
+    )
+    status, body = await req(
+        "PUT",
+        f"/room_keys/version/{version}",
+        json={"algorithm": "m.megolm_backup.v1", "auth_data": "other", "version": version},
+    )
+    assert status == 200, body
+    status, body = await req(
+        "PUT",
+        f"/room_keys/version/{version}",
+        json={"algorithm": "changed", "auth_data": "third", "version": version},
+    )
+    assert status == 400 and body["errcode"] == "M_INVALID_PARAM"
+    status, body = await req("GET", f"/room_keys/version/{version}")
+    assert body["auth_data"] == "other"
+    # session_data is opaque too.
+    data = {**session(0, 0, False, "x"), "session_data": "opaque"}
+    status, body = await req("PUT", f"/room_keys/keys/!abcd/1234?version={version}", json=data)
+    assert status == 200, body
+    status, body = await req("GET", f"/room_keys/keys/!abcd/1234?version={version}")
+    assert status == 200 and body["session_data"] == "opaque", body
+
+
 async def test_key_backup_bad_input_stores_nothing(server):
     alice = await server.client("alice")
     req = lambda m, p, **kw: server.request(m, V3 + p, token=alice.access_token, **kw)  # noqa: E731
     status, body = await req("POST", "/room_keys/version", json={"algorithm": 5, "auth_data": {}})
     assert status == 400 and body["errcode"] == "M_BAD_JSON"
-    status, body = await req("POST", "/room_keys/version", json={"algorithm": "x", "auth_data": {}})
-    assert status == 400 and body["errcode"] == "M_INVALID_PARAM"
+    status, body = await req("POST", "/room_keys/version", json={"algorithm": "x"})
+    assert status == 400 and body["errcode"] == "M_BAD_JSON"
+    assert await server.db.fetchval("SELECT count(*) FROM room_key_backup_versions") == 0
     algorithm = "m.megolm_backup.v1.curve25519-aes-sha2"
     status, body = await req(
         "POST", "/room_keys/version", json={"algorithm": algorithm, "auth_data": {}}

@@ -114,16 +114,28 @@ async def test_one_user_with_two_devices_both_decrypt(server, tmp_path):
 
 
 def _pg_dump(server) -> bytes:
-    binary = shutil.which("pg_dump") or next(
-        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"), reverse=True)), None
-    )
-    if binary is None:
+    """The server's database as pg_dump writes it. The embedded PostgreSQL (pgserver) may
+    be newer than the system's pg_dump, which refuses a newer server: take the first
+    pg_dump that can dump it."""
+    candidates = [
+        shutil.which("pg_dump"),
+        *sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"), reverse=True),
+    ]
+    try:
         import pgserver
 
-        binary = os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin", "pg_dump")
-    return subprocess.run(
-        [binary, "--dbname", server.hs.db.dsn], capture_output=True, check=True
-    ).stdout
+        candidates.insert(
+            0, os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin", "pg_dump")
+        )
+    except ImportError:
+        pass
+    failures = []
+    for binary in dict.fromkeys(c for c in candidates if c and os.path.exists(c)):
+        done = subprocess.run([binary, "--dbname", server.hs.db.dsn], capture_output=True)
+        if done.returncode == 0:
+            return done.stdout
+        failures.append(f"{binary}: {done.stderr.decode(errors='replace').strip()}")
+    raise AssertionError("no pg_dump could dump the database: " + "; ".join(failures))
 
 
 async def test_late_device_gets_the_room_key_by_request_and_forward(server, tmp_path):

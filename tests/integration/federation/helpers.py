@@ -23,6 +23,7 @@ from aiohttp import web
 from yarl import URL
 
 from federation.request_auth import authorization_header
+from homeserver.metrics import REGISTRY
 from tests.federation_ca import TestCA
 
 
@@ -152,3 +153,19 @@ class RecordingInbound:
         self.origins.append(origin)
         self.pdus.extend(pdus)
         return {}
+
+
+def served(method: str, route: str) -> float:
+    """How many requests for `route` (a route template) the servers of this process
+    answered so far, any status (the request counter every listener keeps)."""
+    total = 0.0
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            labels = sample.labels
+            if (
+                sample.name == "matrix_http_requests_total"
+                and labels.get("method") == method
+                and labels.get("endpoint") == route
+            ):
+                total += sample.value
+    return total

@@ -15,6 +15,7 @@ from nio import (
 
 from tests.federation_ca import start_federating_server
 from tests.federation_rooms import shared_room
+from tests.integration.federation.helpers import served
 
 
 async def _page_back(client, room_id: str, token: str) -> tuple[list[str], list[str]]:
@@ -83,4 +84,30 @@ async def test_history_after_a_real_join_over_federation(make_server, ca):
     token = sync.rooms.join[created.room_id].timeline.prev_batch
     bodies, types = await _page_back(bob, created.room_id, token)
     assert bodies == [f"early {i}" for i in reversed(range(15))]
+    assert types[-1] == "m.room.create"
+
+
+async def test_a_short_history_comes_whole_in_one_request(make_server, ca):
+    """SyTest 34room-backfill: a client asking for a few events still gets a batch big
+    enough (MIN_REQUEST) to reach the room's first events, which hs2 holds only as
+    outliers from the join: they are placed in order, with no /state_ids (which SyTest's
+    server does not answer)."""
+    old: list[str] = []
+
+    async def before_join(room):
+        for i in range(5):
+            old.append(await room.say(room.alice, f"old {i}"))
+
+    room = await shared_room(make_server, ca, before_join=before_join)
+    asked = served("GET", "/_matrix/federation/v1/state_ids/{room_id}")
+    sync = await room.bob.sync(timeout=0, full_state=True)
+    token = sync.rooms.join[room.room_id].timeline.prev_batch
+    page = await room.bob.room_messages(room.room_id, token, limit=2)
+    assert isinstance(page, RoomMessagesResponse), page
+    assert [e.body for e in page.chunk] == ["old 4", "old 3"]
+    stored = await room.hs2.hs.event_store.get_events(old)
+    assert len(stored) == 5 and all(e.status is None for e in stored.values())
+    assert served("GET", "/_matrix/federation/v1/state_ids/{room_id}") == asked
+    bodies, types = await _page_back(room.bob, room.room_id, page.end)
+    assert bodies == ["old 2", "old 1", "old 0"]
     assert types[-1] == "m.room.create"

@@ -91,7 +91,17 @@ async def test_openid_token_exchange(pair, ca):
     status, body = await userinfo(hs1, ca, "not-a-token")
     assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
     status, body = await userinfo(hs1, ca, None)
-    assert (status, body["errcode"]) == (400, "M_MISSING_PARAM")
+    assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
+    # Served at the client listener too, where third parties may reach the server.
+    path = "/_matrix/federation/v1/openid/userinfo"
+    assert await hs1.request("GET", f"{path}?access_token={resp.access_token}") == (
+        200,
+        {"sub": alice.user_id},
+    )
+    status, body = await hs1.request("GET", f"{path}?access_token=an%2Finvalid%2Ftoken")
+    assert (status, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
+    status, body = await hs1.request("GET", path)
+    assert (status, body["errcode"]) == (401, "M_MISSING_TOKEN")
     # The token is not an access token for the client API.
     status, body = await hs1.request(
         "GET", "/_matrix/client/v3/account/whoami", token=resp.access_token

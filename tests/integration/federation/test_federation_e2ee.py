@@ -247,3 +247,67 @@ async def test_the_cache_is_dropped_when_no_room_is_shared_any_more(pair, tmp_pa
 
     await eventually(forgotten)
     assert await cached_devices(hs1, bob.user_id) == set()
+
+
+async def test_a_user_sharing_a_room_is_cached_before_the_first_query_is_answered(
+    pair, tmp_path, ca
+):
+    """SyTest 40devicelists "resyncs when client query keys and there is no remote
+    cache": the list comes from /user/devices (and is cached) before the answer, and
+    devices whose keys have an odd shape are listed (their keys are the clients' to
+    judge) unless they claim another device."""
+    hs1, hs2 = pair
+    bob = await e2e_client(hs2, tmp_path, "bob")
+    alice = await e2e_client(hs1, tmp_path, "alice")
+    room = await alice.room_create()
+    for server in (hs1, hs2):
+        await remote_member(server, room.room_id, alice.user_id)
+        await remote_member(server, room.room_id, bob.user_id)
+    resp = await query_keys(alice, bob.user_id)
+    assert set(resp.device_keys[bob.user_id]) == {bob.device_id}
+    assert await cached_devices(hs1, bob.user_id) == {bob.device_id}
+
+    stream_id = (await cached_list(hs1, bob.user_id))["stream_id"]
+    send = "/_matrix/federation/v1/send/"
+    for n, (device_id, keys) in enumerate(
+        [("ODD", {"device_keys": {}}), ("LIAR", {"user_id": bob.user_id, "device_id": "X"})]
+    ):
+        update = {
+            "user_id": bob.user_id,
+            "device_id": device_id,
+            "stream_id": stream_id + n + 1,
+            "prev_id": [stream_id + n],
+            "keys": keys,
+        }
+        edu = {"edu_type": "m.device_list_update", "content": update}
+        status, _ = await signed_request(
+            hs2, hs1, ca, "PUT", send + new_txn_id(), transaction(hs2.server_name, edus=[edu])
+        )
+        assert status == 200
+    assert await cached_devices(hs1, bob.user_id) == {bob.device_id, "ODD"}
+
+
+async def test_an_update_for_a_user_not_cached_yet_starts_a_resync(pair, tmp_path, ca):
+    """SyTest 40devicelists "Server correctly handles incoming m.device_list_update": the
+    first update about a user sharing a room fetches their whole list (as Synapse)."""
+    hs1, hs2 = pair
+    bob = await e2e_client(hs2, tmp_path, "bob")
+    alice = await e2e_client(hs1, tmp_path, "alice")
+    room = await alice.room_create()
+    for server in (hs1, hs2):
+        await remote_member(server, room.room_id, alice.user_id)
+        await remote_member(server, room.room_id, bob.user_id)
+    assert await cached_list(hs1, bob.user_id) is None
+    update = {"user_id": bob.user_id, "device_id": bob.device_id, "stream_id": 1, "prev_id": []}
+    edu = {"edu_type": "m.device_list_update", "content": update}
+    status, _ = await signed_request(
+        hs2,
+        hs1,
+        ca,
+        "PUT",
+        "/_matrix/federation/v1/send/" + new_txn_id(),
+        transaction(hs2.server_name, edus=[edu]),
+    )
+    assert status == 200
+    await eventually(lambda: cached_list(hs1, bob.user_id))
+    assert await cached_devices(hs1, bob.user_id) == {bob.device_id}

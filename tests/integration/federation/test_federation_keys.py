@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 import pytest
+from aiohttp import web
 from nio import ProfileGetResponse
-from signedjson.key import decode_verify_key_bytes
-from signedjson.sign import verify_signed_json
+from signedjson.key import (
+    decode_verify_key_bytes,
+    encode_verify_key_base64,
+    generate_signing_key,
+    get_verify_key,
+)
+from signedjson.sign import sign_json, verify_signed_json
 from unpaddedbase64 import decode_base64
 from yarl import URL
 
@@ -14,6 +22,7 @@ from federation.client import FederationError
 from federation.request_auth import authorization_header
 from homeserver.keys import load_signing_key, new_signing_key_line
 from tests.federation_ca import TestCA, start_federating_server
+from tests.integration.federation.fake_remote import server_admitting, start_fake_federation_server
 
 
 @pytest.fixture
@@ -97,6 +106,30 @@ async def test_notary_serves_a_remote_servers_keys_countersigned(trio, ca):
     _verify_self_signed(response, hs2.server_name)
     notary_key = hs1.hs.federation.server_keys.verify_key
     verify_signed_json(response, hs1.server_name, notary_key)
+
+
+async def test_legacy_key_id_paths(trio, ca):
+    """The pre-v1.6 forms SyTest's federation client uses: /server/{keyId} answers the whole
+    signed response; /query/{server}/{keyId} the responses that hold that key, none else."""
+    hs1, hs2, _ = trio
+    key_id = hs1.hs.federation.server_keys.key_id
+    status, body = await _raw_get(hs1, f"/_matrix/key/v2/server/{key_id}", ca)
+    assert status == 200
+    assert key_id in body["verify_keys"]
+    _verify_self_signed(body, hs1.server_name)
+
+    hs2_key = hs2.hs.federation.server_keys.key_id
+    status, body = await _raw_get(hs1, f"/_matrix/key/v2/query/{hs2.server_name}/{hs2_key}", ca)
+    assert status == 200
+    [response] = body["server_keys"]
+    assert hs2_key in response["verify_keys"]
+    verify_signed_json(response, hs1.server_name, hs1.hs.federation.server_keys.verify_key)
+
+    status, body = await _raw_get(
+        hs1, f"/_matrix/key/v2/query/{hs2.server_name}/ed25519:nosuchkey", ca
+    )
+    assert status == 200
+    assert body["server_keys"] == []
 
 
 async def test_keys_fetched_through_a_trusted_notary(make_server, ca):
@@ -264,3 +297,50 @@ async def test_version_and_well_known(make_server, ca):
     # Also served on the client listener, which usually sits behind port 443.
     status, body = await hs1.request("GET", "/.well-known/matrix/server")
     assert (status, body) == (200, {"m.server": "fed.example.org:443"})
+
+
+async def test_notary_serves_an_expired_key_when_it_has_nothing_newer(make_server, ca):
+    """SyTest 01keys: the origin publishes a key that expired yesterday, then answers
+    400. The notary keeps and serves that response (the most recent it holds), whatever
+    minimum_valid_until_ts asks, rather than nothing."""
+    key = generate_signing_key("old")
+    expired = int(time.time() * 1000) - 86_400_000
+    answers: list[tuple[int, dict]] = []
+
+    async def keys(_request: web.Request) -> web.Response:
+        status, body = answers.pop(0)
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_get("/_matrix/key/v2/server", keys)
+    runner, origin = await start_fake_federation_server(ca, "gone.test.local", app)
+    try:
+        hs1 = await server_admitting(make_server, ca, "hs1.test.local", ["gone.test.local"])
+        response = sign_json(
+            {
+                "server_name": origin,
+                "valid_until_ts": expired,
+                "verify_keys": {
+                    "ed25519:old": {"key": encode_verify_key_base64(get_verify_key(key))}
+                },
+                "old_verify_keys": {},
+            },
+            origin,
+            key,
+        )
+        answers.append((200, response))
+        path = f"/_matrix/key/v2/query/{origin}/ed25519:old"
+        status, body = await _raw_get(hs1, path, ca)
+        assert status == 200
+        [served] = body["server_keys"]
+        assert served["valid_until_ts"] == expired and "ed25519:old" in served["verify_keys"]
+        answers.append((400, {}))
+        status, body = await _raw_get(hs1, f"{path}?minimum_valid_until_ts={expired + 1000}", ca)
+        assert status == 200
+        [served] = body["server_keys"]
+        assert served["valid_until_ts"] == expired and "ed25519:old" in served["verify_keys"]
+        assert not answers  # both answers were asked for
+        # An expired key verifies nothing signed now.
+        assert await hs1.hs.federation.keys.verify_key_for_request(origin, "ed25519:old") is None
+    finally:
+        await runner.cleanup()

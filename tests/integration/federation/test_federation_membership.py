@@ -8,6 +8,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 from nio import (
     InviteMemberEvent,
     JoinResponse,
@@ -27,6 +28,7 @@ from federation.client import FederationError
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.signing import sign_event
 from tests.federation_ca import start_federating_server
+from tests.integration.federation.fake_remote import server_admitting, start_fake_federation_server
 from tests.schema import assert_matches_schema
 
 
@@ -206,8 +208,22 @@ async def test_an_invite_from_a_server_gone_away_is_rejected_locally(pair):
 
     left = await bob.room_leave(room_id)
     assert isinstance(left, RoomLeaveResponse), left
-    sync = await bob.sync(timeout=0, since=sync.next_batch)
+    since = sync.next_batch
+    sync = await bob.sync(timeout=0, since=since)
     assert room_id in sync.rooms.leave
+    # The timeline of the left room is Bob's own leave (SyTest 35room-invite "reject
+    # when remote is unreachable"), though no room timeline here holds it.
+    status, body = await hs2.request(
+        "GET", f"/_matrix/client/v3/sync?since={since}", token=bob.access_token
+    )
+    assert status == 200
+    [leave] = body["rooms"]["leave"][room_id]["timeline"]["events"]
+    assert (leave["type"], leave["state_key"], leave["sender"]) == (
+        "m.room.member",
+        bob.user_id,
+        bob.user_id,
+    )
+    assert leave["content"]["membership"] == "leave"
     status, initial = await hs2.request("GET", "/_matrix/client/v3/sync", token=bob.access_token)
     assert status == 200 and room_id not in initial["rooms"]["invite"]
 
@@ -443,7 +459,11 @@ async def test_send_join_with_a_forged_signature_changes_nothing(pair):
     path = f"/_matrix/federation/v2/send_join/{_q(room_id)}/{_q(event_id)}"
     refused = await _put(hs2, hs1, path, forged)
     assert isinstance(refused, FederationError)
-    assert (refused.status, refused.errcode) == (400, "M_INVALID_PARAM")
+    # 403, as Synapse (and SyTest) have it for an event its server did not sign.
+    assert (refused.status, refused.errcode) == (403, "M_FORBIDDEN")
+    unsigned = {k: v for k, v in event.items() if k not in ("signatures", "hashes")}
+    refused = await _put(hs2, hs1, path, unsigned)
+    assert (refused.status, refused.errcode) == (403, "M_FORBIDDEN")
 
     # A changed content under the genuine signature: the hash no longer matches.
     tampered = {**event, "content": {**event["content"], "displayname": "Mallory"}}
@@ -489,7 +509,7 @@ async def test_send_join_that_fails_auth_changes_nothing(pair):
     refused = await _put(hs2, hs1, path + _q(event_id), event)
     assert (refused.status, refused.errcode) == (403, "M_FORBIDDEN")
     refused = await _put(hs2, hs1, path + _q(foreign_id), foreign)
-    assert (refused.status, refused.errcode) == (400, "M_INVALID_PARAM")
+    assert (refused.status, refused.errcode) == (403, "M_FORBIDDEN")  # as Synapse
 
     await _room_unchanged(hs1, room_id, before)
     stored = await hs1.hs.event_store.get_events([event_id, foreign_id])
@@ -562,7 +582,7 @@ async def test_invite_with_an_unsupported_version_or_bad_event_is_refused(pair):
     event["content"] = {"membership": "invite"}
     event.update(origin_server_ts=1, depth=3, prev_events=[], auth_events=[], hashes={})
     refused = await _put(hs1, hs2, path, {"room_version": "10", "event": event})
-    assert (refused.status, refused.errcode) == (400, "M_INVALID_PARAM")
+    assert (refused.status, refused.errcode) == (403, "M_FORBIDDEN")
 
     # A genuine v12 invite without the room's create event in invite_room_state.
     alice_client = await hs1.client("alice")
@@ -702,3 +722,123 @@ async def test_the_joining_server_refuses_a_bad_send_join_answer(pair, monkeypat
         assert not await hs2.db.fetchval("SELECT count(*) FROM event_outliers")
     sync = await bob.sync(timeout=0)
     assert not sync.rooms.join
+
+
+async def test_v1_send_join_send_leave_and_invite_answer_in_arrays(pair):
+    # The deprecated v1 endpoints, still used by older servers (and SyTest): the same
+    # work as v2, answered as [200, body].
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    room_id = await _public_room(alice)
+    bob = f"@bob:{hs2.server_name}"
+    template, version = await _template(hs2, hs1, room_id, bob)
+    event_id, event = _signed(hs2, template, version)
+    answer = await _put(
+        hs2, hs1, f"/_matrix/federation/v1/send_join/{_q(room_id)}/{_q(event_id)}", event
+    )
+    assert isinstance(answer, list) and answer[0] == 200, answer
+    assert {"state", "auth_chain"} <= set(answer[1])
+    assert await _membership(alice, room_id, bob) == "join"
+
+    template, version = await _template(hs2, hs1, room_id, bob, "leave")
+    event_id, event = _signed(hs2, template, version)
+    answer = await _put(
+        hs2, hs1, f"/_matrix/federation/v1/send_leave/{_q(room_id)}/{_q(event_id)}", event
+    )
+    assert answer == [200, {}]
+    assert await _membership(alice, room_id, bob) == "leave"
+
+    # v1 invite: the body is the event; no room version (a room v1 here, as v1 was meant).
+    carol = await hs2.client("carol")
+    old_room = (await alice.room_create(room_version="1")).room_id
+    item, _state = await hs1.hs.events.prepare_event(
+        alice.user_id, old_room, "m.room.member", {"membership": "invite"}, carol.user_id
+    )
+    path = f"/_matrix/federation/v1/invite/{_q(old_room)}/{_q(item.event_id)}"
+    refused = await _put(hs1, hs2, path, ["not", "an", "event"])
+    assert (refused.status, refused.errcode) == (400, "M_BAD_JSON")
+    answer = await _put(hs1, hs2, path, item.event)
+    assert isinstance(answer, list) and answer[0] == 200, answer
+    assert set(answer[1]["event"]["signatures"]) == {hs1.server_name, hs2.server_name}
+    sync = await carol.sync(timeout=0)
+    assert old_room in sync.rooms.invite
+
+
+async def test_a_server_without_v2_is_joined_and_invited_through_v1(pair, monkeypatch):
+    """hs1 acts as an old server: its v2 membership endpoints answer 404 M_UNRECOGNIZED."""
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    room_id = await _public_room(alice, alias="old")
+    bob = await hs2.client("bob")
+    used: list[str] = []
+    for server in (hs1, hs2):
+        client = server.hs.federation.client
+        honest = client.put_json
+
+        async def old_server(destination, path, content, query=None, honest=honest):
+            kind = path.split("/")[4]
+            if path.startswith("/_matrix/federation/v2/") and destination == hs1.server_name:
+                raise FederationError(
+                    "unrecognised", 404, {"errcode": "M_UNRECOGNIZED", "error": "no v2"}
+                )
+            if path.startswith("/_matrix/federation/v1/") and kind in ("send_join", "invite"):
+                used.append(kind)
+            return await honest(destination, path, content, query)
+
+        monkeypatch.setattr(client, "put_json", old_server)
+
+    joined = await bob.join(f"#old:{hs1.server_name}")
+    assert isinstance(joined, JoinResponse), joined
+    assert await _membership(alice, room_id, bob.user_id) == "join"
+    # hs2 invites a user of hs1 into a room v1 (v1 invites carry no room version).
+    old_room = (await bob.room_create(room_version="1")).room_id
+    invited = await bob.room_invite(old_room, alice.user_id)
+    assert not hasattr(invited, "status_code"), invited
+    sync = await alice.sync(timeout=0)
+    assert old_room in sync.rooms.invite
+    assert used == ["send_join", "invite"]
+
+
+async def test_send_join_with_non_canonical_json_is_bad_json(pair):
+    # From room version 6 a float (or an integer out of range) makes an event invalid:
+    # M_BAD_JSON, as Synapse answers, and nothing is stored.
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    room_id = await _public_room(alice)
+    before = await hs1.hs.event_store.current_state_ids(room_id)
+    template, version = await _template(hs2, hs1, room_id, f"@bob:{hs2.server_name}")
+    event_id, event = _signed(hs2, template, version, bad_val=1.1)
+    refused = await _put(
+        hs2, hs1, f"/_matrix/federation/v2/send_join/{_q(room_id)}/{_q(event_id)}", event
+    )
+    assert (refused.status, refused.errcode) == (400, "M_BAD_JSON")
+    await _room_unchanged(hs1, room_id, before)
+
+
+async def test_an_invite_answer_that_is_not_canonical_json_is_bad_json(make_server, ca):
+    """SyTest 35room-invite "Outbound federation rejects invite response which include
+    invalid JSON for room version 6": the invitee's server answers the event with a float
+    added; the inviter's client gets 400 M_BAD_JSON (as from Synapse), nothing is stored."""
+
+    async def invite(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"event": {**body["event"], "bad_val": 1.1}})
+
+    app = web.Application()
+    app.router.add_put("/_matrix/federation/v2/invite/{room_id}/{event_id}", invite)
+    runner, remote = await start_fake_federation_server(ca, "floaty.test.local", app)
+    try:
+        hs1 = await server_admitting(make_server, ca, "hs1.test.local", ["floaty.test.local"])
+        alice = await hs1.client("alice")
+        room_id = (await alice.room_create(room_version="6")).room_id
+        status, body = await hs1.request(
+            "POST",
+            f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
+            token=alice.access_token,
+            json={"user_id": f"@bob:{remote}"},
+        )
+        assert (status, body["errcode"]) == (400, "M_BAD_JSON")
+        state = await hs1.hs.event_store.current_state_ids(room_id)
+        assert ("m.room.member", f"@bob:{remote}") not in state
+    finally:
+        await runner.cleanup()

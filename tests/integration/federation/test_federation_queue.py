@@ -9,7 +9,7 @@ import time
 import pytest
 from nio import RoomCreateResponse, RoomSendResponse, ToDeviceMessage, ToDeviceResponse
 
-from tests.federation_ca import start_federating_server
+from tests.federation_ca import FEDERATED_PRESENCE, start_federating_server
 from tests.integration.federation.helpers import (
     RecordingInbound,
     eventually,
@@ -23,14 +23,16 @@ from tests.integration.federation.helpers import (
 
 async def start_hs1(make_server, ca, **kw):
     return await start_federating_server(
-        make_server, ca, "hs1.test.local", ["hs2.test.local"], **kw
+        make_server, ca, "hs1.test.local", ["hs2.test.local"], config=FEDERATED_PRESENCE, **kw
     )
 
 
 @pytest.fixture
 async def pair(make_server, ca):
     hs1 = await start_hs1(make_server, ca)
-    hs2 = await start_federating_server(make_server, ca, "hs2.test.local", ["hs1.test.local"])
+    hs2 = await start_federating_server(
+        make_server, ca, "hs2.test.local", ["hs1.test.local"], config=FEDERATED_PRESENCE
+    )
     return hs1, hs2
 
 

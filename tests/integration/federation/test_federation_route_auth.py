@@ -29,6 +29,8 @@ PUBLIC = {
     ("GET", "/_matrix/key/v2/server"),
     ("POST", "/_matrix/key/v2/query"),
     ("GET", "/_matrix/key/v2/query/{server_name}"),
+    ("GET", "/_matrix/key/v2/server/{key_id}"),
+    ("GET", "/_matrix/key/v2/query/{server_name}/{key_id}"),
     # version.yaml
     ("GET", "/_matrix/federation/v1/version"),
     # wellknown.yaml: discovery, before a request can be addressed to us.
@@ -106,3 +108,15 @@ async def test_every_route_but_the_public_ones_refuses_unsigned_requests(make_se
             if not public and not refused:
                 wrong_answers.append((label, method, template, status, body))
     assert not wrong_answers, wrong_answers
+
+
+async def test_an_origin_that_is_no_server_name_is_a_bad_request(make_server, ca):
+    """SyTest 50federation/02server-names: "localhost:http" (a non-numeric port) is
+    refused as malformed (400), not judged by the allow-list as a server (403)."""
+    hs1 = await start_federating_server(make_server, ca, "hs1.test.local", ["hs2.test.local"])
+    path = "/_matrix/federation/v1/query/profile?user_id=%40a%3Ahs1.test.local"
+    header = authorization_header(
+        generate_signing_key("1"), "localhost:http", hs1.server_name, "GET", path
+    )
+    status, body = await send(hs1, ca, "GET", path, {"Authorization": header})
+    assert (status, body.get("errcode")) == (400, "M_UNAUTHORIZED")

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 from nio import RoomCreateResponse, SyncResponse
 
-from tests.federation_ca import start_federating_server
+from tests.federation_ca import FEDERATED_PRESENCE, start_federating_server
 from tests.integration.federation.helpers import (
     RecordingInbound,
     new_txn_id,
@@ -22,8 +22,12 @@ SEND = "/_matrix/federation/v1/send/"
 @pytest.fixture
 async def trio(make_server, ca):
     """hs1 and hs2 admit each other; hs3 is admitted by neither."""
-    hs1 = await start_federating_server(make_server, ca, "hs1.test.local", ["hs2.test.local"])
-    hs2 = await start_federating_server(make_server, ca, "hs2.test.local", ["hs1.test.local"])
+    hs1 = await start_federating_server(
+        make_server, ca, "hs1.test.local", ["hs2.test.local"], config=FEDERATED_PRESENCE
+    )
+    hs2 = await start_federating_server(
+        make_server, ca, "hs2.test.local", ["hs1.test.local"], config=FEDERATED_PRESENCE
+    )
     hs3 = await start_federating_server(make_server, ca, "hs3.test.local", ["*.test.local"])
     return hs1, hs2, hs3
 

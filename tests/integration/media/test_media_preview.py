@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections import Counter
 from urllib.parse import quote
@@ -12,6 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 from nio import DownloadError, MemoryDownloadResponse
 
+from tests.federation_ca import TestCA
 from tests.integration.media.helpers import png_bytes, split_mxc, stored_files, wait_for
 from tests.schema import assert_matches_schema
 
@@ -144,7 +146,7 @@ async def test_preview_image_is_stored_as_server_media(make_server):
     )
     assert owner == server.server_name
     # The server's own files are nobody's usage.
-    await server.db.execute("UPDATE users SET is_admin = TRUE WHERE user_id = $1", client.user_id)
+    await server.make_admin(client.user_id)
     status, usage = await server.request(
         "GET", "/_synapse/admin/v1/statistics/users/media", token=client.access_token
     )
@@ -240,3 +242,33 @@ async def test_a_url_that_is_not_html_previews_as_its_type(make_server):
         url = site.url("/notes.txt")
         body = await _preview(server, client, url)
     assert body == {"og:url": url, "og:type": "text/plain"}
+
+
+async def test_https_site_verified_against_configured_ca(make_server, tmp_path):
+    """An intranet site behind a private CA's certificate: previewed when the operator
+    names that CA (media.url_preview_ca_bundle), refused without it."""
+
+    ca = TestCA(tmp_path / "ca", "Intranet CA")
+    cert, key = ca.issue("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    app = web.Application()
+    app.router.add_get("/page", lambda r: web.Response(body=PAGE, content_type="text/html"))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"https://127.0.0.1:{port}/page"
+    try:
+        server, client = await _previewer(make_server, url_preview_ca_bundle=str(ca.ca_path))
+        body = await _preview(server, client, url)
+        assert body["og:title"] == "Sovereign news"
+
+        untrusting, other = await _previewer(make_server)
+        status, body = await untrusting.request(
+            "GET", f"{PREVIEW}?url={quote(url, safe='')}", token=other.access_token
+        )
+        assert status == 502 and body["errcode"] == "M_UNKNOWN", body
+    finally:
+        await runner.cleanup()

@@ -269,9 +269,7 @@ async def test_concurrent_requests_for_one_remote_file_fetch_it_once(net):
 
 async def test_quarantined_remote_media_is_never_fetched(net):
     net.origin.handlers[_federation_path()] = _location_answer(f"{net.cdn_base}/file")
-    await net.server.db.execute(
-        "UPDATE users SET is_admin = TRUE WHERE user_id = $1", net.client.user_id
-    )
+    await net.server.make_admin(net.client.user_id)
     status, _ = await net.server.request(
         "POST",
         f"/_synapse/admin/v1/media/quarantine/{net.origin_name}/{MEDIA_ID}",
@@ -300,9 +298,7 @@ async def test_admin_purges_the_remote_media_cache(net):
         net.origin.handlers[_federation_path(media_id)] = serve(payload)
         down = await net.client.download(f"mxc://{net.origin_name}/{media_id}")
         assert down.body == payload
-    await net.server.db.execute(
-        "UPDATE users SET is_admin = TRUE WHERE user_id = $1", net.client.user_id
-    )
+    await net.server.make_admin(net.client.user_id)
     token = net.client.access_token
     status, _ = await net.server.request(
         "POST",

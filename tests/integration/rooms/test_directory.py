@@ -257,3 +257,87 @@ async def test_user_directory_search(server):
         "POST", f"{V3}/user_directory/search", token=alice.access_token, json={}
     )
     assert status == 400 and body["errcode"] == "M_MISSING_PARAM"
+
+
+async def _found(server, searcher, term: str) -> list[str]:
+    status, body = await server.request(
+        "POST",
+        f"{V3}/user_directory/search",
+        token=searcher.access_token,
+        json={"search_term": term},
+    )
+    assert status == 200, body
+    return [r["user_id"] for r in body["results"]]
+
+
+async def _set_state(server, client, room_id: str, event_type: str, content: dict) -> None:
+    status, body = await server.request(
+        "PUT",
+        f"{V3}/rooms/{room_id}/state/{event_type}/",
+        token=client.access_token,
+        json=content,
+    )
+    assert status == 200, body
+
+
+async def test_user_directory_follows_room_publicness(server):
+    """A private room's members are found only by those sharing it (not by themselves);
+    a public join rule or world-readable history makes them findable by everyone, and
+    going back hides them again."""
+    alice = await server.client("alice")
+    erin = await server.client("erin")
+    stranger = await server.client("stranger")
+    await erin.set_displayname("Erin Unique")
+    room_id = await _room(alice, invite=[erin.user_id])
+    assert isinstance(await erin.join(room_id), JoinResponse)
+
+    assert await _found(server, alice, "unique") == [erin.user_id]
+    assert await _found(server, erin, "unique") == []
+    assert await _found(server, stranger, "unique") == []
+
+    for event_type, public, private in (
+        ("m.room.join_rules", {"join_rule": "public"}, {"join_rule": "invite"}),
+        (
+            "m.room.history_visibility",
+            {"history_visibility": "world_readable"},
+            {"history_visibility": "shared"},
+        ),
+    ):
+        await _set_state(server, alice, room_id, event_type, public)
+        assert await _found(server, stranger, "unique") == [erin.user_id]
+        assert await _found(server, erin, "unique") == [erin.user_id]
+        await _set_state(server, alice, room_id, event_type, private)
+        assert await _found(server, stranger, "unique") == []
+
+
+async def test_canonical_alias_must_name_the_rooms_aliases(server):
+    alice = await server.client()
+    token = alice.access_token
+    room_id = (await alice.room_create(alias="canon")).room_id
+    other_room = (await alice.room_create(alias="elsewhere")).room_id
+    assert other_room != room_id
+    good = f"#canon:{server.server_name}"
+    path = f"/_matrix/client/v3/rooms/{room_id}/state/m.room.canonical_alias"
+    status, _ = await server.request(
+        "PUT", path, token=token, json={"alias": good, "alt_aliases": [good]}
+    )
+    assert status == 200
+    cases = [
+        ({"alias": f"#missing:{server.server_name}"}, "M_BAD_ALIAS"),
+        ({"alias": good, "alt_aliases": [f"#elsewhere:{server.server_name}"]}, "M_BAD_ALIAS"),
+        ({"alias": good, "alt_aliases": [f"%canon:{server.server_name}"]}, "M_INVALID_PARAM"),
+        ({"alias": "not an alias"}, "M_INVALID_PARAM"),
+    ]
+    for content, errcode in cases:
+        status, body = await server.request("PUT", path, token=token, json=content)
+        assert status == 400 and body["errcode"] == errcode, content
+    ev = await server.hs.events.current_state_event(room_id, "m.room.canonical_alias")
+    assert ev.content == {"alias": good, "alt_aliases": [good]}
+
+    # Deleting the alias takes it out of the event.
+    status, _ = await server.request(
+        "DELETE", f"/_matrix/client/v3/directory/room/{quote(good)}", token=token
+    )
+    assert status == 200
+    ev = await server.hs.events.current_state_event(room_id, "m.room.canonical_alias")
+    assert "alias" not in ev.content and ev.content.get("alt_aliases") == []

@@ -117,3 +117,42 @@ async def test_push_rules_drive_unread_counts(server):
     sync = await bob.sync(timeout=0, full_state=True)
     counts = sync.rooms.join[room_id].unread_notifications
     assert (counts.notification_count, counts.highlight_count) == (1, 1)
+
+
+async def test_a_receipt_never_moves_back(server):
+    """A receipt for an earlier event than the user's is ignored, as Synapse does (SyTest
+    30rooms/21receipts "Read receipts are visible to /initialSync": "monotonically
+    ratcheted"); other members are not told of it either."""
+    alice, bob, room_id = await _pair(server)
+    first = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "1"})
+    later = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "2"})
+    assert isinstance(
+        await bob.update_receipt_marker(room_id, later.event_id), UpdateReceiptMarkerResponse
+    )
+    await alice.sync(timeout=0)
+    assert isinstance(
+        await bob.update_receipt_marker(room_id, first.event_id), UpdateReceiptMarkerResponse
+    )
+    sync = await alice.sync(timeout=0, since=alice.next_batch)
+    assert room_id not in sync.rooms.join or not [
+        e for e in sync.rooms.join[room_id].ephemeral if isinstance(e, ReceiptEvent)
+    ]
+    stored = await server.db.fetchval(
+        "SELECT event_id FROM receipts WHERE user_id = $1 AND receipt_type = 'm.read'",
+        bob.user_id,
+    )
+    assert stored == later.event_id
+
+
+async def test_an_initial_sync_says_a_typer_stopped(server):
+    """Once anyone typed in a room, an initial sync carries its typers, even none."""
+    alice, bob, room_id = await _pair(server)
+    fresh = await server.login("bob")
+    sync = await fresh.sync(timeout=0)
+    assert not [e for e in sync.rooms.join[room_id].ephemeral if isinstance(e, TypingNoticeEvent)]
+    await alice.room_typing(room_id, True, timeout=10_000)
+    await alice.room_typing(room_id, False)
+    fresh = await server.login("bob")
+    sync = await fresh.sync(timeout=0)
+    typing = [e for e in sync.rooms.join[room_id].ephemeral if isinstance(e, TypingNoticeEvent)]
+    assert [e.users for e in typing] == [[]]

@@ -136,6 +136,30 @@ async def test_default_rules_enable_and_actions(server):
     assert rules["override"][0]["enabled"] is False
 
 
+async def test_legacy_actions_are_kept_as_set(server):
+    """ "dont_notify" is ignored when evaluating, but a client reads back what it set."""
+    client = await server.client()
+    base = f"{V3}/pushrules/global"
+    status, body = await server.request(
+        "PUT",
+        f"{base}/underride/.m.rule.message/actions",
+        json={"actions": ["dont_notify"]},
+        token=client.access_token,
+    )
+    assert status == 200, body
+    status, body = await server.request(
+        "PUT",
+        f"{base}/sender/@bob:test.local",
+        json={"actions": ["dont_notify"]},
+        token=client.access_token,
+    )
+    assert status == 200, body
+    rules = await _global(server, client)
+    message = next(r for r in rules["underride"] if r["rule_id"] == ".m.rule.message")
+    assert message["actions"] == ["dont_notify"]
+    assert rules["sender"][0]["actions"] == ["dont_notify"]
+
+
 async def test_push_rules_change_is_published_as_account_data(server):
     client = await server.client()
     await client.set_pushrule("global", PushRuleKind.content, "cake", actions=[], pattern="cake")
@@ -248,3 +272,44 @@ async def test_pushkey_moves_between_users_unless_append(server):
     for client in (alice, bob):
         _, body = await server.request("GET", f"{V3}/pushers", token=client.access_token)
         assert len(body["pushers"]) == 1
+
+
+async def test_rule_paths_lists_and_incomplete_forms(server):
+    """Listing one kind; paths that stop short of a rule or name an unknown scope, kind or
+    attribute: 400 (not 404) and nothing stored; a room rule named by an alias is kept."""
+    client = await server.client()
+    token = client.access_token
+    status, body = await server.request("GET", f"{V3}/pushrules/global/override/", token=token)
+    assert status == 200 and any(r["rule_id"] == ".m.rule.master" for r in body)
+    status, _ = await server.request(
+        "PUT",
+        f"{V3}/pushrules/global/room/%23spam:example.com",
+        token=token,
+        json={"actions": ["notify"]},
+    )
+    assert status == 200
+    status, body = await server.request("GET", f"{V3}/pushrules/global/room/", token=token)
+    assert [r["rule_id"] for r in body] == ["#spam:example.com"]
+    before = await server.db.fetchval("SELECT count(*) FROM push_rules")
+    bad = [
+        ("PUT", "/pushrules/"),
+        ("GET", "/pushrules/global"),
+        ("PUT", "/pushrules/global"),
+        ("GET", "/pushrules/global/room"),
+        ("PUT", "/pushrules/global/room"),
+        ("PUT", "/pushrules/global/room/"),
+        ("GET", "/pushrules/not_a_scope/"),
+        ("GET", "/pushrules/global/not_a_template/"),
+        ("GET", "/pushrules/global/override/.m.rule.master/not_an_attr"),
+        ("PUT", "/pushrules/global/override/.m.rule.master/not_an_attr"),
+    ]
+    for method, path in bad:
+        status, body = await server.request(
+            method, f"{V3}{path}", token=token, json={"actions": ["notify"]}
+        )
+        assert status == 400 and body["errcode"] in ("M_INVALID_PARAM", "M_UNRECOGNIZED"), (
+            method,
+            path,
+            body,
+        )
+    assert await server.db.fetchval("SELECT count(*) FROM push_rules") == before

@@ -74,6 +74,30 @@ async def test_pagination_over_150_messages(server):
     assert seen == [f"m{i}" for i in range(150)]
 
 
+async def test_prev_batch_of_a_whole_room_in_an_initial_sync_pages_back_over_it(server):
+    """An initial sync whose timeline holds the room's whole history: its prev_batch is
+    the sync's position (as Synapse), so /messages pages back over the same events, then
+    comes back empty without `end` (SyTest 10apidoc/34room-messages)."""
+    alice = await server.client("alice")
+    room_id = (await alice.room_create(name="Small")).room_id
+    sent = await _send_text(alice, room_id, "hello")
+    sync = await alice.sync(timeout=0)
+    timeline = sync.rooms.join[room_id].timeline
+    assert not timeline.limited and timeline.events[0].source["type"] == "m.room.create"
+    page = await alice.room_messages(room_id, timeline.prev_batch, limit=50)
+    assert isinstance(page, RoomMessagesResponse), page
+    assert [e.event_id for e in reversed(page.chunk)] == [e.event_id for e in timeline.events]
+    assert page.chunk[0].event_id == sent and page.end
+    last = await alice.room_messages(room_id, page.end, limit=50)
+    assert isinstance(last, RoomMessagesResponse) and last.chunk == [] and last.end is None
+    # An incremental sync's prev_batch still points before its first event.
+    again = await alice.sync(timeout=0, since=sync.next_batch)
+    await _send_text(alice, room_id, "more")
+    later = await alice.sync(timeout=0, since=again.next_batch)
+    newer = await alice.room_messages(room_id, later.rooms.join[room_id].timeline.prev_batch)
+    assert isinstance(newer, RoomMessagesResponse) and newer.chunk[0].event_id == sent
+
+
 async def test_concurrent_senders_every_event_once_in_order(server):
     senders = [await server.client(f"sender{i}") for i in range(6)]
     receivers = [await server.client(f"receiver{i}") for i in range(3)]

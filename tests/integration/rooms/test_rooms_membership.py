@@ -74,6 +74,23 @@ async def test_leave_kick_ban_unban(server):
     assert room_id not in sync.rooms.leave
 
 
+async def test_a_banned_user_no_longer_reads_the_room_state(server):
+    """A former member reads the state as it was when they left; a banned one reads
+    nothing (as Synapse; SyTest 30rooms/07ban "Remote banned user is kicked")."""
+    alice, bob, carol, room_id = await _three_in_room(server)
+    assert isinstance(await bob.room_leave(room_id), RoomLeaveResponse)
+    assert isinstance(await alice.room_ban(room_id, carol.user_id, "spam"), RoomBanResponse)
+    await alice.room_put_state(room_id, "m.room.topic", {"topic": "after they went"})
+    resp = await bob.room_get_state_event(room_id, "m.room.member", bob.user_id)
+    assert isinstance(resp, RoomGetStateEventResponse), resp
+    assert resp.content["membership"] == "leave"
+    for path in (f"state/m.room.member/{carol.user_id}", "state", "members"):
+        status, body = await server.request(
+            "GET", f"/_matrix/client/v3/rooms/{room_id}/{path}", token=carol.access_token
+        )
+        assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), path
+
+
 async def test_state_events_and_power(server):
     alice, bob, _carol, room_id = await _three_in_room(server)
     resp = await alice.room_put_state(room_id, "m.room.topic", {"topic": "Budget 2027"})
@@ -114,6 +131,8 @@ async def test_redaction_removes_content(server):
     assert isinstance(ctx, RoomContextResponse)
     assert ctx.event.source["content"] == {}
     assert ctx.event.source["unsigned"]["redacted_because"]["event_id"] == redacted.event_id
+    # Synapse's `redacted_by` too, which SyTest and some clients read.
+    assert ctx.event.source["unsigned"]["redacted_by"] == redacted.event_id
     # The whole redaction event, as the spec has it: nio reads who redacted and why from it.
     assert isinstance(ctx.event, RedactedEvent), ctx.event
     assert (ctx.event.redacter, ctx.event.reason) == (alice.user_id, "leak")
@@ -121,6 +140,24 @@ async def test_redaction_removes_content(server):
     events = sync.rooms.join[room_id].timeline.events
     assert any(isinstance(e, RedactionEvent) and e.redacts == sent.event_id for e in events)
     assert not any(isinstance(e, RoomMessageText) and e.body == "secret plan" for e in events)
+
+
+async def test_a_user_without_the_redact_level_redacts_own_event_in_a_v1_room(server):
+    """v1/v2 auth rules let such a redaction through when its event ID's domain is the
+    redacted event's: the ID must be known when the rules are checked (SyTest
+    32room-versions "Can receive redactions from regular users ... version 1")."""
+    alice = await server.client("alice")
+    bob = await server.client("bob")
+    for version in ("1", "2"):
+        room_id = (await alice.room_create(room_version=version, invite=[bob.user_id])).room_id
+        assert isinstance(await bob.join(room_id), JoinResponse)
+        sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "x"})
+        redacted = await bob.room_redact(room_id, sent.event_id)
+        assert isinstance(redacted, RoomRedactResponse), redacted
+        assert redacted.event_id.endswith(f":{server.server_name}")
+        ctx = await alice.room_context(room_id, sent.event_id, limit=1)
+        assert isinstance(ctx, RoomContextResponse)
+        assert ctx.event.source["unsigned"]["redacted_by"] == redacted.event_id
 
 
 async def test_txn_id_makes_sends_idempotent(server):

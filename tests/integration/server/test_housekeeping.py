@@ -135,6 +135,39 @@ async def test_prune_to_device_txns_keeps_the_idempotency_window(make_server):
     assert sorted(e.source["content"]["n"] for e in resp.to_device_events) == ["new", "old"]
 
 
+async def test_prune_event_txns_keeps_a_day_and_goes_with_the_device(make_server):
+    server = await make_server(housekeeping=QUIET)
+    assert server.hs.config.housekeeping.event_txn_retention_s == 86_400
+    alice = await server.client()
+    room = await alice.room_create()
+    assert isinstance(room, RoomCreateResponse), room
+    sent = {}
+    for txn in ("old", "new"):
+        content = {"msgtype": "m.text", "body": txn}
+        resp = await alice.room_send(room.room_id, "m.room.message", content, tx_id=txn)
+        assert isinstance(resp, RoomSendResponse), resp
+        sent[txn] = resp.event_id
+    # "old" was used a day and a minute ago, "new" just now.
+    await server.db.execute(
+        "UPDATE event_txns SET created_ts = created_ts - $1 WHERE txn_id = 'old'", DAY_MS + 60_000
+    )
+    at = now_ms() + 1000
+    assert await server.hs.housekeeping.runner.run_task("event_txns", at) == 1
+    rows = await server.db.fetch("SELECT txn_id, event_id FROM event_txns")
+    assert [(r["txn_id"], r["event_id"]) for r in rows] == [("new", sent["new"])]
+    assert await server.hs.housekeeping.store.last_run("event_txns") == at
+    # Inside the window a retry is still the same event; past it, a new one.
+    for txn in ("new", "old"):
+        content = {"msgtype": "m.text", "body": txn}
+        resp = await alice.room_send(room.room_id, "m.room.message", content, tx_id=txn)
+        assert isinstance(resp, RoomSendResponse), resp
+        assert (resp.event_id == sent[txn]) == (txn == "new")
+    # The device's logout takes its transaction IDs with it.
+    assert await server.db.fetchval("SELECT count(*) FROM event_txns") == 2
+    await alice.logout()
+    assert await server.db.fetchval("SELECT count(*) FROM event_txns") == 0
+
+
 async def _e2e_login(server, tmp_path, localpart: str) -> AsyncClient:
     """A new device of an existing user, with its keys uploaded (a device-list change)."""
     store = tmp_path / f"store-{uuid.uuid4().hex[:8]}"
@@ -443,3 +476,26 @@ async def test_deactivate_with_erase_redacts_the_users_messages(make_server):
         )
         is None
     )
+
+
+async def test_deactivate_with_erase_starts_the_erasure_at_once(make_server):
+    """The erasure task runs right after the deactivation, not at its next period (an
+    hour here): SyTest 32room-getevent fetches the event over federation a moment later
+    and expects it redacted."""
+    server = await make_server(housekeeping={"erasure_interval_s": 3600, "tick_s": 3600})
+    alice, bob = await server.client(), await server.client()
+    room_id = await _shared_room(alice, bob)
+    resp = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "x"})
+    assert isinstance(resp, RoomSendResponse), resp
+    await _deactivate(server, alice, erase=True)
+
+    async def erased() -> bool:
+        return not await server.db.fetchval("SELECT count(*) FROM user_erasures")
+
+    for _ in range(400):  # bounded; the pass condition is the state, not the time
+        if await erased():
+            break
+        await asyncio.sleep(0.05)
+    assert await erased()
+    stored = await server.hs.event_store.get_event(resp.event_id)
+    assert stored.content == {}

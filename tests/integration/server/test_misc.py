@@ -50,6 +50,22 @@ async def test_versions_lists_stable_versions(server):
     assert isinstance(body["unstable_features"], dict)
 
 
+async def test_versions_leads_element_to_cross_signing_set_up(server):
+    # Element's postLoginSetup() offers cross-signing only when /versions names this
+    # feature; its next request is the UIA probe of device_signing/upload, which must
+    # answer 401 with flows (the rest of the flow: test_e2ee_backup_signing.py).
+    status, body = await server.request("GET", "/_matrix/client/versions")
+    assert status == 200 and body["unstable_features"]["org.matrix.e2e_cross_signing"] is True
+    client = await server.client()
+    status, body = await server.request(
+        "POST",
+        "/_matrix/client/unstable/keys/device_signing/upload",
+        token=client.access_token,
+        json={},
+    )
+    assert status == 401 and body["flows"] and body["session"]
+
+
 async def test_turn_server_not_configured_is_404(server):
     client = await server.client()
     status, body = await server.request(

@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from tests.integration.server.test_hostile_nul import BACKUP_ALGORITHM, make_context
+from tests.hostile_sweep import make_context
 
 BOGUS = "org.example.bogus"
 REFUSED = {"M_INVALID_PARAM", "M_BAD_JSON"}
@@ -19,42 +19,6 @@ async def _refused(server, method: str, path: str, token: str, json=None) -> str
     status, body = await server.request(method, "/_matrix/client/v3" + path, token=token, json=json)
     assert status == 400 and body.get("errcode") in REFUSED, (method, path, status, body)
     return body["errcode"]
-
-
-async def test_room_keys_version_algorithm(server):
-    ctx = await make_context(server)  # holds one version, of the spec's algorithm
-    auth_data = {"public_key": "abc"}
-    errcode = await _refused(
-        server,
-        "POST",
-        "/room_keys/version",
-        ctx.token,
-        json={"algorithm": BOGUS, "auth_data": auth_data},
-    )
-    assert errcode == "M_INVALID_PARAM"
-    status, current = await server.request(
-        "GET", "/_matrix/client/v3/room_keys/version", token=ctx.token
-    )
-    assert (status, current["version"], current["algorithm"]) == (
-        200,
-        ctx.backup_version,
-        BACKUP_ALGORITHM,
-    )
-    errcode = await _refused(
-        server,
-        "PUT",
-        f"/room_keys/version/{ctx.backup_version}",
-        ctx.token,
-        json={"algorithm": BOGUS, "auth_data": auth_data, "version": ctx.backup_version},
-    )
-    assert errcode == "M_INVALID_PARAM"
-    status, created = await server.request(
-        "POST",
-        "/_matrix/client/v3/room_keys/version",
-        token=ctx.token,
-        json={"algorithm": BACKUP_ALGORITHM, "auth_data": auth_data},
-    )
-    assert status == 200 and created["version"] != ctx.backup_version
 
 
 async def test_create_room_visibility_and_preset(server):

@@ -87,4 +87,6 @@ async def register_with_shared_secret(request: web.Request) -> web.Response:
         displayname=displayname,
         ip=request.remote,
     )
+    # The shared secret stands for an admin here: the audit row names it as the actor.
+    await hs.admin.store.audit("(shared secret)", "register", user_id, {"admin": admin})
     return json_response(response)

@@ -1,0 +1,162 @@
+"""Sliding sync connections (MSC4186): per (user, device, conn_id), the positions handed
+out as `pos` and what each position's response had sent of each room. In PostgreSQL, so
+a connection survives a restart and any process can serve its next request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from storage.database import Database
+
+
+@dataclass
+class SentRoom:
+    sent_upto: int
+    membership: str
+    config: str
+
+
+@dataclass
+class Position:
+    connection_id: int
+    pos: int
+    tokens: str
+    lists: str
+    rooms: dict[str, SentRoom]
+
+
+class UnknownPosition(Exception):
+    """The position is not (or no longer) one of this connection's."""
+
+
+class SlidingSyncStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def resume(
+        self, user_id: str, device_id: str, conn_id: str, pos: int, now_ms: int, min_used_ts: int
+    ) -> Position | None:
+        """Position `pos` of the connection with what it had sent, or None when the
+        connection does not know it (or has not been used since `min_used_ts`).
+
+        Using `pos` acknowledges it: the positions before it are obsolete, and those after
+        it are answers the client did not take (a retry, or a long-poll it abandoned when
+        it changed its request), whose rooms must not count as sent. Both go now, before
+        this request is answered, so an abandoned long-poll that finishes later finds its
+        position gone and records nothing."""
+        async with self.db.transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT p.connection_id, p.tokens, p.lists FROM sliding_sync_positions p"
+                " JOIN sliding_sync_connections c ON c.id = p.connection_id"
+                " WHERE p.pos = $1 AND c.user_id = $2 AND c.device_id = $3 AND c.conn_id = $4"
+                " AND c.last_used_ts >= $5 FOR UPDATE OF c",
+                pos,
+                user_id,
+                device_id,
+                conn_id,
+                min_used_ts,
+            )
+            if row is None:
+                return None
+            connection_id = row["connection_id"]
+            await conn.execute(
+                "UPDATE sliding_sync_connections SET last_used_ts = $2 WHERE id = $1",
+                connection_id,
+                now_ms,
+            )
+            await conn.execute(
+                "DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND pos <> $2",
+                connection_id,
+                pos,
+            )
+            # Rows of answers not taken, and rows superseded by a newer one at or below pos.
+            await conn.execute(
+                "DELETE FROM sliding_sync_rooms r WHERE connection_id = $1 AND (pos > $2"
+                " OR EXISTS (SELECT 1 FROM sliding_sync_rooms n"
+                "   WHERE n.connection_id = r.connection_id AND n.room_id = r.room_id"
+                "   AND n.pos > r.pos AND n.pos <= $2))",
+                connection_id,
+                pos,
+            )
+            rooms = await conn.fetch(
+                "SELECT room_id, sent_upto, membership, config FROM sliding_sync_rooms"
+                " WHERE connection_id = $1",
+                connection_id,
+            )
+        return Position(
+            connection_id=connection_id,
+            pos=pos,
+            tokens=row["tokens"],
+            lists=row["lists"],
+            rooms={
+                r["room_id"]: SentRoom(r["sent_upto"], r["membership"], r["config"]) for r in rooms
+            },
+        )
+
+    async def record(
+        self,
+        user_id: str,
+        device_id: str,
+        conn_id: str,
+        previous: Position | None,
+        tokens: str,
+        lists: str,
+        sent: Iterable[tuple[str, int, str, str]],
+        now_ms: int,
+        expired_before: int,
+    ) -> int:
+        """Stores the position of a response built from `previous` (None: a new connection,
+        replacing one of the same conn_id) with the rooms it sent as (room_id, sent_upto,
+        membership, config); returns the new pos. Raises UnknownPosition when `previous`
+        was dropped meanwhile (a request with a later or the same pos acknowledged it):
+        then this answer is one the client has moved past."""
+        async with self.db.transaction() as conn:
+            if previous is None:
+                # The one it replaces, and the user's connections nobody used for the
+                # lifetime (their pos is refused already): a new connection is when a
+                # client (re)starts, so stale ones never outgrow a user's devices.
+                await conn.execute(
+                    "DELETE FROM sliding_sync_connections WHERE user_id = $1"
+                    " AND ((device_id = $2 AND conn_id = $3) OR last_used_ts < $4)",
+                    user_id,
+                    device_id,
+                    conn_id,
+                    expired_before,
+                )
+                connection_id = await conn.fetchval(
+                    "INSERT INTO sliding_sync_connections (user_id, device_id, conn_id,"
+                    " created_ts, last_used_ts) VALUES ($1, $2, $3, $4, $4)"
+                    " ON CONFLICT (user_id, device_id, conn_id) DO UPDATE SET"
+                    " created_ts = EXCLUDED.created_ts, last_used_ts = EXCLUDED.last_used_ts"
+                    " RETURNING id",
+                    user_id,
+                    device_id,
+                    conn_id,
+                    now_ms,
+                )
+            else:
+                connection_id = previous.connection_id
+                # The lock orders concurrent requests on one connection.
+                found = await conn.fetchval(
+                    "SELECT 1 FROM sliding_sync_connections WHERE id = $1 FOR UPDATE",
+                    connection_id,
+                )
+                if found is None or not await conn.fetchval(
+                    "SELECT 1 FROM sliding_sync_positions WHERE pos = $1", previous.pos
+                ):
+                    raise UnknownPosition
+            pos = await conn.fetchval(
+                "INSERT INTO sliding_sync_positions (connection_id, tokens, lists, created_ts)"
+                " VALUES ($1, $2, $3, $4) RETURNING pos",
+                connection_id,
+                tokens,
+                lists,
+                now_ms,
+            )
+            await conn.executemany(
+                "INSERT INTO sliding_sync_rooms (connection_id, room_id, pos, sent_upto,"
+                " membership, config) VALUES ($1, $2, $3, $4, $5, $6)",
+                [(connection_id, r, pos, upto, m, c) for r, upto, m, c in sent],
+            )
+        return pos

@@ -1,0 +1,319 @@
+"""Issue 16 item 1: per-process caches follow changes made through another process.
+
+Two `homeserver run` processes (A and B) share one database. Each caches access tokens'
+sessions, devices' one-time key counts, push rules and unread counts in its own memory;
+a change made through B (logout, device deletion, password change, deactivation, an
+admin lock, key upload and claim, a push rule, a read receipt) must be what A answers
+right after. Each check first makes A cache the old answer (and the metrics show A
+answered from its cache), so a cache that missed an invalidation would fail it.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest_asyncio
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    DeleteDevicesResponse,
+    KeysClaimResponse,
+    KeysUploadResponse,
+    LoginResponse,
+    LogoutResponse,
+    PushRuleKind,
+    RegisterResponse,
+    RoomSendResponse,
+    SyncResponse,
+    WhoamiError,
+    WhoamiResponse,
+)
+
+from tests.processes import free_port, generate_config, homeserver, run_to_end, wait_ready
+
+PASSWORD = "correct horse battery staple"
+SERVER = "cli.test"
+
+
+class Process:
+    def __init__(self, url: str, metrics_url: str, config: Path, proc):
+        self.url = url
+        self.metrics_url = metrics_url
+        self.config = config
+        self.proc = proc
+        self.clients: list[AsyncClient] = []
+
+    def client(self, localpart: str, *, encryption: bool = False, store: Path | None = None):
+        config = AsyncClientConfig(encryption_enabled=encryption, store_sync_tokens=False)
+        client = AsyncClient(
+            self.url, f"@{localpart}:{SERVER}", config=config, store_path=str(store or "")
+        )
+        self.clients.append(client)
+        return client
+
+    async def register(self, localpart: str, **kw) -> AsyncClient:
+        client = self.client(localpart, **kw)
+        assert isinstance(await client.register(localpart, PASSWORD), RegisterResponse)
+        return client
+
+    async def login(self, localpart: str, **kw) -> AsyncClient:
+        client = self.client(localpart, **kw)
+        assert isinstance(await client.login(PASSWORD), LoginResponse)
+        return client
+
+    def session_of(self, other: AsyncClient) -> AsyncClient:
+        """A client on this process using another client's access token."""
+        client = self.client(other.user_id.split(":")[0][1:])
+        client.restore_login(other.user_id, other.device_id, other.access_token)
+        return client
+
+    async def cache_hits(self, cache: str) -> float:
+        async with aiohttp.ClientSession() as http, http.get(self.metrics_url) as resp:
+            text = await resp.text()
+        pattern = (
+            r"^homeserver_process_cache_lookups_total"
+            + re.escape(f'{{cache="{cache}",result="hit"}}')
+            + r" (\S+)$"
+        )
+        match = re.search(pattern, text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+
+async def _start(tmp_path: Path, dsn: str) -> Process:
+    tmp_path.mkdir()
+    port, metrics_port = free_port(), free_port()
+    config = await generate_config(
+        tmp_path,
+        port,
+        "--database-dsn",
+        dsn,
+        "--metrics-listen",
+        f"127.0.0.1:{metrics_port}",
+    )
+    url = f"http://127.0.0.1:{port}"
+    proc = await homeserver("run", "-c", str(config))
+    await wait_ready(url, proc)
+    return Process(url, f"http://127.0.0.1:{metrics_port}/metrics", config, proc)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def two_processes(tmp_path, fresh_dsn):
+    started: list[Process] = []
+    try:
+        for name in ("a", "b"):
+            started.append(await _start(tmp_path / name, fresh_dsn))
+        yield started[0], started[1]
+    finally:
+        for process in started:
+            for client in process.clients:
+                await client.close()
+            if process.proc.returncode is None:
+                process.proc.send_signal(signal.SIGTERM)
+            await process.proc.communicate()
+
+
+async def _whoami_ok(client: AsyncClient) -> bool:
+    resp = await client.whoami()
+    if isinstance(resp, WhoamiResponse):
+        assert resp.user_id == client.user_id
+        return True
+    assert isinstance(resp, WhoamiError)
+    return False
+
+
+async def _raw(process: Process, method: str, path: str, token: str, body: dict) -> tuple:
+    async with aiohttp.ClientSession() as http:
+        async with http.request(
+            method,
+            process.url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+
+def _password_auth(user_id: str) -> dict:
+    return {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user_id},
+        "password": PASSWORD,
+    }
+
+
+async def test_tokens_refused_on_one_process_after_changes_through_the_other(two_processes):
+    a, b = two_processes
+    alice_first = await a.register("alice")
+    sessions_on_b = [await b.login("alice") for _ in range(4)]
+    on_a = [a.session_of(s) for s in [alice_first, *sessions_on_b]]
+    hits = await a.cache_hits("sessions")
+    for client in on_a:
+        assert await _whoami_ok(client)
+        assert await _whoami_ok(client)  # the second from A's cache
+    assert await a.cache_hits("sessions") >= hits + len(on_a)
+
+    # Logout through B: A refuses that token at once, and only that one.
+    assert isinstance(await sessions_on_b[0].logout(), LogoutResponse)
+    assert not await _whoami_ok(on_a[1])
+    assert await _whoami_ok(on_a[2])
+
+    # Device deletion through B.
+    deleted = await sessions_on_b[1].delete_devices(
+        [sessions_on_b[1].device_id], auth=_password_auth(alice_first.user_id)
+    )
+    assert isinstance(deleted, DeleteDevicesResponse)
+    assert not await _whoami_ok(on_a[2])
+    assert await _whoami_ok(on_a[3])
+
+    # Password change through B logs out every other device, on A too.
+    status, _ = await _raw(
+        b,
+        "POST",
+        "/_matrix/client/v3/account/password",
+        sessions_on_b[2].access_token,
+        {"new_password": PASSWORD, "auth": _password_auth(alice_first.user_id)},
+    )
+    assert status == 200
+    assert not await _whoami_ok(on_a[0])
+    assert not await _whoami_ok(on_a[4])
+    assert await _whoami_ok(on_a[3])
+
+    # logout/all through B.
+    assert isinstance(await sessions_on_b[2].logout(all_devices=True), LogoutResponse)
+    assert not await _whoami_ok(on_a[3])
+
+
+async def test_deactivation_and_admin_actions_reach_the_other_process(two_processes):
+    a, b = two_processes
+    carol = await a.register("carol")
+    dave = await a.register("dave")
+    ivan = await a.register("ivan")
+    admin = await a.register("admin")
+    for client in (carol, dave, ivan, admin):
+        assert await _whoami_ok(client)  # cached on A
+
+    carol_on_b = b.session_of(carol)
+    status, _ = await _raw(
+        b,
+        "POST",
+        "/_matrix/client/v3/account/deactivate",
+        carol_on_b.access_token,
+        {"auth": _password_auth(carol.user_id)},
+    )
+    assert status == 200
+    assert not await _whoami_ok(carol)
+
+    # The operator's command (a third process) makes `admin` an admin: A, which cached
+    # its session as a non-admin one, follows.
+    users_path = f"/_synapse/admin/v2/users/{dave.user_id}"
+    status, body = await _raw(a, "GET", users_path, admin.access_token, {})
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    code, err = await run_to_end("make-admin", "-c", str(b.config), "admin")
+    assert code == 0, err
+    status, _ = await _raw(a, "GET", users_path, admin.access_token, {})
+    assert status == 200
+
+    # Suspension through B: dave, whose session A cached, may no longer create rooms on A.
+    status, _ = await _raw(
+        b,
+        "PUT",
+        f"/_synapse/admin/v1/suspend/{dave.user_id}",
+        admin.access_token,
+        {"suspend": True},
+    )
+    assert status == 200
+    status, body = await _raw(a, "POST", "/_matrix/client/v3/createRoom", dave.access_token, {})
+    assert (status, body["errcode"]) == (403, "M_USER_SUSPENDED")
+
+    # A lock through B (which also logs the account out everywhere).
+    status, _ = await _raw(
+        b,
+        "PUT",
+        f"/_synapse/admin/v2/users/{ivan.user_id}",
+        admin.access_token,
+        {"locked": True},
+    )
+    assert status == 200
+    assert not await _whoami_ok(ivan)
+
+
+def _otk_count(sync: SyncResponse) -> int:
+    return sync.device_key_count.signed_curve25519 or 0
+
+
+async def test_one_time_key_counts_follow_uploads_and_claims_through_the_other_process(
+    two_processes, tmp_path
+):
+    a, b = two_processes
+    (tmp_path / "erin").mkdir()
+    (tmp_path / "frank").mkdir()
+    erin_on_b = await b.register("erin", encryption=True, store=tmp_path / "erin")
+    erin_on_a = a.session_of(erin_on_b)
+    first = await erin_on_a.sync(timeout=0)
+    assert isinstance(first, SyncResponse) and _otk_count(first) == 0
+    hits = await a.cache_hits("key_counts")
+    again = await erin_on_a.sync(timeout=0, since=first.next_batch)
+    assert _otk_count(again) == 0
+    assert await a.cache_hits("key_counts") > hits  # A answers from its cache
+
+    uploaded = await erin_on_b.keys_upload()
+    assert isinstance(uploaded, KeysUploadResponse)
+    count = uploaded.signed_curve25519_count
+    assert count > 0
+    sync = await erin_on_a.sync(timeout=0, since=again.next_batch)
+    assert _otk_count(sync) == count
+
+    frank = await b.register("frank", encryption=True, store=tmp_path / "frank")
+    claimed = await frank.keys_claim({erin_on_b.user_id: [erin_on_b.device_id]})
+    assert isinstance(claimed, KeysClaimResponse)
+    assert claimed.one_time_keys[erin_on_b.user_id][erin_on_b.device_id]
+    sync = await erin_on_a.sync(timeout=0, since=sync.next_batch)
+    assert _otk_count(sync) == count - 1
+
+
+async def _room_with_unread(a: Process) -> tuple[AsyncClient, AsyncClient, str, list[str]]:
+    grace = await a.register("grace")
+    heidi = await a.register("heidi")
+    room_id = (await grace.room_create(invite=[heidi.user_id])).room_id
+    await heidi.join(room_id)
+    sent = []
+    for body in ("one", "two"):
+        resp = await heidi.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+        assert isinstance(resp, RoomSendResponse)
+        sent.append(resp.event_id)
+    return grace, heidi, room_id, sent
+
+
+async def test_push_rules_and_unread_counts_follow_the_other_process(two_processes):
+    a, b = two_processes
+    grace, heidi, room_id, sent = await _room_with_unread(a)
+    grace_on_b = await b.login("grace")
+
+    # Unread counts are cached on A from this initial sync (the second one hits).
+    sync = await grace.sync(timeout=0, full_state=True)
+    assert sync.rooms.join[room_id].unread_notifications.notification_count == 2
+    hits = await a.cache_hits("unread_counts")
+    grace.next_batch = None
+    sync = await grace.sync(timeout=0, full_state=True)
+    assert sync.rooms.join[room_id].unread_notifications.notification_count == 2
+    assert await a.cache_hits("unread_counts") > hits
+
+    # A read receipt sent through B: A's long-poll wakes for it, and the counts follow, in
+    # that incremental sync and in the next initial sync (A's cached entry is gone).
+    read = await grace_on_b.update_receipt_marker(room_id, sent[0], thread_id=None)
+    assert not hasattr(read, "status_code"), read
+    woken = await grace.sync(timeout=10_000, since=sync.next_batch)
+    assert woken.rooms.join[room_id].unread_notifications.notification_count == 1
+    grace.next_batch = None
+    sync = await grace.sync(timeout=0, full_state=True)
+    assert sync.rooms.join[room_id].unread_notifications.notification_count == 1
+
+    # A push rule set through B (this room: don't notify) applies on A: the unread
+    # message and a new one count for nothing.
+    rule = await grace_on_b.set_pushrule("global", PushRuleKind.room, room_id, actions=[])
+    assert not hasattr(rule, "status_code"), rule
+    await heidi.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "three"})
+    sync = await grace.sync(timeout=10_000, since=sync.next_batch)
+    assert sync.rooms.join[room_id].unread_notifications.notification_count == 0

@@ -1,0 +1,40 @@
+"""A long-poll that names its streams wakes only for changes on them (sliding sync waits
+for room events, not for typing it did not ask for)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from homeserver.sync.notifier import Notifier
+from storage.streams import StreamChange
+
+
+async def test_a_wait_naming_streams_ignores_the_others():
+    notifier = Notifier()
+    token = notifier.current_token()
+    waiting = asyncio.create_task(
+        notifier.wait({"!room"}, token, 30, frozenset({"events", "receipts"}))
+    )
+    await asyncio.sleep(0)  # registered
+    notifier.on_change(StreamChange("typing", 1, rooms={"!room"}))
+    notifier.on_change(StreamChange("presence", 1, everyone=True))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    notifier.on_change(StreamChange("events", 1, rooms={"!room"}))
+    await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_wait_returns_at_once_for_a_change_it_missed_on_its_streams():
+    notifier = Notifier()
+    token = notifier.current_token()
+    notifier.on_change(StreamChange("typing", 1, rooms={"!room"}))
+    notifier.on_change(StreamChange("events", 1, rooms={"!room"}))
+    await asyncio.wait_for(notifier.wait({"!room"}, token, 30, frozenset({"events"})), 5)
+
+
+async def test_a_wait_without_streams_wakes_for_any():
+    notifier = Notifier()
+    waiting = asyncio.create_task(notifier.wait({"@u"}, notifier.current_token(), 30))
+    await asyncio.sleep(0)
+    notifier.on_change(StreamChange("typing", 1, users={"@u"}))
+    await asyncio.wait_for(waiting, 5)
