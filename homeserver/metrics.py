@@ -48,6 +48,11 @@ persist_batch_size = Histogram(
 db_pool_connections = Gauge(
     "matrix_db_pool_connections", "Database pool connections", ["state"], registry=REGISTRY
 )
+push_rule_evaluations = Counter(
+    "matrix_push_rule_evaluations",
+    "Push rule sets evaluated by the push worker (one per event and local user)",
+    registry=REGISTRY,
+)
 rate_limited = Counter(
     "matrix_rate_limited_requests",
     "Requests refused with M_LIMIT_EXCEEDED",

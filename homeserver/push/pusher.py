@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from homeserver.metrics import push_rule_evaluations
 from homeserver.push.evaluator import PushContext, evaluate, highlights, notifies
 from storage.push_notifications import PushNotificationStore
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BATCH = 200
+YIELD_EVERY = 200
 # Notifications waiting per pusher; beyond, the oldest-first queue drops the newest.
 QUEUE_SIZE = 100
 MAX_ATTEMPTS = 5
@@ -204,19 +206,30 @@ class PushWorker:
         members = await hs.membership_store.joined_members_by_room(room_ids)
         power_levels = await hs.sync_caches.power_levels(room_ids)
         found: list[tuple[str, int, str, str, list, bool, int]] = []
+        evaluated = 0
         for ordering, event_id, room_id in rows:
             stored = events.get(event_id)
             if stored is None:
                 continue
             event = stored.event
             joined = members.get(room_id, set())
-            targets = {u for u in joined if u.endswith(self.suffix)}
-            if event.get("type") == "m.room.member" and isinstance(event.get("state_key"), str):
-                if event["state_key"].endswith(self.suffix):
-                    targets.add(event["state_key"])  # an invite notifies its invitee
+            state_key = event.get("state_key")
+            if event.get("type") == "m.room.member" and isinstance(state_key, str):
+                # A membership change concerns its target alone: the default rules
+                # silence everyone else's (.m.rule.member_event), and evaluating a join
+                # for every member makes a room's filling quadratic (10,000 joins to a
+                # 10,000-member room would be 50 million evaluations).
+                targets = {state_key} if state_key.endswith(self.suffix) else set()
+            else:
+                targets = {u for u in joined if u.endswith(self.suffix)}
             for user_id in sorted(targets):
                 if user_id == event.get("sender"):
                     continue
+                evaluated += 1
+                if evaluated % YIELD_EVERY == 0:
+                    # A message to a large room is thousands of evaluations: let the
+                    # requests waiting on this process run in between.
+                    await asyncio.sleep(0)
                 ctx = PushContext(
                     user_id=user_id,
                     room_member_count=len(joined),
@@ -224,6 +237,7 @@ class PushWorker:
                     power_levels=power_levels.get(room_id),
                 )
                 actions = evaluate(await hs.push_rules.ranked_rules(user_id), event, ctx)
+                push_rule_evaluations.inc()
                 if notifies(actions):
                     assert actions is not None
                     found.append(

@@ -213,3 +213,48 @@ async def test_room_without_name_is_named_by_its_alias(server, gateway):
     pushed = await _pushed_for(gateway, event_id)
     alias = f"#pushhall:{server.server_name}"
     assert pushed["room_alias"] == alias and pushed["room_name"] == alias
+
+
+async def _notified_of(server, client, event_id: str) -> None:
+    """Waits (bounded) until the push worker has stored `event_id`'s notification for
+    `client`: it works through the events stream in order, so everything before is done."""
+    for _ in range(300):
+        status, body = await server.request("GET", f"{V3}/notifications", token=client.access_token)
+        assert status == 200, body
+        if any(n["event"]["event_id"] == event_id for n in body["notifications"]):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the push worker never reached the event")
+
+
+def _evaluations() -> float:
+    from homeserver.metrics import REGISTRY
+
+    value = REGISTRY.get_sample_value("matrix_push_rule_evaluations_total")
+    assert value is not None
+    return value
+
+
+async def test_membership_changes_are_evaluated_for_their_target_only(server):
+    """A join or invite is evaluated for the user it concerns, a message for every other
+    local member: filling a large room must not cost members x joins evaluations."""
+    alice, bob, carol, dave = [await server.client() for _ in range(4)]
+    created = await alice.room_create(invite=[bob.user_id, carol.user_id])
+    assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+    for member in (bob, carol):
+        assert isinstance(await member.join(room_id), JoinResponse)
+    await _notified_of(server, bob, await _say(alice, room_id, "settled"))
+    before = _evaluations()
+
+    invited = await alice.room_invite(room_id, dave.user_id)
+    assert not hasattr(invited, "status_code"), invited
+    assert isinstance(await dave.join(room_id), JoinResponse)
+    message = await _say(alice, room_id, "welcome dave")
+    await _notified_of(server, bob, message)
+    await _notified_of(server, dave, message)
+
+    # The invite: dave alone; dave's own join: no one (the sender is not notified of
+    # their own event); the message: bob, carol and dave. Evaluating memberships for
+    # every member would have made it 3 + 3 + 3.
+    assert _evaluations() - before == 1 + 0 + 3
