@@ -48,7 +48,16 @@ def outbound_destinations(config: Config) -> list[tuple[str, str]]:
             out.append(("smtp", f"{host}:{email.get('smtp_port', 25)}"))
     # Push gateways are named by clients when they register a pusher; the server posts
     # notifications (without message contents for encrypted rooms) to those URLs.
-    out.append(("push gateways", "the URLs clients register as pushers"))
-    out.append(("identity servers", "none (none is advertised or contacted)"))
+    gateways = config.push.allowed_gateways
+    if gateways:
+        out += [("push gateway", g) for g in gateways]
+    else:
+        out.append(("push gateways", "any URL a client registers as a pusher"))
+    # Contacted only for the binds, unbinds and lookups users ask for; never advertised.
+    id_servers = config.identity.id_servers
+    if id_servers:
+        out += [("identity server", s) for s in id_servers]
+    else:
+        out.append(("identity servers", "none (none is advertised or contacted)"))
     out.append(("presence", f"{config.presence.mode}"))
     return out

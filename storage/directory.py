@@ -233,6 +233,8 @@ class DirectoryStore:
             " AND (v.shared OR NOT $4::bool)"
             " AND (v.shared OR NOT ("
             "  EXISTS (SELECT 1 FROM external_users x WHERE x.user_id = v.user_id)"
+            # Guests, like external users, are found only by those sharing a room.
+            "  OR coalesce(u.is_guest, false)"
             "  OR v.server = ANY($5::text[])"
             "  OR regexp_replace(v.server, ':[0-9]+$', '') = ANY($5::text[])"
             "  OR regexp_replace(v.server, ':[0-9]+$', '') LIKE ANY($6::text[])))"

@@ -98,3 +98,35 @@ async def test_join_keeps_custom_content(server):
     assert status == 200
     ev = await server.hs.events.current_state_event(room_id, "m.room.member", bob.user_id)
     assert ev.content["foo"] == "bar" and ev.content["membership"] == "join"
+
+
+async def _found(server, client, user_id: str) -> list[str]:
+    """Who the directory lists to `client` for a search by `user_id`'s localpart."""
+    status, body = await server.request(
+        "POST",
+        f"{V3}/user_directory/search",
+        token=client.access_token,
+        json={"search_term": user_id[1:].split(":")[0]},
+    )
+    assert status == 200, body
+    return [r["user_id"] for r in body["results"]]
+
+
+async def test_guests_are_found_only_by_co_members(make_server):
+    """A guest in a public room is not listed to everyone the room is public to, as an
+    external user is not (issue 15): only those sharing a room find them."""
+    server = await make_server(registration={"open": True, "guests": True})
+    alice, bob, carol = [await server.client() for _ in range(3)]
+    room_id = (await alice.room_create(preset=RoomPreset.public_chat)).room_id
+    await alice.room_put_state(room_id, "m.room.guest_access", {"guest_access": "can_join"})
+    guest = await _guest(server)
+    status, _ = await server.request(
+        "POST", f"{V3}/rooms/{room_id}/join", token=guest["access_token"], json={}
+    )
+    assert status == 200
+    await bob.join(room_id)  # bob shares the room with the guest; carol is in none
+
+    assert await _found(server, bob, guest["user_id"]) == [guest["user_id"]]
+    assert await _found(server, carol, guest["user_id"]) == []
+    # An ordinary member of the same public room is listed to carol: only the guest is not.
+    assert await _found(server, carol, bob.user_id) == [bob.user_id]

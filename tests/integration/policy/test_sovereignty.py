@@ -107,6 +107,8 @@ async def test_audit_sovereignty(make_server, tmp_path):
         federation={"allowed_servers": ["peer.gouv.example"]},
         url_previews={"allowed_domains": ["wiki.gouv.example"]},
         media={"url_preview_enabled": True},
+        identity={"id_servers": ["id.gouv.example"]},
+        push={"allowed_gateways": ["https://sygnal.gouv.example/"]},
     )
     alice = await server.client("alice")
     room = await alice.room_create(
@@ -126,6 +128,10 @@ async def test_audit_sovereignty(make_server, tmp_path):
     assert code == 0, (out, err)
     assert "federation: peer.gouv.example" in out
     assert "url previews: wiki.gouv.example" in out
+    # Every destination the operator configured is named, none summarised away.
+    assert "identity server: id.gouv.example" in out
+    assert "identity servers: none" not in out
+    assert "push gateway: https://sygnal.gouv.example/" in out
     assert "plaintext in encrypted rooms: none" in out
 
     # A client that sends a clear message into the encrypted room: found, never shown.
