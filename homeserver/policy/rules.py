@@ -85,9 +85,9 @@ def check_event(
         return
     rule = rule_of(state)
     if etype == ACCESS_RULES:
-        _check_rule_change(event, state)
+        _check_rule_change(event, state, is_external)
     elif etype == POWER_LEVELS:
-        _check_power_levels(event, rule, is_external)
+        check_power_levels(event, rule, is_external)
     elif etype in (MEMBER, THIRD_PARTY_INVITE):
         _check_membership(event, state, rule, is_external)
     elif etype == JOIN_RULES:
@@ -110,7 +110,9 @@ def _is_invite_by_other(event: Event) -> bool:
     return _membership(event) == "invite" and event.get("state_key") != event.get("sender")
 
 
-def _check_rule_change(event: Event, state: Mapping[StateKey, Event]) -> None:
+def _check_rule_change(
+    event: Event, state: Mapping[StateKey, Event], is_external: IsExternal
+) -> None:
     if event.get("state_key") != "":
         raise PolicyError("the access rules event has an empty state key")
     new = check_rule_content(event.get("content"))
@@ -121,6 +123,11 @@ def _check_rule_change(event: Event, state: Mapping[StateKey, Event]) -> None:
             raise PolicyError("a room with more than two members cannot become direct")
     if new != RESTRICTED and _content(state.get((JOIN_RULES, ""))).get("join_rule") == "public":
         raise PolicyError("a public room must stay restricted")
+    power_levels = state.get((POWER_LEVELS, ""))
+    if new == UNRESTRICTED and power_levels is not None:
+        # The power levels were judged under the rule before (at createRoom they come
+        # first): what an unrestricted room may not hold must not come in this way.
+        check_power_levels(power_levels, UNRESTRICTED, is_external)
     if previous is None:
         return  # a room's first rule (its creation, or a room from before the rules)
     old = rule_of(state)
@@ -131,7 +138,7 @@ def _check_rule_change(event: Event, state: Mapping[StateKey, Event]) -> None:
         )
 
 
-def _check_power_levels(event: Event, rule: str, is_external: IsExternal) -> None:
+def check_power_levels(event: Event, rule: str, is_external: IsExternal) -> None:
     # In an unrestricted room external users may be members, never moderators; and no
     # default level may hand them power either. (Restricted rooms keep them out; a
     # direct room's two members are its admins.)

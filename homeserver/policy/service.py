@@ -88,6 +88,9 @@ class RoomPolicy:
             if etype == MEMBER:
                 keys.append((MEMBER, state_key))
             loaded = await self._load(state, keys)
+            if etype == ACCESS_RULES:
+                # Becoming unrestricted is judged against the power levels already set.
+                loaded.update(await self._load(state, [(POWER_LEVELS, "")]))
             if etype == ACCESS_RULES or (
                 etype in (MEMBER, THIRD_PARTY_INVITE) and rule_of(loaded) == DIRECT
             ):
@@ -110,8 +113,11 @@ class RoomPolicy:
         users.add(str(event.get("sender")))
         if event.get("type") == MEMBER:
             users.add(str(event.get("state_key")))
-        if event.get("type") == POWER_LEVELS:
-            levels = (event.get("content") or {}).get("users")
+        levels_event = event if event.get("type") == POWER_LEVELS else None
+        if event.get("type") == ACCESS_RULES:
+            levels_event = state.get((POWER_LEVELS, ""))
+        if levels_event is not None:
+            levels = (levels_event.get("content") or {}).get("users")
             if isinstance(levels, dict):
                 users.update(str(u) for u in levels)
         external = await self.external_users(users)

@@ -15,7 +15,9 @@ from homeserver.policy.rules import (
     DIRECT,
     DIRECT_FORBIDS,
     RESTRICTED,
+    UNRESTRICTED,
     PolicyError,
+    check_power_levels,
     check_rule_content,
     default_rule,
 )
@@ -240,6 +242,16 @@ async def access_rule_at_creation(
         raise MatrixError(403, "M_FORBIDDEN", "A direct room may not have a name, topic or avatar")
     if rule == DIRECT and len(invites) > 1:
         raise MatrixError(403, "M_FORBIDDEN", "A direct room has at most two members")
+    override = body.get("power_level_content_override")
+    if rule == UNRESTRICTED and isinstance(override, dict):
+        # Judged here, before anything is created: the rule's event follows the power
+        # levels and would be refused half-way through the room's creation.
+        users = override.get("users")
+        listed = await hs.policy.external_users(users if isinstance(users, dict) else ())
+        try:
+            check_power_levels({"content": override}, UNRESTRICTED, listed.__contains__)
+        except PolicyError as e:
+            raise MatrixError(403, "M_FORBIDDEN", str(e)) from None
     if rule == RESTRICTED:
         external = await hs.policy.external_users(invites)
         if external:

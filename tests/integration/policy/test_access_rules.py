@@ -240,3 +240,28 @@ async def test_unknown_rule_values_change_nothing(make_server):
         ],
     )
     assert (await _state(alice, room2))[(ACCESS_RULES, "")] == {"rule": "unrestricted"}
+
+
+async def test_unrestricted_cannot_bring_in_power_levels_it_forbids(make_server):
+    """The power levels come before the access rule at createRoom, and a restricted room
+    may hold levels an unrestricted one may not: the rule's arrival is judged against
+    the levels already there, at creation (before anything is created) and later."""
+    server = await make_server(**RULES_ON)
+    alice = await server.client("alice")
+    unrestricted = [{"type": ACCESS_RULES, "state_key": "", "content": {"rule": "unrestricted"}}]
+    rooms_before = (await alice.joined_rooms()).rooms
+    for override in ({"users_default": 10}, {"users": {"@eve:external.example": 50}}):
+        status, body = await server.request(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            token=alice.access_token,
+            json={"initial_state": unrestricted, "power_level_content_override": override},
+        )
+        assert status == 403 and body["errcode"] == "M_FORBIDDEN", (override, body)
+    assert (await alice.joined_rooms()).rooms == rooms_before
+
+    # A restricted room whose default level is 10 cannot become unrestricted as it is.
+    room = await _create(alice, power_level_override={"users_default": 10})
+    resp = await alice.room_put_state(room, ACCESS_RULES, {"rule": "unrestricted"})
+    assert isinstance(resp, RoomPutStateError) and resp.status_code == "M_FORBIDDEN", resp
+    assert (await _state(alice, room))[(ACCESS_RULES, "")] == {"rule": "restricted"}
