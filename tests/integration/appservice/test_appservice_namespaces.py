@@ -170,3 +170,34 @@ async def test_appservice_room_lists_are_separate_from_the_servers(make_server, 
     assert status == 200, body
     assert not await listed(third_party_instance_id="bridge|irc")
     assert not await listed(include_all_networks=True)
+
+
+async def test_rate_limited_flag_exempts_an_appservice_and_its_users(make_server, tmp_path):
+    """rate_limited: false lets an appservice's users past the per-user limits (a bridge
+    relays many people through one connection); true keeps them, as for anyone."""
+    free = write_registration(tmp_path, "free", prefix="_free_", rate_limited=False)
+    limited = write_registration(tmp_path, "limited", prefix="_lim_", rate_limited=True)
+    server = await make_server(
+        app_services=[str(free.path), str(limited.path)],
+        rate_limits={"enabled": True, "per_user": {"per_second": 0.01, "burst": 2}},
+    )
+
+    async def statuses(reg, localpart: str) -> list[int]:
+        status, body = await server.request(
+            "POST",
+            f"{CLIENT}/register",
+            json={"type": "m.login.application_service", "username": localpart},
+            token=reg.as_token,
+        )
+        assert status == 200, body
+        user_id = quote(f"@{localpart}:{SERVER_NAME}")
+        found = []
+        for _ in range(4):
+            status, _body = await server.request(
+                "POST", f"{CLIENT}/createRoom?user_id={user_id}", json={}, token=reg.as_token
+            )
+            found.append(status)
+        return found
+
+    assert await statuses(free, "_free_ghost") == [200, 200, 200, 200]
+    assert await statuses(limited, "_lim_ghost") == [200, 200, 429, 429]
