@@ -294,7 +294,23 @@ class RoomsStream(StreamProvider):
             since_groups = await self.events.last_state_groups_before(
                 sorted(need_diff), ctx.since["events"]
             )
-        resolved = await self.events.state_groups([*start_groups.values(), *since_groups.values()])
+        # Rooms needing their senders' member events alone resolve just those entries: a
+        # message to a room of 10,000 members must not read 10,000 rows for every member's
+        # /sync it wakes.
+        senders_only = need_senders - need_full - need_diff
+        resolved = await self.events.state_groups(
+            [
+                *(g for r, g in start_groups.items() if r not in senders_only),
+                *since_groups.values(),
+            ]
+        )
+        if senders_only:
+            wanted = sorted({e.sender for r in senders_only for e in visible[r]})
+            partial = await self.events.state_groups(
+                [start_groups[r] for r in senders_only],
+                [("m.room.member", sender) for sender in wanted],
+            )
+            resolved = {**partial, **resolved}
 
         def state_of(group: int | None) -> dict:
             return resolved.get(group, {}) if group is not None else {}
