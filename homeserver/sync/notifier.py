@@ -118,18 +118,21 @@ class Notifier:
         `streams`, when given), or on timeout."""
         if timeout <= 0 or self.stopped or self._any_change(keys, token, streams):
             return
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         for key in keys:
             self._waiters.setdefault(key, set()).add(fut)
         self._all_waiters.add(fut)
         if streams is not None:
             self._waiter_streams[fut] = streams
         sync_longpolls.inc()
+        # A timer handle, not wait_for's task and shield's wrapper: ten thousand parked
+        # polls each re-park every few seconds (handler.CONNECTION_CHECK_S).
+        timer = loop.call_later(timeout, _settle, fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            pass
+            await fut
         finally:
+            timer.cancel()
             sync_longpolls.dec()
             self._all_waiters.discard(fut)
             self._waiter_streams.pop(fut, None)
@@ -139,3 +142,8 @@ class Notifier:
                     waiters.discard(fut)
                     if not waiters:
                         del self._waiters[key]
+
+
+def _settle(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
