@@ -360,11 +360,13 @@ class RoomsStream(StreamProvider):
             events, limited = timelines[room_id]
             shown = shown_by_room[room_id]
             prev = (events[0].stream_ordering - 1) if events else upto[room_id]
-            if not limited and (ctx.since is None or ctx.full_state):
+            whole_history = bool(events) and events[0].type == "m.room.create"
+            if not limited and (ctx.since is None or ctx.full_state) and whole_history:
                 # The room's whole history is in the timeline. Synapse hands out the
                 # sync's own position then, from which /messages pages back over the
                 # same events; clients and SyTest (10apidoc/34room-messages) expect a
-                # page of events from it, not an empty one.
+                # page of events from it, not an empty one. A room joined over
+                # federation has history before the join to backfill: paged from there.
                 prev = upto[room_id]
             state = [
                 state_events[v] for v in state_ids.get(room_id, {}).values() if v in state_events
