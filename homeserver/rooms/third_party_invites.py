@@ -258,6 +258,17 @@ async def complete(hs: Homeserver, room_id: str, sender: str, signed: dict[str, 
     if server == hs.server_name:
         await invite_from_signed(hs, room_id, sender, signed)
         return
+    target_is_ours = signed["mxid"].split(":", 1)[1] == hs.server_name
+    if (
+        target_is_ours
+        and await hs.event_store.room_exists(room_id)
+        and hs.server_name in await hs.events.servers_in_room(room_id)
+    ):
+        # We are in the room: the invite of our user is made here, in the inviter's
+        # name, as the spec allows for a third-party invite (its sender's server need not
+        # sign it; federation/events/validation.py) and as Synapse does.
+        await invite_from_signed(hs, room_id, sender, signed)
+        return
     if not hs.federation.policy.federates:
         raise forbidden("This server does not federate")
     event = {
