@@ -39,6 +39,7 @@ class IdentityServer:
         self.invites: list[dict[str, Any]] = []  # store-invite bodies, with their token
         self.runner: web.AppRunner | None = None
         self.name = ""
+        self.validity_host: str | None = None  # where key_validity_url points (self.name)
         self.rotate_keys()
 
     def rotate_keys(self) -> None:
@@ -104,7 +105,7 @@ class IdentityServer:
         body = await request.json()
         token = f"tok{next(_tokens)}"
         self.invites.append({**body, "token": token})
-        url = f"https://{self.name}/_matrix/identity/v2/pubkey/isvalid"
+        url = f"https://{self.validity_host or self.name}/_matrix/identity/v2/pubkey/isvalid"
         return web.json_response(
             {
                 "token": token,

@@ -189,6 +189,20 @@ async def test_invite_refused_when_the_key_does_not_hold(make_server, ids, how):
     assert await _member(alice, room_id, bob.user_id) is None
 
 
+async def test_key_validity_url_on_an_unlisted_server_is_not_asked(make_server, ids):
+    server = await make_server(**_listing(ids))
+    alice = await server.client("alice")
+    bob = await server.client("bob")
+    room_id = await _private_room(alice)
+    # The same fake, named by a host the operator did not list: never contacted.
+    ids.validity_host = ids.name.replace("127.0.0.1", "localhost")
+    status, _ = await _invite(server, alice, room_id, _invite_body(ids))
+    assert status == 200
+    status, body = await ids.onbind(server.base_url, ADDRESS, bob.user_id)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    assert await _member(alice, room_id, bob.user_id) is None
+
+
 async def test_join_with_third_party_signed(make_server, ids):
     server = await make_server(**_listing(ids))
     alice = await server.client("alice")
