@@ -27,6 +27,7 @@ FEDERATION_ROUTE_MODULES = (
     "federation.routes.public_rooms",
     "federation.routes.openid",
     "federation.routes.hierarchy",
+    "federation.routes.onbind",
 )
 
 

@@ -200,7 +200,14 @@ class FederationSender:
             it.event_id
             for it in items
             if it.event_id in relayed
-            or (not it.federated and server_of(it.event.get("sender", "")) == self.server_name)
+            or (
+                not it.federated
+                and (
+                    server_of(it.event.get("sender", "")) == self.server_name
+                    # Built here in a remote inviter's name (rooms/third_party_invites.py).
+                    or _third_party_invite(it.event)
+                )
+            )
         }
         if not outgoing:
             return []
@@ -473,6 +480,16 @@ def _failed_pdus(answer: Any) -> int:
     if not isinstance(pdus, dict):
         return 0
     return sum(1 for r in pdus.values() if isinstance(r, dict) and "error" in r)
+
+
+def _third_party_invite(event: dict) -> bool:
+    content = event.get("content")
+    return (
+        event.get("type") == "m.room.member"
+        and isinstance(content, dict)
+        and content.get("membership") == "invite"
+        and "third_party_invite" in content
+    )
 
 
 def _kicked_or_banned(event: dict) -> str | None:

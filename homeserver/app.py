@@ -80,6 +80,7 @@ ROUTE_MODULES = (
     "homeserver.sliding_sync.routes",
     "federation.routes.well_known",
     "federation.routes.openid",
+    "federation.routes.onbind",
     "homeserver.push.routes",
     "homeserver.presence.routes",
     "homeserver.directory.routes",

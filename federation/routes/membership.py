@@ -1,6 +1,6 @@
 """make_join / send_join v2 and v1, make_leave / send_leave v2 and v1, make_knock / send_knock,
-invite v2 and v1
-(joins-v2.yaml, leaving-v2.yaml, knocks.yaml, invites-v2.yaml). The logic lives in
+invite v2 and v1, exchange_third_party_invite
+(joins-v2.yaml, leaving-v2.yaml, knocks.yaml, invites-v2.yaml, third_party_invite.yaml). The logic lives in
 federation/membership/; these only read the request."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from federation.route_table import FederationRouteTable
 from homeserver.http.context import get_hs
 from homeserver.http.errors import missing_param
 from homeserver.http.request import json_response
+from homeserver.rooms import third_party_invites
 
 routes = FederationRouteTable()
 
@@ -120,3 +121,11 @@ async def invite_v1(request: web.Request, origin: str, content) -> web.Response:
         origin, request.match_info["room_id"], request.match_info["event_id"], content
     )
     return _v1(answer)
+
+
+@routes.put(f"{V1}/exchange_third_party_invite/{{room_id}}")
+async def exchange_third_party_invite(request: web.Request, origin: str, content) -> web.Response:
+    await third_party_invites.on_exchange(
+        get_hs(request), origin, request.match_info["room_id"], content
+    )
+    return json_response({})

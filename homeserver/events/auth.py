@@ -510,6 +510,12 @@ def _check_third_party_invite(event: Event, state: StateMap, sender: str, target
 
 def _third_party_signature_valid(signed: dict[str, Any], invite_content: dict[str, Any]) -> bool:
     """Any signature in ``signed`` made by any public key of the invite event."""
+    return third_party_signing_key(signed, invite_content) is not None
+
+
+def third_party_signing_key(signed: dict[str, Any], invite_content: dict[str, Any]) -> str | None:
+    """The public key of the m.room.third_party_invite content that made a signature of
+    ``signed`` (the first one found), or None."""
     public_keys: list[Any] = []
     if "public_key" in invite_content:
         public_keys.append(invite_content["public_key"])
@@ -518,7 +524,7 @@ def _third_party_signature_valid(signed: dict[str, Any], invite_content: dict[st
             public_keys.append(entry.get("public_key"))
     signatures = signed.get("signatures")
     if not isinstance(signatures, dict):
-        return False
+        return None
     for server, sigs in signatures.items():
         if not isinstance(sigs, dict):
             continue
@@ -531,8 +537,8 @@ def _third_party_signature_valid(signed: dict[str, Any], invite_content: dict[st
                     verify_signed_json(signed, server, verify_key)
                 except (SignatureVerifyException, ValueError, TypeError, AttributeError):
                     continue
-                return True
-    return False
+                return public_key
+    return None
 
 
 def _check_leave(

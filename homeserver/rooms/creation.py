@@ -21,6 +21,7 @@ from homeserver.policy.rules import (
     check_rule_content,
     default_rule,
 )
+from homeserver.rooms import third_party_invites
 from homeserver.rooms.membership import member_content, valid_user_id
 
 if TYPE_CHECKING:
@@ -136,6 +137,10 @@ async def create_room(hs: Homeserver, creator: str, body: dict[str, Any]) -> dic
     invites = field(body, "invite", list, [])
     if not all(isinstance(u, str) and valid_user_id(u) for u in invites):
         raise bad_json("'invite' must be a list of user IDs")
+    invite_3pid = [
+        third_party_invites.parse_threepid_invite(hs, entry, "invite_3pid")
+        for entry in field(body, "invite_3pid", list, [])
+    ]
     name = field(body, "name", str, None)
     topic = field(body, "topic", str, None)
     is_direct = field(body, "is_direct", bool, False)
@@ -199,6 +204,12 @@ async def create_room(hs: Homeserver, creator: str, body: dict[str, Any]) -> dic
         except MatrixError as e:
             # The room exists by now: a remote invite that fails must not hide it.
             logger.info("createRoom: inviting a remote user failed: %s", e.errcode)
+    for threepid in invite_3pid:
+        try:
+            await third_party_invites.invite(hs, creator, room_id, threepid)
+        except MatrixError as e:
+            # As for remote invites: the room exists by now and must not be hidden.
+            logger.info("createRoom: a third-party invite failed: %s", e.errcode)
     if visibility == "public":
         await hs.directory.set_public(room_id, True)
     return {"room_id": room_id, **({"room_alias": alias} if alias else {})}

@@ -15,7 +15,7 @@ from homeserver.http.request import (
     query_int,
 )
 from homeserver.http.routes import RouteTable
-from homeserver.rooms import canonical_alias, membership
+from homeserver.rooms import canonical_alias, membership, third_party_invites
 from homeserver.rooms.creation import create_room
 from homeserver.rooms.filtering import room_event_filter
 from homeserver.rooms.history import (
@@ -74,6 +74,10 @@ async def _join(request: web.Request, requester: Requester, target: str) -> web.
     # The client's own content keys go into the member event (as Synapse keeps them);
     # third_party_signed is an instruction, not content.
     extra = {k: v for k, v in body.items() if k not in ("reason", "third_party_signed")}
+    if body.get("third_party_signed") is not None:
+        await third_party_invites.join_signed(
+            hs, requester.user_id, room_id, body["third_party_signed"]
+        )
     await membership.join(
         hs,
         requester.user_id,
@@ -128,7 +132,22 @@ def _membership_route(
     return handler
 
 
-_membership_route("/rooms/{room_id}/invite", "invite")
+@routes.post("/rooms/{room_id}/invite", ratelimit=True)
+async def invite(request: web.Request, requester: Requester) -> web.Response:
+    hs = get_hs(request)
+    room_id = _room_id(request)
+    body = await json_body(request)
+    if third_party_invites.is_threepid_invite(body):
+        # An address (e-mail) rather than a user ID: see rooms/third_party_invites.py.
+        threepid = third_party_invites.parse_threepid_invite(hs, body)
+        await third_party_invites.invite(hs, requester.user_id, room_id, threepid)
+        return json_response({})
+    reason = field(body, "reason", str, None)
+    target = field(body, "user_id", str)
+    await membership.set_membership(hs, requester.user_id, room_id, target, "invite", reason)
+    return json_response({})
+
+
 _membership_route("/rooms/{room_id}/kick", "leave", kick=True)
 _membership_route("/rooms/{room_id}/ban", "ban")
 _membership_route("/rooms/{room_id}/unban", "leave")

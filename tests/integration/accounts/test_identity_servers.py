@@ -3,57 +3,10 @@ servers the operator lists; unbound there when removed or when the account close
 
 from __future__ import annotations
 
-import ssl
-
-from aiohttp import web
-
-from tests.federation_ca import TestCA
 from tests.integration.accounts.test_accounts_devices import _uia_session, password_auth
+from tests.integration.identity_server import ID_TOKEN, IdentityServer
 
 V3 = "/_matrix/client/v3"
-ID_TOKEN = "id-access-token"
-
-
-class IdentityServer:
-    """A fake identity server over https: binds what it is asked to, records unbinds."""
-
-    def __init__(self, tmp_path) -> None:
-        self.tmp_path = tmp_path
-        self.bound: dict[str, str] = {}  # address -> mxid
-        self.unbinds: list[tuple[dict, str]] = []  # (body, Authorization)
-        self.runner: web.AppRunner | None = None
-        self.name = ""
-
-    async def _bind(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != f"Bearer {ID_TOKEN}":
-            return web.json_response({"errcode": "M_UNAUTHORIZED"}, status=401)
-        body = await request.json()
-        address = f"{body['sid']}@example.org"  # the address validated in session sid
-        self.bound[address] = body["mxid"]
-        return web.json_response({"medium": "email", "address": address, "mxid": body["mxid"]})
-
-    async def _unbind(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.unbinds.append((body, request.headers.get("Authorization", "")))
-        address = body["threepid"]["address"]
-        if self.bound.get(address) != body["mxid"]:
-            return web.Response(status=404)
-        del self.bound[address]
-        return web.json_response({})
-
-    async def start(self) -> None:
-        ca = TestCA(self.tmp_path / "idca", "Identity Test CA")
-        cert, key = ca.issue("127.0.0.1")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        app = web.Application()
-        app.router.add_post("/_matrix/identity/v2/3pid/bind", self._bind)
-        app.router.add_post("/_matrix/identity/v2/3pid/unbind", self._unbind)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        self.name = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
 
 
 async def _bind(server, client, ids: IdentityServer, sid: str) -> tuple[int, dict]:

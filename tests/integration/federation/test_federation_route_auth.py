@@ -37,6 +37,10 @@ PUBLIC = {
     ("GET", "/.well-known/matrix/server"),
     # openid.yaml: called by third-party services; the access_token is the credential.
     ("GET", "/_matrix/federation/v1/openid/userinfo"),
+    # third_party_invite.yaml's onbind: called by identity servers; each invite's signed
+    # block is the credential (POST too: what identity servers send).
+    ("PUT", "/_matrix/federation/v1/3pid/onbind"),
+    ("POST", "/_matrix/federation/v1/3pid/onbind"),
 }
 
 # Fills any path parameter: authentication must refuse before the handler reads it.
