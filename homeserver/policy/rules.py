@@ -47,8 +47,12 @@ def rule_of(state: Mapping[StateKey, Event]) -> str:
     """The room's access rule. A room without one (created elsewhere, or before the rules
     were switched on) is `restricted`, the safe default; so is an unknown value that came
     in before the rules were enforced."""
-    event = state.get((ACCESS_RULES, ""))
-    rule = _content(event).get("rule")
+    return rule_of_content(_content(state.get((ACCESS_RULES, ""))))
+
+
+def rule_of_content(content: Any) -> str:
+    """The rule an access-rules content names; `restricted` for none or an unknown one."""
+    rule = content.get("rule") if isinstance(content, dict) else None
     return rule if rule in RULES else RESTRICTED
 
 

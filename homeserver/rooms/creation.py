@@ -168,6 +168,10 @@ async def create_room(hs: Homeserver, creator: str, body: dict[str, Any]) -> dic
         access_rule, initial_state = await access_rule_at_creation(
             hs, body, initial_state, preset, is_direct, invites
         )
+        if access_rule == RESTRICTED and any(
+            third_party_invites.belongs_on_external_server(hs, t) for t in invite_3pid
+        ):
+            raise third_party_invites.external_address_refused()
 
     room_id = await create_joined_room(hs, creator, version, creation_content)
     send = hs.events.create_and_send

@@ -30,6 +30,7 @@ from federation.client import FederationError
 from homeserver.accounts.identity_servers import IdentityServerError
 from homeserver.events.auth import third_party_signing_key
 from homeserver.http.errors import MatrixError, bad_json, forbidden, missing_param, not_found
+from homeserver.policy.rules import ACCESS_RULES, RESTRICTED, rule_of_content
 from homeserver.rooms.membership import member_content, set_membership, valid_user_id
 
 if TYPE_CHECKING:
@@ -161,6 +162,7 @@ async def invite(hs: Homeserver, sender: str, room_id: str, invite: ThreepidInvi
         raise forbidden("You are not in this room")
     if await hs.events.membership(room_id, sender) != "join":
         raise forbidden("You are not joined to this room")
+    await _check_restricted(hs, room_id, invite)
     identity = hs.accounts.identity_servers
     try:
         mxid = await identity.lookup(
@@ -187,6 +189,29 @@ async def invite(hs: Homeserver, sender: str, room_id: str, invite: ThreepidInvi
     except IdentityServerError:
         raise _unavailable("store the invite") from None
     await hs.events.create_and_send(sender, room_id, THIRD_PARTY_INVITE, content, token)
+
+
+async def _check_restricted(hs: Homeserver, room_id: str, invite: ThreepidInvite) -> None:
+    """A restricted room (homeserver/policy) takes no one from an external server: an
+    address whose domain the e-mail map (identity.domain_map, default_server) places on
+    one is refused before any identity server hears of it, as Tchap does."""
+    if not hs.policy.access_rules or not belongs_on_external_server(hs, invite):
+        return
+    contents = await hs.event_store.state_contents([room_id], ACCESS_RULES)
+    if rule_of_content(contents.get(room_id)) == RESTRICTED:
+        raise external_address_refused()
+
+
+def external_address_refused() -> MatrixError:
+    return forbidden("This address belongs on an external server and this room is restricted")
+
+
+def belongs_on_external_server(hs: Homeserver, invite: ThreepidInvite) -> bool:
+    if invite.medium != "email":
+        return False
+    domain = invite.address.rpartition("@")[2].strip().lower()
+    server = hs.config.identity.server_for_domain(domain)
+    return server is not None and hs.policy.server_is_external(server)
 
 
 def _validity_url(invite_content: dict[str, Any], public_key: str) -> str | None:

@@ -323,3 +323,45 @@ async def test_onbind_refuses_bad_bodies(make_server, ids):
         "PUT", path, json={"mxid": f"@bob:{server.server_name}", "invites": "x"}
     )
     assert (status, body["errcode"]) == (400, "M_BAD_JSON")
+
+
+async def test_restricted_rooms_refuse_addresses_of_external_servers(make_server, ids):
+    """Access rules on (homeserver/policy): an address the e-mail map places on an external
+    server is not invited into a restricted room, by /invite or createRoom, and the
+    identity server never hears of it; an unrestricted room takes it."""
+    server = await make_server(
+        identity={
+            **_listing(ids)["identity"],
+            "domain_map": {"partenaire.example": "externe.example"},
+        },
+        access_rules={"enabled": True, "external_servers": ["externe.example"]},
+    )
+    alice = await server.client("alice")
+    room_id = await _private_room(alice)
+    external = _invite_body(ids, address="someone@partenaire.example")
+
+    status, body = await _invite(server, alice, room_id, external)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
+    rooms_before = (await alice.joined_rooms()).rooms
+    status, body = await server.request(
+        "POST",
+        f"{V3}/createRoom",
+        token=alice.access_token,
+        json={"invite_3pid": [external]},
+    )
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
+    assert (await alice.joined_rooms()).rooms == rooms_before
+    assert ids.lookups == 0 and ids.invites == []
+    assert not [e for e in await _state(alice, room_id) if e["type"] == "m.room.third_party_invite"]
+
+    # An address of our own side is invited as before, and an unrestricted room takes
+    # the external one.
+    status, body = await _invite(server, alice, room_id, _invite_body(ids))
+    assert (status, body) == (200, {})
+    resp = await alice.room_put_state(
+        room_id, "im.vector.room.access_rules", {"rule": "unrestricted"}
+    )
+    assert isinstance(resp, RoomPutStateResponse), resp
+    status, body = await _invite(server, alice, room_id, external)
+    assert (status, body) == (200, {})
+    assert [i["address"] for i in ids.invites] == [ADDRESS, "someone@partenaire.example"]
