@@ -881,7 +881,7 @@ class AccessRulesConfig:
 
 @dataclass(frozen=True)
 class ExternalUsersConfig:
-    """Local accounts the admin API marks external (homeserver/policy/external.py)."""
+    """Local accounts the admin API marks external (homeserver/policy/service.py, homeserver/http/auth.py)."""
 
     # Given to an account marked external without an explicit expiry; None: no expiry.
     default_validity_s: int | None = None

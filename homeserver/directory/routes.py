@@ -7,11 +7,11 @@ from aiohttp import web
 
 from federation.errors import FederationError
 from homeserver.directory.public_rooms import public_rooms
-from homeserver.http.auth import Requester, authenticate
+from homeserver.http.auth import Requester
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import field, json_body, json_response, query_int
-from homeserver.http.routes import RouteTable
+from homeserver.http.routes import RouteTable, authenticated
 from homeserver.policy.rules import ACCESS_RULES, RESTRICTED, rule_of
 from homeserver.rooms import canonical_alias
 from storage.directory import AliasExists, DirectoryStore
@@ -213,7 +213,7 @@ async def _remote_public_rooms(request: web.Request, server: str, body: dict | N
     """Another server's room directory, fetched over federation for a signed-in user
     (as Synapse does: an anonymous caller cannot make us contact other servers)."""
     hs = get_hs(request)
-    await authenticate(request, hs.db)
+    await authenticated(request)
     if not hs.federation.policy.is_allowed(server):
         raise forbidden("Federation with this server is not allowed")
     path = "/_matrix/federation/v1/publicRooms"

@@ -37,6 +37,8 @@ class Requester:
     appservice: AppService | None = None
     # Account validity (homeserver/accounts/validity.py): when the account expires.
     expires_ts: int | None = None
+    # When an account the admin API marks external (homeserver/policy) expires.
+    external_expires_ts: int | None = None
     # A guest account (spec: "Guest access"): only _GUEST_ALLOWS.
     is_guest: bool = False
 
@@ -77,9 +79,7 @@ async def requester_for_token(db, token: str, cache: UserCaches | None = None) -
     if row["locked"]:
         # Synapse's answer for a locked account: the client keeps its session for later.
         raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
-    expires_at = row["external_expires_at_ms"]
-    if expires_at is not None and expires_at <= time.time() * 1000:
-        raise forbidden("This external account has expired")
+    external_expires_at = row["external_expires_at_ms"]
     override = row["messages_per_second"]
     return Requester(
         row["user_id"],
@@ -91,6 +91,7 @@ async def requester_for_token(db, token: str, cache: UserCaches | None = None) -
         (override, row["burst_count"]) if override is not None else None,
         expires_ts=row["expiration_ts"],
         is_guest=row["is_guest"],
+        external_expires_ts=external_expires_at,
     )
 
 
@@ -129,14 +130,24 @@ _EXPIRED_ALLOWS = re.compile(
 )
 
 
+_LOGOUT = re.compile(r"/_matrix/client/[^/]+/logout(?:/all)?$")
+
+
 def refuse_if_expired(request: web.Request, requester: Requester) -> None:
+    """An expired account (account validity, or an external account past the expiry the
+    admin gave it) answers ORG_MATRIX_EXPIRED_ACCOUNT, which clients show as such; it may
+    still log out (and, under account validity, ask for a renewal mail)."""
+    now = time.time() * 1000
     if (
         requester.expires_ts is not None
-        and requester.expires_ts <= time.time() * 1000
+        and requester.expires_ts <= now
         and get_hs(request).config.account_validity.enabled
         and not _EXPIRED_ALLOWS.match(request.path)
     ):
         raise MatrixError(403, "ORG_MATRIX_EXPIRED_ACCOUNT", "User account has expired")
+    external = requester.external_expires_ts
+    if external is not None and external <= now and not _LOGOUT.match(request.path):
+        raise MatrixError(403, "ORG_MATRIX_EXPIRED_ACCOUNT", "This external account has expired")
 
 
 # What a guest may do (spec: "Guest access", its list of endpoints, and Synapse's

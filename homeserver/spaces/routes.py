@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from homeserver.http.auth import Requester, authenticate, token_from_request
+from homeserver.http.auth import Requester, token_from_request
 from homeserver.http.context import get_hs
 from homeserver.http.errors import invalid_param
 from homeserver.http.request import json_response, query_bool, query_int
-from homeserver.http.routes import RouteTable
+from homeserver.http.routes import RouteTable, authenticated
 from homeserver.spaces.hierarchy import DEFAULT_LIMIT, MAX_DEPTH, MAX_LIMIT
 from homeserver.spaces.room_summary import room_summary
 
@@ -45,7 +45,7 @@ async def _room_summary(request: web.Request) -> web.Response:
     # Authentication is optional (spec v1.15): a token, when sent, must be valid.
     user_id = None
     if token_from_request(request) is not None:
-        user_id = (await authenticate(request, hs.db)).user_id
+        user_id = (await authenticated(request)).user_id
     via = request.query.getall("via", [])
     answer = await room_summary(hs, user_id, request.match_info["room"], via)
     return json_response(answer)

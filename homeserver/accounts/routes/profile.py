@@ -6,11 +6,11 @@ from aiohttp import web
 
 from federation.errors import FederationError
 from homeserver.accounts.membership import propagate_profile
-from homeserver.http.auth import Requester, authenticate
+from homeserver.http.auth import Requester
 from homeserver.http.context import get_hs
 from homeserver.http.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.http.request import json_body, json_response
-from homeserver.http.routes import RouteTable
+from homeserver.http.routes import RouteTable, authenticated
 
 routes = RouteTable()
 
@@ -36,7 +36,7 @@ async def _remote_profile(request: web.Request, user_id: str, server: str) -> di
     """Another server's user, asked of that server (federation query/profile); only for
     a signed-in user, so that an anonymous caller cannot make us contact other servers."""
     hs = get_hs(request)
-    await authenticate(request, hs.db)
+    await authenticated(request)
     if not hs.federation.policy.is_allowed(server):
         raise forbidden("Federation with this server is not allowed")
     try:

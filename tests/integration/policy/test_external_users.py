@@ -74,12 +74,16 @@ async def test_external_accounts(make_server):
     )
     assert status == 200 and log["entries"][0]["target"] == eve.user_id, log
 
-    # Expired: every request answers 403; unmarking lifts it.
+    # Expired: every request answers 403 ORG_MATRIX_EXPIRED_ACCOUNT (as an account past
+    # its validity does, which clients show as such), the optionally authenticated ones
+    # too; unmarking lifts it.
     await mark_external(server, admin, eve.user_id, expires_at=int(time.time() * 1000) - 1)
-    status, err = await server.request(
-        "GET", "/_matrix/client/v3/account/whoami", token=eve.access_token
-    )
-    assert status == 403 and err["errcode"] == "M_FORBIDDEN", err
+    for path in (
+        "/_matrix/client/v3/account/whoami",
+        f"/_matrix/client/v3/profile/{quote('@someone:elsewhere.example')}",
+    ):
+        status, err = await server.request("GET", path, token=eve.access_token)
+        assert status == 403 and err["errcode"] == "ORG_MATRIX_EXPIRED_ACCOUNT", (path, err)
     status, _ = await server.request(
         "PUT",
         f"/_synapse/admin/v1/users/{quote(eve.user_id)}/external",
@@ -91,6 +95,17 @@ async def test_external_accounts(make_server):
         "GET", "/_matrix/client/v3/account/whoami", token=eve.access_token
     )
     assert status == 200 and who["user_id"] == eve.user_id
+
+    # Expired again, the account may still log out.
+    await mark_external(server, admin, eve.user_id, expires_at=int(time.time() * 1000) - 1)
+    status, _ = await server.request(
+        "POST", "/_matrix/client/v3/logout", token=eve.access_token, json={}
+    )
+    assert status == 200
+    status, err = await server.request(
+        "GET", "/_matrix/client/v3/account/whoami", token=eve.access_token
+    )
+    assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN", err
 
 
 async def test_admin_bad_input_changes_nothing(make_server):
