@@ -9,9 +9,10 @@ from urllib.parse import quote
 
 import pytest
 import yaml
-from nio import RoomCreateResponse
+from nio import JoinResponse, RoomCreateResponse, RoomPreset, SyncResponse
 
 from homeserver.config import ConfigError, parse_config
+from tests.federation_ca import start_federating_server
 from tests.integration.media.test_media_preview import PREVIEW, Site
 from tests.integration.server.test_operator_cli import _cli, _config
 
@@ -147,3 +148,36 @@ async def test_audit_sovereignty(make_server, tmp_path):
     assert f"{room.room_id} m.room.message 1" in out
     assert "top secret" not in out and "top secret" not in err
     assert Path(cfg).exists() and yaml.safe_load(Path(cfg).read_text())
+
+
+async def test_local_presence_never_leaves_the_server(make_server, ca):
+    """presence.mode local (the default): users see each other's presence on this server,
+    but nothing of it goes over federation, in either direction."""
+    hs1 = await start_federating_server(make_server, ca, "hs1.test.local", ["hs2.test.local"])
+    hs2 = await start_federating_server(make_server, ca, "hs2.test.local", ["hs1.test.local"])
+    alice, bob = await hs1.client("alice"), await hs2.client("bob")
+    room = await alice.room_create(preset=RoomPreset.public_chat, alias="lobby")
+    assert isinstance(room, RoomCreateResponse), room
+    assert isinstance(await bob.join(f"#lobby:{hs1.server_name}"), JoinResponse)
+    await alice.sync(timeout=0)
+
+    await bob.set_presence("unavailable", "in a meeting")
+    await alice.set_presence("online", "at my desk")
+    # A message sent after the presence changes, as a barrier: once it has crossed, so
+    # would a presence update queued before it.
+    sent = await bob.room_send(room.room_id, "m.room.message", {"msgtype": "m.text", "body": "x"})
+    seen_presence: list = []
+    for _ in range(30):
+        resp = await alice.sync(timeout=2000)
+        assert isinstance(resp, SyncResponse), resp
+        seen_presence += [e for e in resp.presence_events if e.user_id == bob.user_id]
+        timeline = resp.rooms.join.get(room.room_id)
+        if timeline and any(e.event_id == sent.event_id for e in timeline.timeline.events):
+            break
+    else:
+        raise AssertionError("bob's message never reached hs1")
+    assert seen_presence == []
+    assert await hs1.hs.presence.store.get(bob.user_id) is None
+    assert await hs2.hs.presence.store.get(alice.user_id) is None
+    # Each server keeps its own users' presence.
+    assert (await hs2.hs.presence.store.get(bob.user_id)) is not None
