@@ -168,6 +168,11 @@ class UnreadCounter:
             ev = events.get(event_id)
             if ev is None or hidden(ev.sender, ev.state_key, ignored):
                 continue
+            if ev.type == "m.room.member" and ev.state_key != user_id:
+                # Others' membership changes notify no one (.m.rule.member_event), and the
+                # push worker evaluates them for their target alone: counting them here
+                # would re-evaluate a big room's every join on each member's /sync.
+                continue
             notify, highlight = self._verdict(user_id, event_id, ev.event, rules, contexts[room_id])
             if notify:
                 room = counts[room_id]

@@ -156,3 +156,32 @@ async def test_an_initial_sync_says_a_typer_stopped(server):
     sync = await fresh.sync(timeout=0)
     typing = [e for e in sync.rooms.join[room_id].ephemeral if isinstance(e, TypingNoticeEvent)]
     assert [e.users for e in typing] == [[]]
+
+
+async def test_others_joins_count_nowhere_even_with_a_rule_for_them(server):
+    """Membership changes concern their target alone, in the unread counts as in the push
+    worker's notifications: a room filling up does not re-evaluate every join on each
+    member's /sync, even for a user whose own rule would notify on member events."""
+    alice, bob, room_id = await _pair(server)
+    status, _ = await server.request(
+        "PUT",
+        "/_matrix/client/v3/pushrules/global/override/joins",
+        token=bob.access_token,
+        json={
+            "conditions": [{"kind": "event_match", "key": "type", "pattern": "m.room.member"}],
+            "actions": ["notify"],
+        },
+    )
+    assert status == 200
+    await bob.sync(timeout=0)
+    for _ in range(3):
+        newcomer = await server.client()
+        assert not hasattr(await alice.room_invite(room_id, newcomer.user_id), "status_code")
+        await newcomer.join(room_id)
+    await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "welcome"})
+
+    sync = await bob.sync(timeout=0, full_state=True)
+    counts = sync.rooms.join[room_id].unread_notifications
+    assert counts.notification_count == 1  # the message alone
+    verdicts = [key for key in server.hs.unread_counts._verdicts if key[0] == bob.user_id]
+    assert len(verdicts) == 1
