@@ -198,6 +198,7 @@ class Homeserver:
             self.presence,
             self.media,
             self.event_store.cache,
+            config.ephemeral_messages,
             [
                 Task(
                     "account_validity",

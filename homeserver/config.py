@@ -180,6 +180,19 @@ class HousekeepingConfig:
 
 
 @dataclass(frozen=True)
+class EphemeralMessagesConfig:
+    """MSC2228 self-destructing events (homeserver/housekeeping/self_destruct.py): a
+    message whose content names `org.matrix.self_destruct_after` (ms) has its content
+    redacted here once that time has passed. Off by default (an unmerged MSC, as Synapse's
+    `enable_ephemeral_messages`)."""
+
+    enabled: bool = False
+    # The housekeeping task's period: the backstop for the timers each process sets for
+    # the next expiry it knows of.
+    check_interval_s: int = 60
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     """Limits of the HTTP listeners against slow or oversized requests."""
 
@@ -337,6 +350,7 @@ class Config:
     external_users: ExternalUsersConfig = field(default_factory=lambda: ExternalUsersConfig())
     presence: PresenceConfig = field(default_factory=lambda: PresenceConfig())
     url_previews: UrlPreviewsConfig = field(default_factory=lambda: UrlPreviewsConfig())
+    ephemeral_messages: EphemeralMessagesConfig = EphemeralMessagesConfig()
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -671,6 +685,12 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         voip=voip,
         media=_media(root.section("media"), base_dir, data_dir),
         housekeeping=_housekeeping(root.section("housekeeping")),
+        ephemeral_messages=EphemeralMessagesConfig(
+            enabled=root.section("ephemeral_messages").get("enabled", bool, False),
+            check_interval_s=root.section("ephemeral_messages").positive_int(
+                "check_interval_s", EphemeralMessagesConfig.check_interval_s
+            ),
+        ),
         http=_http(root.section("http")),
         limits=LimitsConfig(
             account_data_bytes=root.section("limits").positive_int(

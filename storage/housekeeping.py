@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from storage.database import Database
+from storage.relations import remove_relations
 
 # Advisory-lock keys are (class, task) pairs of int4: this class keeps them apart from the
 # migrations' single-key lock and from anything else that takes advisory locks.
@@ -215,3 +216,68 @@ class HousekeepingStore:
 def _count(status: str) -> int:
     """The row count of an asyncpg status string such as 'DELETE 12'."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+# --- MSC2228 self-destructing events (homeserver/housekeeping/self_destruct.py) -------------
+
+
+async def add_event_expiries(conn, expiries: Sequence[tuple[str, int]]) -> None:
+    """Records (event_id, expiry_ts) in the caller's transaction (the event's commit)."""
+    await conn.executemany(
+        "INSERT INTO event_expiry (event_id, expiry_ts) VALUES ($1, $2)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        list(expiries),
+    )
+
+
+class ExpiryStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def due(self, now_ms: int, limit: int) -> list[ErasureRow]:
+        """The stored events whose expiry has passed, soonest first (an expiry row whose
+        event is not in the timeline is only deleted, by `expire`)."""
+        rows = await self.db.fetch(
+            "SELECT x.event_id, e.stream_ordering, r.room_version, e.json, e.unsigned_json"
+            " FROM event_expiry x"
+            " LEFT JOIN events e ON e.event_id = x.event_id"
+            " LEFT JOIN rooms r ON r.room_id = e.room_id"
+            " WHERE x.expiry_ts <= $1 ORDER BY x.expiry_ts LIMIT $2",
+            now_ms,
+            limit,
+        )
+        return [
+            ErasureRow(
+                r["event_id"],
+                r["stream_ordering"] or 0,
+                r["room_version"] or "",
+                r["json"] or "",
+                r["unsigned_json"],
+            )
+            for r in rows
+        ]
+
+    async def expire(
+        self, rewrites: Sequence[tuple[str, str, str | None]], gone: Sequence[str]
+    ) -> None:
+        """Stores the redacted JSON (and unsigned) of each (event_id, json, unsigned_json),
+        drops what the content fed (search index, relations) and the expiry rows of those
+        and of `gone` (events no longer stored), in one transaction."""
+        ids = [r[0] for r in rewrites]
+        async with self.db.transaction() as conn:
+            if rewrites:
+                await conn.execute(
+                    "UPDATE events e SET json = t.json, unsigned_json = t.unsigned_json"
+                    " FROM unnest($1::text[], $2::text[], $3::text[])"
+                    " AS t(event_id, json, unsigned_json)"
+                    " WHERE e.event_id = t.event_id",
+                    ids,
+                    [r[1] for r in rewrites],
+                    [r[2] for r in rewrites],
+                )
+                await conn.execute("DELETE FROM event_search WHERE event_id = ANY($1)", ids)
+                await remove_relations(conn, ids)
+            await conn.execute("DELETE FROM event_expiry WHERE event_id = ANY($1)", [*ids, *gone])
+
+    async def next_expiry(self) -> int | None:
+        return await self.db.fetchval("SELECT min(expiry_ts) FROM event_expiry")

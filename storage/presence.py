@@ -148,6 +148,23 @@ class PresenceStore:
         )
         return [(r["user_id"], None if r["state"] is None else _row(r)) for r in rows]
 
+    async def changes_of_room_members(
+        self, room_id: str, since: int, until: int
+    ) -> list[PresenceRow]:
+        """Presence of the room's joined members that changed in (since, until]: what a
+        reader peeking into the room (deprecated /events with room_id) is told."""
+        rows = await self.db.fetch(
+            "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts, p.stream_pos,"
+            " pr.displayname, pr.avatar_url"
+            f" FROM presence p JOIN ({_JOINED_TO_ROOMS}) m ON m.user_id = p.user_id"
+            " LEFT JOIN profiles pr ON pr.user_id = p.user_id"
+            " WHERE p.stream_pos > $2 AND p.stream_pos <= $3 ORDER BY p.stream_pos",
+            [room_id],
+            since,
+            until,
+        )
+        return [_row(r) for r in rows]
+
     async def changes_for(self, viewer: str, since: int, until: int) -> list[PresenceRow]:
         """Presence of the viewer's co-members that changed in (since, until]."""
         rows = await self.db.fetch(

@@ -38,6 +38,9 @@ and operators trigger a task directly with `runner.run_task(name)` (or every due
   room with them. A /sync sets them online again.
 - `erasure`: deactivation with `erase: true` leaves a `user_erasures` row; this task
   rewrites the user's events to their redacted form in batches (erasure.py).
+- `self_destruct`: with `ephemeral_messages.enabled`, events past their MSC2228
+  `org.matrix.self_destruct_after` are rewritten to their redacted form
+  (self_destruct.py); each process also runs it by timer at the next expiry it knows of.
 - Tasks of other domains, passed in by the composition root: `account_validity`
   (renewal mails and deactivation of expired accounts, homeserver/accounts/validity.py;
   every `account_validity.check_interval`) and `threepid_sessions` (e-mail validation
@@ -56,13 +59,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from homeserver.config import HousekeepingConfig
+from homeserver.config import EphemeralMessagesConfig, HousekeepingConfig
 from homeserver.housekeeping.erasure import Eraser
 from homeserver.housekeeping.last_seen import DeviceActivity
 from homeserver.housekeeping.runner import HousekeepingRunner, Task
+from homeserver.housekeeping.self_destruct import SelfDestruct
 from storage.database import Database
 from storage.events import EventCache
-from storage.housekeeping import HousekeepingStore
+from storage.housekeeping import ExpiryStore, HousekeepingStore
 
 if TYPE_CHECKING:
     from homeserver.media.repository import MediaRepository
@@ -83,6 +87,7 @@ class Housekeeping:
         presence: Presence,
         media: MediaRepository,
         event_cache: EventCache,
+        ephemeral_messages: EphemeralMessagesConfig,
         other_tasks: Sequence[Task] = (),
     ):
         self.config = config
@@ -92,6 +97,13 @@ class Housekeeping:
         self.media = media
         self.device_activity = DeviceActivity(self.store, config.last_seen_flush_s)
         self.eraser = Eraser(self.store, event_cache.invalidate, config.erasure_batch)
+        # Its timers run the task through the runner, so only while the runner is enabled.
+        self.self_destruct = SelfDestruct(
+            ExpiryStore(db),
+            event_cache.invalidate,
+            lambda: self.runner.run_task("self_destruct"),
+            ephemeral_messages.enabled and config.enabled,
+        )
         prune = config.prune_interval_s
         self.runner = HousekeepingRunner(
             self.store,
@@ -103,6 +115,7 @@ class Housekeeping:
                 Task("media", prune, self._expire_media),
                 Task("presence", config.presence_interval_s, self._presence_time_out),
                 Task("erasure", config.erasure_interval_s, self.eraser.run),
+                Task("self_destruct", ephemeral_messages.check_interval_s, self.self_destruct.run),
                 *other_tasks,
             ],
             config.tick_s,
@@ -112,8 +125,10 @@ class Housekeeping:
         await self.device_activity.start()
         if self.config.enabled:
             await self.runner.start()
+            await self.self_destruct.start()
 
     async def stop(self) -> None:
+        self.self_destruct.stop()
         await self.runner.stop()
         await self.device_activity.stop()
 

@@ -68,14 +68,14 @@ class Eraser:
         if not rows:
             await self.store.finish_erasure(user_id)
             return 0
-        rewrites = [_redacted(row) for row in rows]
+        rewrites = [redacted_copy(row) for row in rows]
         await self.store.apply_erasure(user_id, rewrites, rows[-1].stream_ordering)
         for row in rows:
             self.invalidate_event(row.event_id)
         return len(rows)
 
 
-def _redacted(row: ErasureRow) -> tuple[str, str, str | None]:
+def redacted_copy(row: ErasureRow) -> tuple[str, str, str | None]:
     """(event_id, redacted JSON, unsigned without prev_content) of one stored event."""
     version = KNOWN_ROOM_VERSIONS.get(row.room_version)
     event = orjson.loads(row.json)

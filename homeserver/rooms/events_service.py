@@ -810,6 +810,9 @@ class EventService:
             await self.hs.room_summaries.apply(w.conn, items)
             # So does the search index (after current state: it skips encrypted rooms).
             await self.hs.search_store.index(w.conn, items)
+            # MSC2228: when self-destructing events expire, with the events.
+            expiries = self.hs.housekeeping.self_destruct.expiries(items)
+            await self.hs.housekeeping.self_destruct.record(w.conn, expiries)
             w.wake(rooms={it.room_id for it in items})
             # A redaction can change a state event's content (power levels, say).
             w.wake(
@@ -833,6 +836,8 @@ class EventService:
             )
         outbox.events_committed(items, destinations)
         self.hs.appservices.events_committed(appservices)
+        if expiries:
+            self.hs.housekeeping.self_destruct.schedule(min(ts for _, ts in expiries))
         for it in items:
             if it.redacts is not None:
                 self.store.cache.invalidate(it.redacts[0])

@@ -21,7 +21,11 @@ from homeserver.presence.service import presence_content
 from homeserver.rooms.filtering import room_event_filter
 from homeserver.rooms.history import paginate, state_for_reader
 from homeserver.rooms.serialize import client_event
-from homeserver.tokens import decode_pagination_token, encode_pagination_token, encode_sync_token
+from homeserver.tokens import (
+    decode_pagination_token,
+    decode_sync_token,
+    encode_sync_token,
+)
 
 if TYPE_CHECKING:
     from homeserver.app import Homeserver
@@ -114,25 +118,102 @@ async def _peek_events(
     from_token: str | None,
     timeout_ms: int,
 ) -> dict[str, Any]:
-    """A readable room's events after `from` (a pagination or sync token), as /messages
-    forwards shows them (it refuses a room the user may not read), waiting for one."""
-    start = decode_pagination_token(from_token) if from_token else hs.notifier.positions["events"]
+    """A readable room's events after `from` (a sync token, or a pagination token), as
+    /messages forwards shows them (it refuses a room the user may not read), waiting for
+    one. In a world-readable room the peeker also hears what a member's /events would
+    tell of that room: its typing and receipts and its joined members' presence (as
+    Synapse peeks). The answer's `end` is a sync token."""
+    now = hs.notifier.current_token()
+    if from_token is None:
+        since = now
+    elif from_token.startswith("t"):
+        since = {**now, "events": decode_pagination_token(from_token)}
+    else:
+        since = decode_sync_token(from_token)
     deadline = time.monotonic() + min(timeout_ms, hs.config.max_sync_timeout_ms) / 1000
     while True:
         before = hs.notifier.current_token()
         page = await paginate(
-            hs, requester, room_id, "f", start, None, EVENTS_TIMELINE_LIMIT, room_event_filter(None)
+            hs,
+            requester,
+            room_id,
+            "f",
+            since["events"],
+            None,
+            EVENTS_TIMELINE_LIMIT,
+            room_event_filter(None),
         )
+        chunk = page["chunk"]
+        events_end = max(since["events"], before["events"])
+        if chunk and "end" in page:
+            events_end = max(since["events"], decode_pagination_token(page["end"]))
+        members: set[str] = set()
+        if await _world_readable(hs, room_id):
+            chunk = chunk + await _peek_ephemeral(hs, requester, room_id, since, before)
+            members = await hs.membership_store.members_of([room_id], ("join",))
+        end = {**before, "events": events_end}
         remaining = deadline - time.monotonic()
-        if page["chunk"] or remaining <= 0 or hs.notifier.stopped:
+        if chunk or remaining <= 0 or hs.notifier.stopped:
             break
-        await hs.notifier.wait({room_id}, before, min(remaining, 5.0))
-    end = page.get("end") or encode_pagination_token(start)
+        # The room's own streams, and its members' keys for their presence.
+        await hs.notifier.wait({room_id, *members}, before, min(remaining, 5.0), _PEEK_STREAMS)
     return {
-        "start": from_token or encode_pagination_token(start),
-        "end": end,
-        "chunk": page["chunk"],
+        "start": from_token or encode_sync_token(since),
+        "end": encode_sync_token(end),
+        "chunk": chunk,
     }
+
+
+_PEEK_STREAMS = frozenset({"events", "typing", "receipts", "presence"})
+
+
+async def _world_readable(hs: Homeserver, room_id: str) -> bool:
+    hv = await hs.events.current_state_event(room_id, "m.room.history_visibility")
+    return hv is not None and hv.content.get("history_visibility") == "world_readable"
+
+
+async def _peek_ephemeral(
+    hs: Homeserver,
+    requester: Requester,
+    room_id: str,
+    since: dict[str, int],
+    until: dict[str, int],
+) -> list[dict[str, Any]]:
+    """Typing, receipts (not private ones) and members' presence in (since, until]."""
+    out: list[dict[str, Any]] = []
+    if since["presence"] < until["presence"] and hs.presence.mode != "off":
+        now_ms = int(time.time() * 1000)
+        rows = await hs.presence.store.changes_of_room_members(
+            room_id, since["presence"], until["presence"]
+        )
+        out += _legacy_presence(
+            [
+                {"type": "m.presence", "sender": r.user_id, "content": presence_content(r, now_ms)}
+                for r in rows
+            ]
+        )
+    if since["receipts"] < until["receipts"]:
+        content: dict[str, dict] = {}
+        for r in await hs.ephemeral_store.receipt_changes(
+            [room_id], since["receipts"], until["receipts"], requester.user_id, []
+        ):
+            receipt: dict[str, Any] = {"ts": r["ts"]}
+            if r["thread_id"]:
+                receipt["thread_id"] = r["thread_id"]
+            content.setdefault(r["event_id"], {}).setdefault(r["receipt_type"], {})[
+                r["user_id"]
+            ] = receipt
+        if content:
+            out.append({"type": "m.receipt", "room_id": room_id, "content": content})
+    if since["typing"] < until["typing"]:
+        typing = await hs.ephemeral_store.typing_changes(
+            [room_id], since["typing"], until["typing"], int(time.time() * 1000), []
+        )
+        if room_id in typing:
+            out.append(
+                {"type": "m.typing", "room_id": room_id, "content": {"user_ids": typing[room_id]}}
+            )
+    return out
 
 
 def _current_state(entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -260,6 +341,10 @@ async def room_initial_sync(
         # reader who may not see the room).
         readable = await state_for_reader(hs, requester.user_id, room_id)
         state = _with_room([client_event(e) for e in readable.values()], room_id)
+        # `end` a sync token (it pages /messages too), so that /events peeking from it
+        # misses no typing, receipt or presence of the room (taken before the page: an
+        # event at the edge comes twice rather than never).
+        now = hs.notifier.current_token()
         page = await paginate(
             hs, requester, room_id, "b", None, None, limit, room_event_filter(None)
         )
@@ -269,7 +354,7 @@ async def room_initial_sync(
             "messages": {
                 "chunk": _with_room(list(reversed(page["chunk"])), room_id),
                 "start": page.get("end", page["start"]),
-                "end": page["start"],
+                "end": encode_sync_token(now),
             },
             "state": state,
             "account_data": [],

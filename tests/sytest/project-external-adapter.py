@@ -14,7 +14,8 @@ What it does, each time SyTest starts a server:
      per-server cert, SyTest's CA as the federation CA bundle, SyTest's servers admitted,
      open registration, no rate limits, the database DSN), then edits the YAML for what
      generate-config has no flag for (registration shared secret, public_baseurl, default
-     room version, loopback federation, URL previews, federated presence);
+     room version, loopback federation, URL previews, federated presence, MSC2228
+     ephemeral messages);
   3. sends its own stdout/stderr to the JSON's log_file and execs `homeserver run -c`,
      so SyTest's SIGINT (then SIGKILL) reaches the server itself.
 
@@ -133,6 +134,9 @@ if c.get("default_room_version"):
 # SyTest checks that presence reaches remote room members (40presence.pl); ours is
 # kept among local users unless configured otherwise.
 cfg["presence"] = {"mode": "federated"}
+# SyTest checks MSC2228 self-destructing messages (04messages.pl, 31room-send.pl), which
+# Synapse runs behind enable_ephemeral_messages; ours is off by default too.
+cfg["ephemeral_messages"] = {"enabled": True}
 fed = cfg["federation"]
 # every SyTest server is on loopback; its CA signs every certificate they present
 fed["allow_private_addresses"] = True

@@ -288,14 +288,16 @@ async def joined_members(request: web.Request, requester: Requester) -> web.Resp
     room_id = _room_id(request)
     await _require_joined(request, requester, room_id)
     state = await get_hs(request).events.current_state(room_id)
+    # Both keys are always present, null when the member event has no such string: the
+    # spec's schema lists them as optional strings, but Synapse sends nulls and clients
+    # (and SyTest) rely on the keys being there.
     joined = {
         sk: {
-            k: v
+            k: v if isinstance(v, str) else None
             for k, v in (
                 ("display_name", e.content.get("displayname")),
                 ("avatar_url", e.content.get("avatar_url")),
             )
-            if isinstance(v, str)
         }
         for (t, sk), e in state.items()
         if t == "m.room.member" and e.content.get("membership") == "join"

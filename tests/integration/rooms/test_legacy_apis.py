@@ -210,3 +210,71 @@ async def test_send_and_redact_without_transaction_id(server):
     outsider = await server.client()
     status, body = await server.request("POST", path, token=outsider.access_token, json=content)
     assert status == 403 and body["errcode"] == "M_FORBIDDEN"
+
+
+async def test_peeking_events_in_world_readable_room_tells_typing_receipts_presence(server):
+    """/events with the room_id of a world-readable room the user is not in: the room's
+    messages, then its members' presence (not that of users outside the room), its
+    receipts and its typing, as Synapse peeks (SyTest 30rooms/30history-visibility
+    "non-joined user can call /events on world_readable room")."""
+    alice = await server.client()
+    stranger = await server.client()
+    outsider = await server.client()
+    room_id = (await alice.room_create(name="peek")).room_id
+    await alice.room_put_state(
+        room_id, "m.room.history_visibility", {"history_visibility": "world_readable"}
+    )
+
+    async def peek(since: str | None, timeout: int = 5000) -> dict:
+        query = f"room_id={quote(room_id)}&timeout={timeout}" + (f"&from={since}" if since else "")
+        status, body = await server.request(
+            "GET", f"/_matrix/client/r0/events?{query}", token=outsider.access_token
+        )
+        assert status == 200, body
+        return body
+
+    token = (await peek(None, 0))["end"]
+    sent = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "mice"})
+    body = await peek(token)
+    assert [e["content"]["body"] for e in body["chunk"]] == ["mice"]
+    token = body["end"]
+
+    for user in (stranger, alice):
+        status, _ = await server.request(
+            "PUT",
+            f"/_matrix/client/v3/presence/{quote(user.user_id)}/status",
+            token=user.access_token,
+            json={"presence": "online", "status_msg": "lemurs"},
+        )
+        assert status == 200
+    body = await peek(token)
+    assert [(e["type"], e["content"]["user_id"]) for e in body["chunk"]] == [
+        ("m.presence", alice.user_id)
+    ]
+    token = body["end"]
+
+    status, _ = await server.request(
+        "POST",
+        f"/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{quote(sent.event_id)}",
+        token=alice.access_token,
+        json={},
+    )
+    assert status == 200
+    body = await peek(token)
+    [receipt] = body["chunk"]
+    assert receipt["type"] == "m.receipt" and receipt["room_id"] == room_id
+    assert alice.user_id in receipt["content"][sent.event_id]["m.read"]
+    token = body["end"]
+
+    status, _ = await server.request(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{room_id}/typing/{quote(alice.user_id)}",
+        token=alice.access_token,
+        json={"typing": True, "timeout": 10000},
+    )
+    assert status == 200
+    body = await peek(token)
+    assert body["chunk"] == [
+        {"type": "m.typing", "room_id": room_id, "content": {"user_ids": [alice.user_id]}}
+    ]
+    assert (await peek(body["end"], 0))["chunk"] == []

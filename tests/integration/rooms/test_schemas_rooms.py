@@ -140,3 +140,32 @@ async def test_heroes_for_a_nameless_room(server):
     assert summary["m.joined_member_count"] == 2
     assert summary["m.invited_member_count"] == 6
     assert summary["m.heroes"] == sorted(o.user_id for o in others)[:5]
+
+
+async def test_joined_members_always_has_display_name_and_avatar_url(server):
+    """Both keys, null when unset, as Synapse answers (SyTest 10apidoc/31room-state
+    "joined_members fetches my membership"); the schema check allows the nulls."""
+    alice = await server.client("alice")
+    room = (await alice.room_create()).room_id
+    status, _ = await server.request(
+        "PUT",
+        f"/_matrix/client/v3/profile/{alice.user_id}/avatar_url",
+        token=alice.access_token,
+        json={"avatar_url": "mxc://example.org/abc"},
+    )
+    assert status == 200
+    status, body = await server.request(
+        "PUT",
+        f"/_matrix/client/v3/profile/{alice.user_id}/displayname",
+        token=alice.access_token,
+        json={"displayname": ""},
+    )
+    assert status == 200
+    status, body = await server.request(
+        "GET", f"/_matrix/client/v3/rooms/{room}/joined_members", token=alice.access_token
+    )
+    assert status == 200
+    assert body["joined"] == {
+        alice.user_id: {"display_name": None, "avatar_url": "mxc://example.org/abc"}
+    }
+    assert_matches_schema("rooms.yaml", "/rooms/{roomId}/joined_members", "get", 200, body)
