@@ -47,6 +47,12 @@ class SsoStore:
         )
         return [r["external_id"] for r in rows]
 
+    async def forget_user(self, conn, user_id: str) -> None:
+        """A deactivated user's external identities and unspent login tokens, in the
+        caller's transaction."""
+        await conn.execute("DELETE FROM user_external_ids WHERE user_id = $1", user_id)
+        await conn.execute("DELETE FROM login_tokens WHERE user_id = $1", user_id)
+
     async def add_login_token(
         self, token_hash: bytes, user_id: str, auth_provider: str, expires_ts: int
     ) -> None:

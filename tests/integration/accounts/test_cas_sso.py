@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest_asyncio
 
+from homeserver.accounts.deactivation import deactivate_account
 from tests.integration.accounts.cas_server import FakeCas, success_xml
 
 V3 = "/_matrix/client/v3"
@@ -361,3 +362,21 @@ async def test_everything_off_by_default(server, cas, browser):
     alice = await server.client("alice")
     status, body = await _delete_device(server, alice.access_token, alice.device_id)
     assert body["flows"] == [{"stages": ["m.login.password"]}]
+
+
+async def test_deactivation_unlinks_the_identity_and_voids_unspent_tokens(
+    make_server, cas, browser
+):
+    server = await make_server(**cas_config(cas))
+    _, _, page = await cas_login(browser, server, cas, "nina")
+    status, login = await token_login(server, TOKEN.findall(page)[0])
+    assert status == 200
+    _, _, page = await cas_login(browser, server, cas, "nina", ticket="ST-2")
+    unspent = TOKEN.findall(page)[0]
+    await deactivate_account(server.hs, login["user_id"], erase=False)
+    assert await server.hs.accounts.sso.providers_for_user(login["user_id"]) == []
+    status, body = await token_login(server, unspent)
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN")
+    # The identity now meets the deactivated account of its name: refused, nothing created.
+    status, _, page = await cas_login(browser, server, cas, "nina", ticket="ST-3")
+    assert status == 403 and "loginToken" not in page
