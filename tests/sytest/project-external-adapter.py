@@ -14,7 +14,8 @@ What it does, each time SyTest starts a server:
      per-server cert, SyTest's CA as the federation CA bundle, SyTest's servers admitted,
      open registration, no rate limits, the database DSN), then edits the YAML for what
      generate-config has no flag for (registration shared secret, public_baseurl, default
-     room version, loopback federation, URL previews, federated presence);
+     room version, loopback federation, URL previews, federated presence, SyTest's mock
+     CAS server and captcha verifier);
   3. sends its own stdout/stderr to the JSON's log_file and execs `homeserver run -c`,
      so SyTest's SIGINT (then SIGKILL) reaches the server itself.
 
