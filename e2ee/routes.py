@@ -68,7 +68,7 @@ async def upload_cross_signing_keys(request, requester):
     cross_signing = get_hs(request).e2ee.cross_signing
     keys = cross_signing.parse_upload(requester.user_id, body)
     if await cross_signing.requires_auth(requester.user_id, keys):
-        await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
+        await uia.require(request, requester, body, await uia.user_flows(request, requester))
     await cross_signing.upload_keys(requester.user_id, keys)
     return json_response({})
 

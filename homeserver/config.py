@@ -309,6 +309,58 @@ class PushConfig:
         return not self.allowed_gateways or any(url.startswith(p) for p in self.allowed_gateways)
 
 
+# --- Single sign-on (CAS) and the registration captcha ---------------------------------
+# (homeserver/accounts/cas.py, homeserver/accounts/recaptcha.py)
+
+
+@dataclass(frozen=True)
+class CasConfig:
+    """CAS single sign-on (Apereo CAS, protocol 2/3). Off by default: /login then offers no
+    m.login.sso and no CAS server is contacted. The CAS server named here is the only one."""
+
+    enabled: bool = False
+    # The CAS server's base URL: users are sent to SERVER_URL/login, tickets are checked at
+    # SERVER_URL/proxyValidate (e.g. "https://cas.example.gouv.fr/cas").
+    server_url: str = ""
+    # The base URL of this server as the CAS server redirects back to it (the `service`
+    # parameter is SERVICE_URL/_matrix/client/r0/login/cas/ticket?...); None: public_baseurl.
+    service_url: str | None = None
+    # Attributes a CAS user must have to sign in: name -> required value, or None for any
+    # value.
+    required_attributes: tuple[tuple[str, str | None], ...] = ()
+    # The CAS attribute that gives a new account its display name; None: the CAS user name.
+    displayname_attribute: str | None = None
+    # The name clients show on the sign-in button (identity_providers of m.login.sso).
+    idp_name: str = "CAS"
+    # A CAS user whose localpart is an existing account that was not created by CAS (a
+    # password account) is refused unless this is true; then the CAS user signs in as that
+    # account (and is linked to it from then on).
+    allow_existing_users: bool = False
+    # Client redirectUrl prefixes that receive the login token by a direct redirect; any
+    # other client is named on a page where the user confirms before it gets the token.
+    trusted_client_urls: tuple[str, ...] = ()
+    # How long the login token handed to the client stays usable (single use).
+    login_token_lifetime_s: int = 60
+    # CA bundle for the CAS server's certificate; None: the system's trust store.
+    ca_bundle: Path | None = None
+
+
+@dataclass(frozen=True)
+class RecaptchaConfig:
+    """The m.login.recaptcha registration stage. Off by default; when on, the captcha's
+    answer is checked at `siteverify_api` (Google's reCAPTCHA or a self-hosted captcha with
+    the same API), the only address contacted for it."""
+
+    enabled: bool = False
+    public_key: str = ""
+    private_key: str = ""
+    siteverify_api: str = ""
+    # True: every registration flow starts with the captcha. False: flows with the captcha
+    # are offered beside those without (the captcha can be completed, nothing requires it).
+    required: bool = True
+    ca_bundle: Path | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     server_name: str
@@ -333,6 +385,8 @@ class Config:
     email: EmailConfig = EmailConfig()
     account_validity: AccountValidityConfig = AccountValidityConfig()
     identity: IdentityConfig = IdentityConfig()
+    cas: CasConfig = CasConfig()
+    recaptcha: RecaptchaConfig = RecaptchaConfig()
     default_room_version: str = DEFAULT_ROOM_VERSION
     max_sync_timeout_ms: int = 60_000
     password_min_length: int = 8
@@ -699,6 +753,8 @@ def parse_config(data: Any, base_dir: Path) -> Config:
         ),
         search=_search(root.section("search")),
         push=_push(root.section("push")),
+        cas=_cas(root.section("cas"), base_dir),
+        recaptcha=_recaptcha(root.section("recaptcha"), base_dir),
         default_room_version=default_version,
         max_sync_timeout_ms=root.section("sync").positive_int("max_timeout_ms", 60_000),
         password_min_length=root.section("passwords").get("min_length", int, 8),
@@ -720,6 +776,64 @@ def _push(section: _Section) -> PushConfig:
     ca_bundle = section.get("ca_bundle", str, None)
     return PushConfig(
         allowed_gateways=tuple(gateways), ca_bundle=Path(ca_bundle) if ca_bundle else None
+    )
+
+
+def _http_url(section: _Section, name: str, required: bool) -> str | None:
+    value = section.get(name, str, None)
+    if value is None:
+        if required:
+            raise ConfigError(section.prefix + name, "is required when enabled")
+        return None
+    if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", value):
+        raise ConfigError(section.prefix + name, "must be an http(s) URL without query")
+    return value
+
+
+def _cas(section: _Section, base_dir: Path) -> CasConfig:
+    enabled = section.get("enabled", bool, False)
+    server_url = _http_url(section, "server_url", enabled) or ""
+    service_url = _http_url(section, "service_url", False)
+    required: list[tuple[str, str | None]] = []
+    for name, value in section.get("required_attributes", dict, {}).items():
+        if not isinstance(name, str) or not (value is None or isinstance(value, str)):
+            raise ConfigError(
+                "cas.required_attributes", "must map attribute names to a string or null"
+            )
+        required.append((name, value))
+    trusted = section.get("trusted_client_urls", list, [])
+    if not all(isinstance(u, str) and re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://.", u) for u in trusted):
+        raise ConfigError("cas.trusted_client_urls", "must be a list of URL prefixes")
+    ca_bundle = section.get("ca_bundle", str, None)
+    return CasConfig(
+        enabled=enabled,
+        server_url=server_url.rstrip("/"),
+        service_url=service_url.rstrip("/") if service_url else None,
+        required_attributes=tuple(required),
+        displayname_attribute=section.get("displayname_attribute", str, None),
+        idp_name=section.get("idp_name", str, CasConfig.idp_name),
+        allow_existing_users=section.get("allow_existing_users", bool, False),
+        trusted_client_urls=tuple(trusted),
+        login_token_lifetime_s=section.positive_int(
+            "login_token_lifetime_s", CasConfig.login_token_lifetime_s
+        ),
+        ca_bundle=(base_dir / ca_bundle).resolve() if ca_bundle else None,
+    )
+
+
+def _recaptcha(section: _Section, base_dir: Path) -> RecaptchaConfig:
+    enabled = section.get("enabled", bool, False)
+    keys = {
+        name: section.get(name, str, ... if enabled else "")
+        for name in ("public_key", "private_key")
+    }
+    ca_bundle = section.get("ca_bundle", str, None)
+    return RecaptchaConfig(
+        enabled=enabled,
+        siteverify_api=_http_url(section, "siteverify_api", enabled) or "",
+        required=section.get("required", bool, True),
+        ca_bundle=(base_dir / ca_bundle).resolve() if ca_bundle else None,
+        **keys,
     )
 
 

@@ -59,5 +59,13 @@ def outbound_destinations(config: Config) -> list[tuple[str, str]]:
         out += [("identity server", s) for s in id_servers]
     else:
         out.append(("identity servers", "none (none is advertised or contacted)"))
+    # Contacted only when configured: the one CAS server, to check sign-in tickets, and the
+    # captcha verifier, to check registrations' captcha answers.
+    if config.cas.enabled:
+        out.append(("cas server", config.cas.server_url))
+    else:
+        out.append(("cas", "off (single sign-on not configured)"))
+    if config.recaptcha.enabled:
+        out.append(("captcha verifier", config.recaptcha.siteverify_api))
     out.append(("presence", f"{config.presence.mode}"))
     return out

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 async def deactivate_account(hs: Homeserver, user_id: str, erase: bool) -> bool:
     """Leaves every room, marks the account deactivated (its password gone; with `erase`,
     its events are rewritten redacted by housekeeping/erasure.py and its profile is
-    cleared) and deletes its devices, so every access token stops working. Addresses
+    cleared) and deletes its devices, so every access token stops working; its single
+    sign-on identity is unlinked. Addresses
     bound at identity servers through us are unbound there: True if there were some and
     all went (the `id_server_unbind_result`)."""
     accounts = hs.accounts
@@ -26,6 +27,9 @@ async def deactivate_account(hs: Homeserver, user_id: str, erase: bool) -> bool:
             await accounts.users.mark_deactivated(conn, user_id, erase=erase)
             # Its addresses are free for another account (and no mail goes to them).
             await accounts.threepids.store.unbind_all(conn, user_id)
+            # Its single sign-on identity goes too, with any login token not yet spent: a
+            # later CAS sign-in of that identity meets the deactivated account of its name.
+            await accounts.sso.forget_user(conn, user_id)
             device_ids = await accounts.devices.device_ids(user_id, conn)
     await accounts.delete_devices(user_id, device_ids)
     # Nothing is pushed to a deactivated account's phones any more.

@@ -9,7 +9,9 @@ import string
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from homeserver.accounts.cas import CasService
 from homeserver.accounts.identity_servers import IdentityServers
+from homeserver.accounts.recaptcha import Recaptcha
 from homeserver.accounts.threepids import ThreepidService
 from homeserver.accounts.validity import AccountValidity
 from homeserver.email.mailer import Mailer
@@ -21,6 +23,7 @@ from storage.devices import DeviceStore
 from storage.filters import FilterStore
 from storage.openid import OpenIdStore
 from storage.registration_tokens import NonceStore, RegistrationTokenStore
+from storage.sso import SsoStore
 from storage.threepids import ThreepidStore
 from storage.uia import UIASessionStore
 
@@ -59,6 +62,10 @@ class AccountService:
         # Bindings at identity servers (none unless identity.id_servers names some).
         self.identity_servers = IdentityServers(hs, threepid_store)
         self.validity = AccountValidity(hs, AccountValidityStore(db), threepid_store, mailer)
+        # Single sign-on through CAS and the registration captcha (both off unless configured).
+        self.sso = SsoStore(db)
+        self.cas = CasService(hs, self.sso)
+        self.recaptcha = Recaptcha(hs.config.recaptcha)
         # Other domains (e2ee device keys, to-device inboxes, pushers) register here to
         # clean up after devices that no longer exist: `async def hook(user_id, device_ids)`.
         self.devices_deleted_hooks: list[DevicesDeletedHook] = []

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from homeserver.accounts import threepids
+from homeserver.accounts import recaptcha, threepids
 from homeserver.accounts.passwords import verify_password
 from homeserver.http.auth import Requester
 from homeserver.http.context import get_hs
@@ -29,7 +29,15 @@ PASSWORD = "m.login.password"
 DUMMY = "m.login.dummy"
 REGISTRATION_TOKEN = "m.login.registration_token"
 EMAIL_IDENTITY = threepids.EMAIL_IDENTITY
+RECAPTCHA = recaptcha.STAGE
+SSO = "m.login.sso"
 PASSWORD_FLOWS = [[PASSWORD]]
+# Stages completed out of band (a web page: the SSO fallback), which a client then
+# reports by resubmitting the session alone (spec: "Fallback").
+_OUT_OF_BAND = {SSO}
+# A session whose SSO stage was completed by another user than the session's: the
+# request it guards is refused (403), as a password stage of someone else is.
+SSO_MISMATCH = "sso_user_mismatch"
 
 SESSION_MAX_AGE_MS = 30 * 60 * 1000
 # The key of `require`'s results that names the session, when it is not spent.
@@ -122,12 +130,46 @@ async def _check_email_identity(request, _requester, auth) -> dict:
         raise StageFailed(err.errcode, err.error) from None
 
 
+async def _check_recaptcha(request, _requester, auth) -> dict:
+    response = auth.get("response")
+    if not isinstance(response, str) or not response:
+        raise StageFailed("M_MISSING_PARAM", "Missing 'response'")
+    try:
+        passed = await get_hs(request).accounts.recaptcha.verify(response, request.remote)
+    except recaptcha.CaptchaUnavailable:
+        raise StageFailed("M_UNKNOWN", "The captcha could not be checked; try again") from None
+    if not passed:
+        raise StageFailed("M_UNAUTHORIZED", "Captcha not verified")
+    return {}
+
+
+async def _check_sso(_request, _requester, _auth) -> dict:
+    # Completed only by the fallback page's sign-in (routes/sso.py); `require` counts it
+    # once the session records it.
+    raise StageFailed(
+        "M_FORBIDDEN", "Sign in through /auth/m.login.sso/fallback/web to complete this stage"
+    )
+
+
 STAGES: dict[str, StageChecker] = {
     DUMMY: _check_dummy,
     PASSWORD: _check_password,
     REGISTRATION_TOKEN: _check_registration_token,
     EMAIL_IDENTITY: _check_email_identity,
+    RECAPTCHA: _check_recaptcha,
+    SSO: _check_sso,
 }
+
+
+async def user_flows(request: web.Request, requester: Requester) -> list[list[str]]:
+    """The flows that confirm a signed-in user: their password, and single sign-on for an
+    account that signs in by CAS (the only flow of one that has no password)."""
+    hs = get_hs(request)
+    if not await hs.accounts.cas.signs_in_by_cas(requester.user_id):
+        return PASSWORD_FLOWS
+    user = await hs.accounts.users.get_user(requester.user_id)
+    flows = [[PASSWORD]] if user is not None and user["password_hash"] else []
+    return [*flows, [SSO]]
 
 
 def request_key(request: web.Request) -> str:
@@ -194,33 +236,37 @@ async def require(
     if session is None:
         session = await open_session()
     sid = session["session_id"]
+    if session["results"].get(SSO_MISMATCH):
+        await store.delete(sid)
+        raise MatrixError(403, "M_FORBIDDEN", "You can only authenticate as yourself")
     if remember:
         await store.complete_stage(sid, None, remember)
         session["results"] = {**session["results"], **remember}
 
     stage = auth.get("type")
-    if stage is None:
-        raise UIARequired(sid, flows, params, session["completed"])
-
-    allowed = {s for flow in flows for s in flow}
-    checker = STAGES.get(stage) if stage in allowed else None
-    if checker is None:
-        raise UIARequired(
-            sid,
-            flows,
-            params,
-            session["completed"],
-            "M_UNRECOGNIZED",
-            f"Stage {stage!r} not offered",
-        )
-    try:
-        result = await checker(request, requester, auth)
-    except StageFailed as failed:
-        raise UIARequired(
-            sid, flows, params, session["completed"], failed.errcode, failed.error
-        ) from None
-
-    completed = await store.complete_stage(sid, stage, result)
+    completed = session["completed"]
+    result: dict = {}
+    if stage is None or (stage in _OUT_OF_BAND and stage in completed):
+        # The session alone: complete if a stage done out of band finished a flow.
+        if not any(set(flow) <= set(completed) for flow in flows):
+            raise UIARequired(sid, flows, params, completed)
+    else:
+        allowed = {s for flow in flows for s in flow}
+        checker = STAGES.get(stage) if stage in allowed else None
+        if checker is None:
+            raise UIARequired(
+                sid,
+                flows,
+                params,
+                completed,
+                "M_UNRECOGNIZED",
+                f"Stage {stage!r} not offered",
+            )
+        try:
+            result = await checker(request, requester, auth)
+        except StageFailed as failed:
+            raise UIARequired(sid, flows, params, completed, failed.errcode, failed.error) from None
+        completed = await store.complete_stage(sid, stage, result)
     if not any(set(flow) <= set(completed) for flow in flows):
         raise UIARequired(sid, flows, params, completed)
     if not spend:

@@ -15,7 +15,7 @@ What it does, each time SyTest starts a server:
      open registration, no rate limits, the database DSN), then edits the YAML for what
      generate-config has no flag for (registration shared secret, public_baseurl, default
      room version, loopback federation, URL previews, federated presence, MSC2228
-     ephemeral messages);
+     ephemeral messages, SyTest's mock CAS server and captcha verifier);
   3. sends its own stdout/stderr to the JSON's log_file and execs `homeserver run -c`,
      so SyTest's SIGINT (then SIGKILL) reaches the server itself.
 
@@ -169,6 +169,27 @@ media["url_preview_ca_bundle"] = c["tls_ca_path"]  # SyTest serves its pages ove
 if not c.get("ip_range_blacklist"):
     # SyTest's preview targets are on loopback
     media["url_preview_allowed_networks"] = ["127.0.0.0/8", "::1/128"]
+# SyTest's mock CAS server and captcha verifier (its test server, https with its CA), as
+# Synapse's SyTest configuration has them: the captcha can be completed at registration
+# but no flow requires it, and a CAS user may sign in as the password account of the
+# same name (SyTest's UIA tests sign its password users in by CAS).
+if c.get("cas"):
+    cfg["cas"] = {
+        "enabled": True,
+        "server_url": c["cas"]["server_url"],
+        "allow_existing_users": True,
+        "ca_bundle": c["tls_ca_path"],
+    }
+if c.get("recaptcha"):
+    rc = c["recaptcha"]
+    cfg["recaptcha"] = {
+        "enabled": True,
+        "public_key": rc["public_key"],
+        "private_key": rc["private_key"],
+        "siteverify_api": rc["siteverify_api"],
+        "required": False,
+        "ca_bundle": c["tls_ca_path"],
+    }
 cfg["log_level"] = os.environ.get("SYTEST_HS_LOG_LEVEL", "INFO")
 with open(cfg_path, "w") as f:
     yaml.safe_dump(cfg, f, sort_keys=False)

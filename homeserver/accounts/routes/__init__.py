@@ -18,6 +18,7 @@ from homeserver.accounts.routes import (
     openid,
     profile,
     registration,
+    sso,
     tags,
     threepids,
     validity,
@@ -28,6 +29,7 @@ routes = RouteTable()
 for _module in (
     registration,
     login,
+    sso,
     devices,
     account,
     profile,

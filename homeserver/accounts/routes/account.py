@@ -35,7 +35,7 @@ async def change_password(request: web.Request) -> web.Response:
     check_password_strength(new_password, hs.config.password_min_length)
     accounts = hs.accounts
     if requester is not None:
-        await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
+        await uia.require(request, requester, body, await uia.user_flows(request, requester))
         user_id = requester.user_id
         password_hash = await hash_password(new_password)
         await accounts.users.set_password_hash(user_id, password_hash)
@@ -73,7 +73,7 @@ async def deactivate(request: web.Request, requester: Requester) -> web.Response
     # An appservice deactivates its own users (it holds no password for them); the
     # requester is then a user of its namespace (auth refuses masquerading outside it).
     if requester.appservice is None:
-        await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
+        await uia.require(request, requester, body, await uia.user_flows(request, requester))
 
     unbound = await deactivate_account(hs, requester.user_id, erase)
     return json_response({"id_server_unbind_result": "success" if unbound else "no-support"})

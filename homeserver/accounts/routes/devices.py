@@ -73,7 +73,7 @@ async def _delete_after_uia(
     request: web.Request, requester: Requester, body: dict, device_ids: list[str]
 ) -> web.Response:
     if requester.appservice is None:  # appservices delete without UIA (spec v1.17)
-        await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
+        await uia.require(request, requester, body, await uia.user_flows(request, requester))
     await get_hs(request).accounts.delete_devices(requester.user_id, device_ids)
     return json_response({})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from homeserver.accounts import cas
 from homeserver.accounts.passwords import verify_password
 from homeserver.accounts.usernames import user_id_from_login
 from homeserver.http.auth import Requester, token_from_request
@@ -16,12 +17,25 @@ routes = RouteTable()
 
 PASSWORD_LOGIN = "m.login.password"
 APPSERVICE_LOGIN = "m.login.application_service"
+TOKEN_LOGIN = "m.login.token"
+SSO_LOGIN = "m.login.sso"
+# Deprecated since r0.4.0 for m.login.sso, still listed (and /login/cas/redirect served)
+# for the clients that look for it.
+CAS_LOGIN = "m.login.cas"
 
 
 @routes.get("/login", auth=False)
-async def login_flows(_request: web.Request) -> web.Response:
-    flows = [{"type": PASSWORD_LOGIN}]
-    if get_hs(_request).appservices.services:
+async def login_flows(request: web.Request) -> web.Response:
+    hs = get_hs(request)
+    flows: list[dict] = [{"type": PASSWORD_LOGIN}]
+    if hs.accounts.cas.enabled:
+        idp = {"id": cas.PROVIDER, "name": hs.config.cas.idp_name}
+        flows += [
+            {"type": SSO_LOGIN, "identity_providers": [idp]},
+            {"type": CAS_LOGIN},
+            {"type": TOKEN_LOGIN},
+        ]
+    if hs.appservices.services:
         flows.append({"type": APPSERVICE_LOGIN})
     return json_response({"flows": flows})
 
@@ -55,6 +69,8 @@ async def login(request: web.Request) -> web.Response:
             raise MatrixError(
                 401, "M_USER_LOCKED", "This account has been locked", soft_logout=True
             )
+    elif login_type == TOKEN_LOGIN and hs.accounts.cas.enabled:
+        user_id = await _token_login_user(request, body)
     else:
         raise MatrixError(400, "M_UNKNOWN", f"Unsupported login type {login_type!r}")
     device_id = field(body, "device_id", str, None)
@@ -77,6 +93,23 @@ async def login(request: web.Request) -> web.Response:
             "well_known": {"m.homeserver": {"base_url": hs.config.base_url}},
         }
     )
+
+
+async def _token_login_user(request: web.Request, body: dict) -> str:
+    """`m.login.token`: a login token handed out after single sign-on, spent here (once,
+    within its lifetime)."""
+    hs = get_hs(request)
+    hs.login_limiter.check(request.remote or "")
+    token = field(body, "token", str)
+    user_id = await hs.accounts.cas.spend_login_token(token)
+    if user_id is None:
+        raise forbidden("Invalid or expired login token")
+    user = await hs.accounts.users.get_user(user_id)
+    if user is None or user["deactivated"]:
+        raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+    if user["locked"]:
+        raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
+    return user_id
 
 
 async def _appservice_login_user(request: web.Request, body: dict) -> str:

@@ -29,7 +29,8 @@ async def registration_flows(hs) -> list[list[str]]:
     Open registration needs nothing (m.login.dummy). Closed registration is open only to
     holders of a registration token, and refused outright (403) while no token is usable.
     With e-mail configured, a flow validating an address (m.login.email.identity) is
-    offered too, or is the only one when `email.registration_requires_email`.
+    offered too, or is the only one when `email.registration_requires_email`. With the
+    captcha configured, flows begin with m.login.recaptcha.
     """
     email = hs.accounts.threepids.enabled
     only_email = email and hs.config.email.registration_requires_email
@@ -44,6 +45,11 @@ async def registration_flows(hs) -> list[list[str]]:
     flows = [] if only_email else [[*first, uia.DUMMY]]
     if email:
         flows.append([*first, uia.EMAIL_IDENTITY])
+    if hs.accounts.recaptcha.enabled:
+        # The captcha comes first in every flow; with `recaptcha.required: false` those
+        # flows are offered beside the ones without it.
+        with_captcha = [[uia.RECAPTCHA, *flow] for flow in flows]
+        flows = with_captcha if hs.config.recaptcha.required else flows + with_captcha
     return flows
 
 
@@ -113,7 +119,16 @@ async def register(request: web.Request) -> web.Response:
         "initial_device_display_name": display_name,
         "inhibit_login": inhibit_login,
     }
-    results = await uia.require(request, None, body, flows, remember={_PARAMS: params}, spend=False)
+    captcha = hs.accounts.recaptcha
+    results = await uia.require(
+        request,
+        None,
+        body,
+        flows,
+        captcha.params() if captcha.enabled else None,
+        remember={_PARAMS: params},
+        spend=False,
+    )
 
     if password_hash is None:
         raise missing_param("Missing 'password'")

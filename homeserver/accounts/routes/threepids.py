@@ -112,7 +112,7 @@ async def add_threepid(request: web.Request, requester: Requester) -> web.Respon
     # Checked before UIA (so a bad session costs no password round), and spent after.
     session = await service.validated_session(sid, client_secret, threepids.ADD)
     service.check_allowed(session["address"])
-    await uia.require(request, requester, body, uia.PASSWORD_FLOWS)
+    await uia.require(request, requester, body, await uia.user_flows(request, requester))
     async with hs.db.acquire() as conn:
         async with conn.transaction():
             await service.spend(conn, sid)
