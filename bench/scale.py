@@ -480,6 +480,8 @@ async def _run(args: argparse.Namespace) -> dict:
         sizes = dataclasses.replace(
             sizes, processes=tuple(int(p) for p in args.processes.split(","))
         )
+    if args.longpolls:
+        sizes = dataclasses.replace(sizes, longpolls=args.longpolls)
     names = [n.strip() for n in (args.only or ",".join(SCENARIOS)).split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
@@ -506,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--only", help="comma-separated: longpolls_10k, scale_out")
     parser.add_argument("--processes", help="process counts for scale_out, e.g. 1,2,4")
+    parser.add_argument(
+        "--longpolls", type=int, help="long-polls for longpolls_10k (10,000 by default)"
+    )
     parser.add_argument("--admin-dsn", default=ADMIN_DSN, help="PostgreSQL to create DBs in")
     parser.add_argument("--markdown", default=str(BENCH_DIR / "SCALE_RESULTS.md"))
     args = parser.parse_args(argv)
