@@ -29,7 +29,7 @@ from federation.events.checks import EventChecks, prev_event_ids, state_key_of
 from federation.events.remote import RemoteEvents, Room
 from federation.events.validation import InvalidPdu, parse_pdu, validate_pdu, verify_pdu
 from federation.locks import KeyedLocks
-from federation.state import UnsupportedStateResolution, resolve
+from federation.state import resolve
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import RoomVersion
 from homeserver.http.errors import MatrixError
@@ -107,8 +107,6 @@ class InboundPdus:
             for event_id, event in parsed:
                 try:
                     error = await self._receive(origin, room, event_id, event)
-                except UnsupportedStateResolution as e:
-                    error = str(e)
                 except Exception:
                     logger.exception("processing PDU %s failed", event_id)
                     error = "internal error"
