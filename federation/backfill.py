@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from federation.events.checks import prev_event_ids, state_key_of
 from federation.events.remote import Fetched, Room
-from federation.state import UnsupportedStateResolution, resolve
+from federation.state import resolve
 from homeserver.http.errors import MatrixError
 from storage.events import StateMap
 from storage.federation_events import FederationEventStore
@@ -70,10 +70,7 @@ class Backfiller:
                 return 0
             for dest in sorted(servers)[:MAX_SERVERS_TRIED]:
                 fetched = await self.inbound.remote.backfill(dest, room, extremities, limit)
-                try:
-                    stored = await self._store(dest, room, fetched) if fetched else 0
-                except UnsupportedStateResolution:
-                    return 0
+                stored = await self._store(dest, room, fetched) if fetched else 0
                 if stored:
                     return stored
         return 0

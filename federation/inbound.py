@@ -15,6 +15,7 @@ For each PDU, following "Checks performed on receipt of a PDU":
   6. auth against the room's current state -> soft-failed (kept out of the timeline).
 Then the room's new current state: the state after the event when it extends every
 forward extremity, else state resolution of [current state, state after the event].
+An accepted m.room.guest_access makes our guests leave when guests may no longer join.
 
 PDUs of one room are handled one at a time in depth order, under a per-room lock that
 client-side backfill shares; events already stored are skipped.
@@ -29,10 +30,11 @@ from federation.events.checks import EventChecks, prev_event_ids, state_key_of
 from federation.events.remote import RemoteEvents, Room
 from federation.events.validation import InvalidPdu, parse_pdu, validate_pdu, verify_pdu
 from federation.locks import KeyedLocks
-from federation.state import UnsupportedStateResolution, resolve
+from federation.state import resolve
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.room_versions import RoomVersion
 from homeserver.http.errors import MatrixError
+from homeserver.rooms.membership import remove_guests
 from storage.events import StateMap
 
 if TYPE_CHECKING:
@@ -107,8 +109,6 @@ class InboundPdus:
             for event_id, event in parsed:
                 try:
                     error = await self._receive(origin, room, event_id, event)
-                except UnsupportedStateResolution as e:
-                    error = str(e)
                 except Exception:
                     logger.exception("processing PDU %s failed", event_id)
                     error = "internal error"
@@ -203,7 +203,17 @@ class InboundPdus:
             current_state=current_state,
             redacts=await self.checks.allowed_redaction(room, event, state_before),
         )
+        if event["type"] == "m.room.guest_access" and event.get("state_key") == "":
+            await self._guest_access_changed(room.room_id, event_id)
         return None
+
+    async def _guest_access_changed(self, room_id: str, event_id: str) -> None:
+        """Guest access withdrawn by another server: our guests leave the room, each by
+        their own leave event, as when one of our users withdraws it (Synapse does so)."""
+        try:
+            await remove_guests(self.hs, room_id)
+        except Exception:  # the event is stored; a guest left behind is no reason to fail it
+            logger.exception("removing guests after %s failed", event_id)
 
     async def _state_before(
         self, origin: str, room: Room, event_id: str, event: dict[str, Any], fill_gaps: bool

@@ -83,12 +83,18 @@ class FederationSender:
         # down costs no query; the poller looks in the database.
         self._backoff_until: dict[str, int] = {}
         self._ephemeral: dict[str, OrderedDict[Hashable, dict]] = {}
-        # Sets of rooms whose membership changed, for the listeners; None ends the task.
-        self._membership_changes: asyncio.Queue[set[str] | None] = asyncio.Queue()
+        # Rooms whose membership changed and the (room, user) of new joins, for the
+        # listeners; None ends the task.
+        self._membership_changes: asyncio.Queue[tuple[set[str], list[tuple[str, str]]] | None] = (
+            asyncio.Queue()
+        )
         # Called with the rooms whose membership changed in a batch of persisted events
         # (local or from other servers): the device-list cache forgets users we no longer
         # share a room with.
         self.membership_listeners: list = []
+        # Called with the (room, user) pairs of those events that are joins of users not
+        # joined before: presence goes to the servers that newly share a room with them.
+        self.join_listeners: list = []
         self._poller: asyncio.Task | None = None
         self._membership_task: asyncio.Task | None = None
         self._poke = asyncio.Event()
@@ -246,22 +252,31 @@ class FederationSender:
             # State resolution may change memberships through another event.
             or any(d[0] == "m.room.member" for d in it.current_state_delta or ())
         }
-        if rooms:
-            self._membership_changes.put_nowait(rooms)
+        joins = [(it.room_id, it.event["state_key"]) for it in items if _new_join(it)]
+        if rooms or joins:
+            self._membership_changes.put_nowait((rooms, joins))
 
     async def _membership_loop(self) -> None:
         done = False
         while not done:
             rooms: set[str] = set()
+            joins: list[tuple[str, str]] = []
             entry = await self._membership_changes.get()
             while True:
                 if entry is None:
                     done = True
                 else:
-                    rooms |= entry
+                    rooms |= entry[0]
+                    joins += entry[1]
                 if self._membership_changes.empty():
                     break
                 entry = self._membership_changes.get_nowait()
+            if joins and not done:
+                try:
+                    for join_listener in self.join_listeners:
+                        await join_listener(joins)
+                except Exception:  # presence is best effort: no retry
+                    logger.exception("join listener failed")
             if not rooms:
                 continue
             for attempt in range(_LISTENER_ATTEMPTS):
@@ -523,3 +538,14 @@ def _joins(item: PersistItem) -> list[str]:
     ):
         return [event["state_key"]]
     return []
+
+
+def _new_join(item: PersistItem) -> bool:
+    """A join of a user who was not joined before it (not a profile change)."""
+    event = item.event
+    if event.get("type") != "m.room.member" or not isinstance(event.get("state_key"), str):
+        return False
+    if (event.get("content") or {}).get("membership") != "join":
+        return False
+    prev = (item.unsigned or {}).get("prev_content")
+    return not (isinstance(prev, dict) and prev.get("membership") == "join")

@@ -54,10 +54,6 @@ async def auth_chain_ids(hs: Homeserver, event_ids: Iterable[str]) -> set[str]:
     return set(await load_auth_closure(hs, roots))
 
 
-class UnsupportedStateResolution(ValueError):
-    """Room version 1 (state resolution v1) forks cannot be merged here."""
-
-
 def conflicts(state_sets: list[StateMap]) -> bool:
     first = state_sets[0]
     return any(s != first for s in state_sets[1:])
@@ -76,8 +72,6 @@ async def resolve(
         return {}
     if not conflicts(state_sets):
         return dict(state_sets[0])
-    if room_version.state_res < 2:
-        raise UnsupportedStateResolution("state resolution v1 (room version 1) is not supported")
     pending = pending or {}
     ids = {event_id for s in state_sets for event_id in s.values()}
     roots = (ids - pending.keys()) | {a for ev in pending.values() for a in auth_event_ids(ev)}

@@ -8,6 +8,7 @@ server stores the room's state and auth chain as outliers, then the join on top 
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -48,8 +49,14 @@ async def make_event(
     if state_key is not None:
         event["state_key"] = state_key
     event["auth_events"] = [state[k] for k in auth_types_for_event(version, event) if k in state]
+    if version.event_ids_carry_domain:  # v1/v2: [id, hashes] references and a named id
+        event["prev_events"] = [[e, {}] for e in event["prev_events"]]
+        event["auth_events"] = [[e, {}] for e in event["auth_events"]]
+        event["event_id"] = f"${secrets.token_urlsafe(12)}:{signer.server_name}"
+        event["origin"] = signer.server_name
     event = hash_and_sign_event(event, signer.server_name, signer.hs.signing_key, version)
-    return compute_event_id(event, version), event
+    event_id = event["event_id"] if version.event_ids_carry_domain else None
+    return event_id or compute_event_id(event, version), event
 
 
 async def pdus(server, event_ids: list[str]) -> list[dict[str, Any]]:
@@ -119,9 +126,16 @@ class SharedRoom:
 
 
 async def shared_room(
-    make_server, ca, *, initial_state: list | None = None, before_join=None, outbound=False
+    make_server,
+    ca,
+    *,
+    initial_state: list | None = None,
+    before_join=None,
+    outbound=False,
+    room_version: str | None = None,
 ) -> SharedRoom:
-    """`before_join(room)` runs after the room is made and before Bob joins.
+    """`before_join(room)` runs after the room is made and before Bob joins; the room is
+    of `room_version` (else the default).
 
     Without `outbound`, the servers' outbound queues are stopped, so that an event reaches
     another server only when a test delivers it (and in the order it chooses)."""
@@ -135,7 +149,9 @@ async def shared_room(
         for server in servers:
             await server.hs.federation.sender.stop()
     alice = await servers[0].client("alice")
-    resp = await alice.room_create(name="Shared", initial_state=initial_state or [])
+    resp = await alice.room_create(
+        name="Shared", initial_state=initial_state or [], room_version=room_version
+    )
     room_id = resp.room_id
     await alice.room_put_state(room_id, "m.room.join_rules", {"join_rule": "public"})
     bob = await servers[1].client("bob")

@@ -3,14 +3,19 @@ to the local streams when a remote server's user's state does.
 
 Inbound, a user must be joined to the room (typing, receipts; and the room's server ACL
 must admit the origin) or share a room with one of our users (presence); otherwise the
-EDU is of no interest and is dropped. Only public
-read receipts (m.read) cross servers; private ones never leave.
+EDU is of no interest and is dropped (presence is kept a minute in memory, for a join of
+ours under way). Only public read receipts (m.read) cross servers; private ones never
+leave.
+
+A new join sends presence where it was unknown (as Synapse): our joining user's to the
+room's other servers, and our members' to a joining user's server.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from federation.rooms import server_of
@@ -26,6 +31,10 @@ logger = logging.getLogger(__name__)
 # How long a remote user's typing lasts unless renewed or stopped (Synapse uses 30 s).
 REMOTE_TYPING_TIMEOUT_MS = 30_000
 PRESENCE_STATES = ("online", "offline", "unavailable")
+# Presence of users we share no room with yet, kept in this process for a join under way
+# (best effort, as presence is: on another process the next change brings it).
+MAX_UNPLACED_PRESENCE = 1000
+UNPLACED_PRESENCE_MS = 60_000
 MAX_STATUS_MSG = 2048
 
 
@@ -51,6 +60,10 @@ class EphemeralEdus:
         self.sender = federation.sender
         # Presence is built before federation; sending waits for the sender to run.
         hs.presence.on_local_change.append(self.local_presence)
+        self.sender.join_listeners.append(self.joined)
+        # Remote presence that arrived before we shared a room with its user (see
+        # on_presence): user -> (received, last active ts, state, status_msg), oldest first.
+        self._unplaced: OrderedDict[str, tuple[int, int, str, str | None]] = OrderedDict()
 
     async def _acl_allows(self, room_id: str, origin: str) -> bool:
         """The room's m.room.server_acl (spec: it applies to EDUs about the room too)."""
@@ -88,15 +101,12 @@ class EphemeralEdus:
         key = (room_id, user_id, thread_id or "")
         await self.sender.send_edu(dests, "m.receipt", content, key=key)
 
-    async def local_presence(self, user_id: str) -> None:
-        if not self._local(user_id) or not self.hs.presence.federated:
-            return
-
+    async def _presence_entry(self, user_id: str) -> dict | None:
+        """A local user's presence as an m.presence push entry; None when never set."""
         row = await self.hs.presence.store.get(user_id)
         if row is None:
-            return
-        now = int(time.time() * 1000)
-        shown = presence_content(row, now)
+            return None
+        shown = presence_content(row, int(time.time() * 1000))
         entry = {
             "user_id": user_id,
             "presence": shown["presence"],
@@ -105,8 +115,39 @@ class EphemeralEdus:
         }
         if row.status_msg is not None:
             entry["status_msg"] = row.status_msg
+        return entry
+
+    async def local_presence(self, user_id: str) -> None:
+        if not self._local(user_id) or not self.hs.presence.federated:
+            return
+        entry = await self._presence_entry(user_id)
+        if entry is None:
+            return
         dests = await self.hs.membership_store.servers_sharing_room_with(user_id)
         await self.sender.send_edu(dests, "m.presence", {"push": [entry]}, key=user_id)
+
+    async def joined(self, joins: list[tuple[str, str]]) -> None:
+        """New joins (local or remote, as the sender's join listener): presence goes where
+        it was not known. Our user who joins: their presence to the room's other servers.
+        Another server's user who joins: our members' presence to that server (as Synapse
+        does; neither side would otherwise hear of it until it next changes)."""
+        if not self.hs.presence.federated or not self.sender.running:
+            return
+        for room_id, user_id in joins:
+            if server_of(user_id) == self.hs.server_name:
+                await self._place_unplaced(room_id)
+                entry = await self._presence_entry(user_id)
+                if entry is not None:
+                    dests = await self.hs.events.servers_in_room(room_id)
+                    await self.sender.send_edu(dests, "m.presence", {"push": [entry]}, key=user_id)
+                continue
+            members = await self.hs.membership_store.members_of([room_id], ("join",))
+            ours = sorted(u for u in members if server_of(u) == self.hs.server_name)
+            entries = [e for e in [await self._presence_entry(u) for u in ours] if e is not None]
+            for entry in entries:
+                await self.sender.send_edu(
+                    [server_of(user_id)], "m.presence", {"push": [entry]}, key=entry["user_id"]
+                )
 
     # --- inbound ------------------------------------------------------------------------
 
@@ -158,10 +199,35 @@ class EphemeralEdus:
             if not await self.hs.membership_store.shares_room_with_server(
                 user_id, self.hs.server_name
             ):
+                # Perhaps a room we are joining right now: the resident server sends its
+                # members' presence as soon as it has our join, often before we have
+                # stored the room. Kept a moment, for `joined` to apply.
+                self._unplaced[user_id] = (now, now - ago, state, status_msg)
+                self._unplaced.move_to_end(user_id)
+                while len(self._unplaced) > MAX_UNPLACED_PRESENCE:
+                    self._unplaced.popitem(last=False)
                 continue
-            await self.hs.presence.store.set(user_id, state, status_msg, now - ago)
-            # Typing and receipts reach appservices through set_typing/store_receipt.
-            await self.hs.appservices.on_presence(user_id)
+            self._unplaced.pop(user_id, None)
+            await self._apply_presence(user_id, state, status_msg, now - ago)
+
+    async def _apply_presence(
+        self, user_id: str, state: str, status_msg: str | None, active_ts: int
+    ) -> None:
+        await self.hs.presence.store.set(user_id, state, status_msg, active_ts)
+        # Typing and receipts reach appservices through set_typing/store_receipt.
+        await self.hs.appservices.on_presence(user_id)
+
+    async def _place_unplaced(self, room_id: str) -> None:
+        """Presence received for users we shared no room with, applied now that one of
+        our users joined `room_id` (if they are in it, and it is recent)."""
+        if not self._unplaced:
+            return
+        members = await self.hs.membership_store.members_of([room_id], ("join",))
+        now = int(time.time() * 1000)
+        for user_id in [u for u in self._unplaced if u in members]:
+            received, active_ts, state, status_msg = self._unplaced.pop(user_id)
+            if now - received <= UNPLACED_PRESENCE_MS:
+                await self._apply_presence(user_id, state, status_msg, active_ts)
 
 
 def _parse_receipt(receipt) -> tuple[str | None, str | None]:

@@ -120,6 +120,9 @@ class Invites:
         version: RoomVersion,
     ) -> dict[str, Any]:
         hs = self.hs
+        # Server ACLs apply to /invite (server-server API, "Server Access Control Lists"):
+        # a denied server learns nothing else, not even whether the invitee exists.
+        await self.resident.check_acl(room_id, origin)
         pdu = check_membership_pdu(pdu_in, room_id, "invite", origin)
         target = pdu.get("state_key")
         if (
@@ -127,7 +130,11 @@ class Invites:
             or server_of(target) != hs.server_name
         ):
             raise invalid_param("The invitee is not a user of this server")
-        if not await hs.accounts.users.is_active(target):
+        resident = await self.resident.is_resident(room_id)
+        # In a room we are in, the invite joins the room's graph whatever we answer (its
+        # server sends it in a transaction too): it is countersigned even for a user we do
+        # not have, as Synapse does. Out of band, it would only be kept for nobody.
+        if not resident and not await hs.accounts.users.is_active(target):
             raise not_found("No such user")
         checked_id, event = await checked_handshake_event(hs, origin, pdu, version)
         if checked_id != event_id:
@@ -135,7 +142,6 @@ class Invites:
         stripped = await valid_stripped_state(hs, origin, invite_room_state, room_id, version)
         if stripped is None:
             raise invalid_param("invite_room_state must be a list holding the room's create event")
-        resident = await self.resident.is_resident(room_id)
         if not resident:
             # (A room we are in is judged on its full state, by admit.)
             try:
@@ -144,7 +150,6 @@ class Invites:
                 raise forbidden(str(e)) from None
         signed = sign_event(event, hs.server_name, hs.signing_key, version)
         if resident:
-            await self.resident.check_acl(room_id, origin)
             await self.resident.admit(origin, room_id, version, event_id, signed, forward=False)
         else:
             await record_out_of_band(hs, target, room_id, version, event_id, signed, stripped)

@@ -4,6 +4,7 @@ pipeline's check_pdu), signature checks by a given server, auth chains and strip
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -69,8 +70,42 @@ async def signature_checker(
 
 
 async def auth_chain(hs: Homeserver, events: Iterable[dict[str, Any]]) -> dict[str, StoredEvent]:
-    """Every event the given events cite as auth events, transitively."""
-    return await load_auth_closure(hs, {a for event in events for a in auth_event_ids(event)})
+    """Every event the given events cite as auth events, transitively, each after the
+    auth events it cites (a receiver that applies the chain in order, as SyTest's does,
+    must not end with an older power levels event over a newer one)."""
+    found = await load_auth_closure(hs, {a for event in events for a in auth_event_ids(event)})
+    return {event_id: found[event_id] for event_id in auth_order(found)}
+
+
+def auth_order(events: dict[str, StoredEvent]) -> list[str]:
+    """The events' ids, each after those of its auth events (Kahn's algorithm over the
+    auth edges among them; lower depth, then id, first among the ready ones)."""
+    pending: dict[str, int] = {}
+    cited_by: dict[str, list[str]] = {event_id: [] for event_id in events}
+    for event_id, stored in events.items():
+        cites = {a for a in auth_event_ids(stored.event) if a in events and a != event_id}
+        pending[event_id] = len(cites)
+        for auth_id in cites:
+            cited_by[auth_id].append(event_id)
+
+    def key(event_id: str) -> tuple[int, str]:
+        depth = events[event_id].event.get("depth")
+        return (depth if isinstance(depth, int) else 0, event_id)
+
+    ready = [(key(e), e) for e, count in pending.items() if count == 0]
+    heapq.heapify(ready)
+    ordered: list[str] = []
+    while ready:
+        _, event_id = heapq.heappop(ready)
+        ordered.append(event_id)
+        for child in cited_by[event_id]:
+            pending[child] -= 1
+            if pending[child] == 0:
+                heapq.heappush(ready, (key(child), child))
+    # A cycle (only a forged chain has one) leaves events behind: they go last.
+    placed = set(ordered)
+    ordered += sorted((e for e in events if e not in placed), key=key)
+    return ordered
 
 
 def stripped(event: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""State resolution v2 (room versions 2-11) and its v12 variant, as a pure function.
+"""State resolution v1 (room version 1), v2 (room versions 2-11) and v2's v12 variant, as
+a pure function.
 
     resolve_state(
         room_version: RoomVersion,
@@ -16,11 +17,17 @@ least those in the full conflicted set and the power levels mainlines).
 from an index, tests use :func:`auth_chain_from_event_map`. ``rejected`` names events
 that must not be used as auth events in the iterative auth checks.
 
-State resolution v1 (room version 1) is not implemented.
+State resolution v1 (rooms/v1.md, "State resolution") needs only the conflicted events
+and the unconflicted state's auth events in ``event_map``; ``auth_chain_fn`` is unused.
+Where the spec's prose leaves details open it follows Synapse (synapse/state/v1.py), whose
+behaviour the rooms of that version were built with: a key that some states lack is not
+a conflict, and the events are checked against the unconflicted state's auth events plus
+what was resolved before them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections.abc import Callable, Collection, Iterable
@@ -28,6 +35,7 @@ from typing import Any
 
 from homeserver.events.auth import (
     CREATE,
+    JOIN_RULES,
     MEMBER,
     POWER_LEVELS,
     AuthError,
@@ -35,7 +43,7 @@ from homeserver.events.auth import (
     check_auth,
     get_power_level,
 )
-from homeserver.events.room_versions import STATE_RES_V2_1, RoomVersion
+from homeserver.events.room_versions import STATE_RES_V1, STATE_RES_V2_1, RoomVersion
 
 StateKey = tuple[str, str]
 StateMap = dict[StateKey, str]
@@ -242,10 +250,10 @@ def resolve_state(
     rejected: Collection[str] = (),
 ) -> StateMap:
     """Resolve ``state_sets`` into one state map (see the module docstring)."""
-    if room_version.state_res < 2:
-        raise ValueError("state resolution v1 is not implemented")
     if not state_sets:
         return {}
+    if room_version.state_res == STATE_RES_V1:
+        return _resolve_v1(room_version, state_sets, event_map, set(rejected))
     unconflicted, conflicted = _split(state_sets)
     if not conflicted:
         return unconflicted
@@ -275,3 +283,110 @@ def resolve_state(
     # Step 5: the unconflicted state always wins.
     resolved.update(unconflicted)
     return resolved
+
+
+# ---- state resolution v1 ---------------------------------------------------------------
+
+
+def _split_v1(state_sets: list[StateMap]) -> tuple[StateMap, dict[StateKey, set[str]]]:
+    """Unconflicted state and the conflicts: a key conflicts when two states name different
+    events for it (a state without the key does not make it a conflict in v1)."""
+    unconflicted: StateMap = {}
+    conflicted: dict[StateKey, set[str]] = {}
+    for state in state_sets:
+        for key, event_id in state.items():
+            if key in conflicted:
+                conflicted[key].add(event_id)
+            elif key not in unconflicted:
+                unconflicted[key] = event_id
+            elif unconflicted[key] != event_id:
+                conflicted[key] = {unconflicted.pop(key), event_id}
+    return unconflicted, conflicted
+
+
+def _v1_order(events: list[Event]) -> list[Event]:
+    """Highest depth first, then lowest sha1(event_id): the order "other" conflicts are
+    tried in; power levels, join rules and members are resolved in its reverse."""
+
+    def key(event: Event) -> tuple:
+        depth = event.get("depth")
+        digest = hashlib.sha1(str(event["event_id"]).encode()).hexdigest()
+        return (-(depth if isinstance(depth, int) else 0), digest)
+
+    return sorted(events, key=key)
+
+
+def _v1_allowed(room_version: RoomVersion, event: Event, auth: dict[StateKey, Event]) -> bool:
+    try:
+        check_auth(room_version, event, auth)
+    except AuthError:
+        return False
+    return True
+
+
+def _resolve_v1(
+    room_version: RoomVersion,
+    state_sets: list[StateMap],
+    event_map: dict[str, Event],
+    rejected: set[str],
+) -> StateMap:
+    unconflicted, conflicted_ids = _split_v1(state_sets)
+    if not conflicted_ids:
+        return unconflicted
+
+    def with_id(event_id: str) -> Event:
+        return {**event_map[event_id], "event_id": event_id}
+
+    conflicted: dict[StateKey, list[Event]] = {}
+    unseen: StateMap = {}
+    for key, ids in conflicted_ids.items():
+        events = [with_id(i) for i in sorted(ids) if i in event_map]
+        if events:
+            conflicted[key] = events
+        else:  # none of them could be loaded: still one answer, the same everywhere
+            unseen[key] = min(ids)
+    # The auth events the conflicted events are checked against come from the
+    # unconflicted state only.
+    auth: dict[StateKey, Event] = {}
+    for events in conflicted.values():
+        for event in events:
+            for key in auth_types_for_event(room_version, event):
+                event_id = unconflicted.get(key)
+                if key not in auth and event_id in event_map and event_id not in rejected:
+                    auth[key] = with_id(event_id)
+
+    def resolve_auth_conflict(events: list[Event]) -> Event:
+        # Ascending depth, descending sha1: the first one is taken, each next one replaces
+        # it while the auth rules allow it against the state so far.
+        ordered = list(reversed(_v1_order(events)))
+        keys = {k for e in events for k in auth_types_for_event(room_version, e)}
+        state = {k: v for k, v in auth.items() if k in keys}
+        chosen = ordered[0]
+        for event in ordered[1:]:
+            state[_key(chosen)] = chosen
+            if not _v1_allowed(room_version, event, state):
+                break
+            chosen = event
+        return chosen
+
+    resolved: dict[StateKey, Event] = {}
+    for selects in (
+        lambda k: k == (POWER_LEVELS, ""),
+        lambda k: k[0] == JOIN_RULES,
+        lambda k: k[0] == MEMBER,
+    ):
+        for key, events in conflicted.items():
+            if key not in resolved and selects(key):
+                resolved[key] = resolve_auth_conflict(events)
+        auth.update(resolved)
+    for key, events in conflicted.items():
+        if key in resolved:
+            continue
+        ordered = _v1_order(events)
+        # The first that the auth rules allow; the lowest if none is.
+        resolved[key] = next(
+            (e for e in ordered if _v1_allowed(room_version, e, auth)), ordered[-1]
+        )
+    result = {**unconflicted, **unseen}
+    result.update({key: event["event_id"] for key, event in resolved.items()})
+    return result

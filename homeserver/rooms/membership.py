@@ -109,6 +109,8 @@ async def join(
         raise forbidden("This room has been blocked on this server")
     remote = not await joins_locally(hs, room_id)
     if remote:
+        if guest and not await guests_may_join_remote(hs, user_id, room_id):
+            raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guests may not join this room")
         await _through_other_server(hs, user_id, room_id, "join", reason, servers or [])
     else:
         if guest and not await guests_can_join(hs, room_id):
@@ -134,6 +136,27 @@ async def join(
 async def guests_can_join(hs: Homeserver, room_id: str) -> bool:
     ev = await hs.events.current_state_event(room_id, "m.room.guest_access")
     return ev is not None and ev.content.get("guest_access") == "can_join"
+
+
+async def guests_may_join_remote(hs: Homeserver, user_id: str, room_id: str) -> bool:
+    """A guest's join through another server: only into a room that we know lets guests
+    join (spec, "Guest access": the m.room.guest_access event must be present and say
+    can_join), from the stripped state of the guest's invite (or knock), else from our
+    own, older copy of the room. Guests are our concept; the resident server cannot tell
+    a guest from anyone else, so this is checked before asking it (as Synapse does)."""
+    pending = await hs.out_of_band.get(user_id, room_id)
+    if pending is not None and pending.stripped_state:
+        for event in pending.stripped_state:
+            if event.get("type") == "m.room.guest_access" and event.get("state_key") == "":
+                content = event.get("content")
+                return isinstance(content, dict) and content.get("guest_access") == "can_join"
+        return False
+    if not await room_exists(hs, room_id):
+        return False
+    try:
+        return await guests_can_join(hs, room_id)
+    except MatrixError:  # known only from outliers: no state of ours to go by
+        return False
 
 
 async def remove_guests(hs: Homeserver, room_id: str) -> None:

@@ -1,4 +1,4 @@
-"""State resolution v2 and the v12 variant on small hand-built DAGs."""
+"""State resolution v1, v2 and the v12 variant on small hand-built DAGs."""
 
 from __future__ import annotations
 
@@ -88,14 +88,14 @@ class Dag:
 VERSIONS = ["2", "10", "12"]
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", ["1", *VERSIONS])
 def test_unconflicted_state_passes_through(version):
     dag = Dag(version)
     dag.setup()
     assert dag.resolve(dict(dag.state), dict(dag.state)) == dag.state
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", ["1", *VERSIONS])
 def test_concurrent_topics_resolve_to_the_later_one(version):
     dag = Dag(version)
     dag.setup()
@@ -145,10 +145,66 @@ def test_demotion_beats_concurrent_power_change(version):
     assert dag.resolve(fork_a, fork_b)[("m.room.power_levels", "")] == demote
 
 
-def test_state_res_v1_not_implemented():
+# ---- v1 (room version 1) ----------------------------------------------------------------
+
+
+def test_v1_a_key_one_state_lacks_is_not_in_conflict():
+    """SyTest "Should not be able to take over the room by pretending there is no PL
+    event": a state without the power levels does not remove them."""
     dag = Dag("1")
-    with pytest.raises(ValueError):
-        resolve_state(dag.rv, [], dag.events, auth_chain_from_event_map(dag.events))
+    dag.setup()
+    pretended = {k: v for k, v in dag.state.items() if k != ("m.room.power_levels", "")}
+    topic = dag.add("m.room.topic", BOB, {"topic": "t"}, "", state=dict(dag.state))
+    pretended[("m.room.topic", "")] = topic
+    resolved = dag.resolve(dict(dag.state), pretended)
+    assert resolved == {**dag.state, ("m.room.topic", ""): topic}
+    assert dag.resolve(pretended, dict(dag.state)) == resolved
+
+
+def test_v1_power_levels_apply_in_depth_order_while_allowed():
+    dag = Dag("1")
+    dag.setup()
+    fork_a, fork_b = dict(dag.state), dict(dag.state)
+    demote = dag.add("m.room.power_levels", ALICE, {"users": {ALICE: 100, BOB: 0}}, "", fork_a)
+    # Later (deeper), Bob raises Carol: not allowed once the demotion is applied.
+    raise_ = dag.add(
+        "m.room.power_levels", BOB, {"users": {ALICE: 100, BOB: 50, CAROL: 50}}, "", fork_b
+    )
+    assert dag.events[raise_]["depth"] > dag.events[demote]["depth"]
+    for sets in ((fork_a, fork_b), (fork_b, fork_a)):
+        assert dag.resolve(*sets)[("m.room.power_levels", "")] == demote
+    # An allowed later change wins: Alice raises Carol after Bob's change.
+    fork_c = dict(dag.state)
+    promote = dag.add("m.room.power_levels", ALICE, {"users": {ALICE: 100, CAROL: 50}}, "", fork_c)
+    assert dag.resolve(fork_b, fork_c)[("m.room.power_levels", "")] == promote
+
+
+def test_v1_join_rules_and_members_are_checked_against_the_resolved_power():
+    dag = Dag("1")
+    dag.setup()
+    fork_a, fork_b = dict(dag.state), dict(dag.state)
+    rules = dag.add("m.room.join_rules", ALICE, {"join_rule": "invite"}, "", fork_a)
+    # Carol (power 0) may not change the join rules: the earlier event stays.
+    dag.add("m.room.join_rules", CAROL, {"join_rule": "public"}, "", fork_b)
+    kick = dag.add("m.room.member", ALICE, {"membership": "leave"}, CAROL, fork_a)
+    left = dag.add("m.room.member", CAROL, {"membership": "leave"}, CAROL, fork_b)
+    resolved = dag.resolve(fork_a, fork_b)
+    assert resolved[("m.room.join_rules", "")] == rules
+    # The kick comes first; Carol, no longer in the room, cannot leave it after that.
+    assert resolved[("m.room.member", CAROL)] == kick
+    assert dag.events[left]["depth"] > dag.events[kick]["depth"]
+
+
+def test_v1_other_state_takes_the_deepest_allowed_event():
+    dag = Dag("1")
+    dag.setup()
+    fork_a, fork_b, fork_c = dict(dag.state), dict(dag.state), dict(dag.state)
+    bob = dag.add("m.room.topic", BOB, {"topic": "bob"}, "", fork_a)
+    alice = dag.add("m.room.topic", ALICE, {"topic": "alice"}, "", fork_b)
+    carol = dag.add("m.room.topic", CAROL, {"topic": "carol"}, "", fork_c)  # power 0
+    assert dag.resolve(fork_a, fork_b, fork_c)[("m.room.topic", "")] == alice
+    assert dag.resolve(fork_c, fork_a)[("m.room.topic", "")] == bob
+    assert carol not in dag.resolve(fork_a, fork_b, fork_c).values()
 
 
 @pytest.mark.parametrize("version", VERSIONS)

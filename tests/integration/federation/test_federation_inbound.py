@@ -12,6 +12,7 @@ import pytest
 from nio import RoomMessageText, SyncResponse
 from signedjson.key import generate_signing_key
 
+from federation.events.checks import prev_event_ids
 from homeserver.events.hashing import add_content_hash, compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.events.signing import hash_and_sign_event, sign_event
@@ -94,7 +95,21 @@ async def test_missing_auth_events_come_from_event_auth(room):
 async def test_concurrent_state_changes_converge(room):
     """Both servers change the topic without seeing each other's change; after each
     receives the other's, state resolution gives both the same room state."""
+    await _concurrent_state_changes_converge(room)
+
+
+async def test_concurrent_state_changes_converge_in_room_version_1(make_server, ca):
+    """State resolution v1 (SyTest "Outbound federation requests missing prev_events and
+    then asks for /state_ids and resolves the state" uses a v1 room)."""
+    room = await shared_room(make_server, ca, room_version="1")
+    assert (await room.hs1.hs.events.room_head(room.room_id)).version.identifier == "1"
+    await _concurrent_state_changes_converge(room)
+
+
+async def _concurrent_state_changes_converge(room):
     content = {"users": {room.bob.user_id: 100}}  # Alice, the creator, is above levels
+    if not (await room.hs1.hs.events.room_head(room.room_id)).version.creators_have_infinite_power:
+        content["users"][room.alice.user_id] = 100  # (not before v12)
     pl = await room.alice.room_put_state(room.room_id, "m.room.power_levels", content)
     assert await deliver(room.hs1, room.hs2, [pl.event_id]) == {pl.event_id: {}}
     a = await room.alice.room_put_state(room.room_id, "m.room.topic", {"topic": "from hs1"})
@@ -108,7 +123,7 @@ async def test_concurrent_state_changes_converge(room):
     # The next event merges the fork, and the other side accepts it.
     merge = await room.bob_says("merging")
     stored = await room.hs2.hs.event_store.get_event(merge)
-    assert sorted(stored.event["prev_events"]) == sorted([a.event_id, b.event_id])
+    assert sorted(prev_event_ids(stored.event)) == sorted([a.event_id, b.event_id])
     assert await deliver(room.hs2, room.hs1, [merge]) == {merge: {}}
     assert await room.extremities(room.hs1) == [merge]
     assert await room.state(room.hs1) == await room.state(room.hs2)

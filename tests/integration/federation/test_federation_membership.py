@@ -842,3 +842,73 @@ async def test_an_invite_answer_that_is_not_canonical_json_is_bad_json(make_serv
         assert ("m.room.member", f"@bob:{remote}") not in state
     finally:
         await runner.cleanup()
+
+
+async def test_send_join_lists_the_auth_chain_in_auth_order(pair):
+    """Each auth chain event comes after the auth events it cites, so that a joining
+    server applying the chain in order (SyTest's does, then the state, keeping the first
+    copy of each event) ends with the newest power levels, not an older one."""
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    room_id = await _public_room(alice)
+    bob = f"@bob:{hs2.server_name}"
+    for level in (10, 20, 30):  # each power levels event cites the one before it
+        levels = await alice.room_get_state_event(room_id, "m.room.power_levels")
+        content = {**levels.content, "users": {**levels.content["users"], bob: level}}
+        await alice.room_put_state(room_id, "m.room.power_levels", content)
+    template, version = await _template(hs2, hs1, room_id, bob)
+    event_id, event = _signed(hs2, template, version)
+    path = f"/_matrix/federation/v2/send_join/{_q(room_id)}/{_q(event_id)}"
+    answer = await _put(hs2, hs1, path, event)
+    assert isinstance(answer, dict), answer
+    seen: set[str] = set()
+    chain_ids = [compute_event_id(e, version) for e in answer["auth_chain"]]
+    for chain_id, chain_event in zip(chain_ids, answer["auth_chain"], strict=True):
+        cited = set(chain_event["auth_events"]) & set(chain_ids)
+        assert cited <= seen, f"{chain_id} comes before its auth events {cited - seen}"
+        seen.add(chain_id)
+    # SyTest's replay: the chain, then the state, first copy kept, last write wins.
+    replayed: dict[tuple[str, str], str] = {}
+    first: dict[str, dict] = {}
+    for e in [*answer["auth_chain"], *answer["state"]]:
+        first.setdefault(compute_event_id(e, version), e)
+    for e_id, e in first.items():
+        replayed[(e["type"], e["state_key"])] = e_id
+    current = await hs1.hs.event_store.current_state_ids(room_id)
+    assert replayed[("m.room.power_levels", "")] == current[("m.room.power_levels", "")]
+
+
+async def test_server_acl_applies_to_invites(pair):
+    """SyTest "Banned servers cannot /invite": before the ban, an invite into a room we
+    are in is countersigned (even for a user we do not have: the invite joins the room
+    whatever we answer, as with Synapse); after it, 403 M_FORBIDDEN whoever is invited."""
+    hs1, hs2 = pair
+    alice = await hs1.client("alice")
+    await hs1.client("carol")
+    room_id = await _public_room(alice, alias="acl-invite")
+    bob = await hs2.client("bob")
+    assert isinstance(await bob.join(f"#acl-invite:{hs1.server_name}"), JoinResponse)
+
+    async def invite(target: str):
+        item, _state = await hs2.hs.events.prepare_event(
+            bob.user_id, room_id, "m.room.member", {"membership": "invite"}, target
+        )
+        path = f"/_matrix/federation/v2/invite/{_q(room_id)}/{_q(item.event_id)}"
+        create = await hs2.hs.events.current_state_event(room_id, "m.room.create")
+        body = {"room_version": "12", "event": item.event, "invite_room_state": [create.event]}
+        return await _put(hs2, hs1, path, body)
+
+    nobody = f"@nobody:{hs1.server_name}"
+    answer = await invite(nobody)
+    assert isinstance(answer, dict), (answer, getattr(answer, "body", None))
+    assert set(answer["event"]["signatures"]) == {hs1.server_name, hs2.server_name}
+
+    hs2_host = hs2.server_name.split(":")[0]
+    acl = {"allow": ["*"], "deny": [hs2_host]}
+    await alice.room_put_state(room_id, "m.room.server_acl", acl)
+    before = await hs1.hs.event_store.current_state_ids(room_id)
+    for target in (f"@carol:{hs1.server_name}", f"@someone:{hs1.server_name}"):
+        refused = await invite(target)
+        assert isinstance(refused, FederationError), refused
+        assert (refused.status, refused.errcode) == (403, "M_FORBIDDEN")
+    await _room_unchanged(hs1, room_id, before)
