@@ -222,6 +222,7 @@ class Homeserver:
             self.event_store,
             self.accounts.profiles,
             self.out_of_band,
+            self.accounts.account_data,
         )
         self.unread_counts = UnreadCounter(
             self.ephemeral_store,

@@ -7,6 +7,7 @@ Timing users out (online -> unavailable -> offline when they stop syncing) is
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 from storage.presence import PresenceRow, PresenceStore
 
@@ -15,6 +16,7 @@ STATES = ("online", "offline", "unavailable")
 ACTIVE_WINDOW_MS = 5 * 60 * 1000
 # /sync polls refresh last_active at most this often, so syncing costs no write per poll.
 TOUCH_INTERVAL_MS = 60 * 1000
+FROM_SYNC_CACHE_SIZE = 100_000
 
 
 def _now_ms() -> int:
@@ -43,6 +45,9 @@ class Presence:
     def __init__(self, store: PresenceStore, notifier=None):
         self.store = store
         self.notifier = notifier
+        # user -> (presence position, state, last_active_ts) as /sync last saw or wrote
+        # them; a presence change of the user (any process) wakes them past the position.
+        self._from_sync: OrderedDict[str, tuple[int, str, int]] = OrderedDict()
         # Called with the user ID after a local user's presence changed (federation).
         self.on_local_change: list = []
         # presence.mode (config): "off" keeps none, "local" keeps it among our users,
@@ -83,10 +88,28 @@ class Presence:
         if state == "offline" or state not in STATES or self.mode == "off":
             return
         now = _now_ms()
+        known = self._from_sync.get(user_id)
+        if (
+            known is not None
+            and self.notifier is not None
+            and known[1] == state
+            and now - known[2] <= TOUCH_INTERVAL_MS
+            and not self.notifier.changed_since(user_id, "presence", known[0])
+        ):
+            # Every woken /sync comes here: nothing to write, and nothing to read either.
+            return
+        position = self.notifier.positions["presence"] if self.notifier is not None else 0
         current = await self.store.get(user_id)
+        last_active = current.last_active_ts if current is not None else now
         if current is None or current.state != state:
             status_msg = current.status_msg if current is not None else None
             await self.store.set(user_id, state, status_msg, now)
             await self._changed(user_id)
+            last_active = now
         elif now - current.last_active_ts > TOUCH_INTERVAL_MS:
             await self.store.touch(user_id, now)
+            last_active = now
+        self._from_sync[user_id] = (position, state, last_active)
+        self._from_sync.move_to_end(user_id)
+        while len(self._from_sync) > FROM_SYNC_CACHE_SIZE:
+            self._from_sync.popitem(last=False)

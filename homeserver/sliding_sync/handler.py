@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from homeserver.accounts.ignored import drop_ignored, ignored_users
+from homeserver.accounts.ignored import drop_ignored
 from homeserver.http.auth import Requester
 from homeserver.http.errors import MatrixError
 from homeserver.relations.service import RelationsService
@@ -222,7 +222,7 @@ class SlidingSync:
             if known is None or known.ordering < oob.stream_ordering:
                 rows[room_id] = _out_of_band_room(oob.room_id, oob.membership, oob)
         forgotten = await self.memberships.forgotten_rooms(user_id)
-        ignored = await ignored_users(self.account_data, user_id)
+        ignored = await self.caches.ignored(user_id)
         since_events = since["events"] if since else None
         out = {}
         for room_id, r in rows.items():
@@ -350,7 +350,7 @@ class SlidingSync:
 
         stripped = [r for r in initial if rooms[r].membership in _STRIPPED_MEMBERSHIPS]
         with_timeline = [r for r in initial if r not in stripped] + list(changed)
-        ignored = await ignored_users(self.account_data, user_id)
+        ignored = await self.caches.ignored(user_id)
         timelines = await self._timelines(
             user_id, rooms, configs, with_timeline, changed, now, ignored
         )

@@ -13,7 +13,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from homeserver.accounts.ignored import ignored_users
 from homeserver.sync.notifier import Notifier, state_key_of
+from storage.account_data import AccountDataStore
 from storage.accounts import ProfileStore
 from storage.events import EventStore
 from storage.membership import MembershipStore
@@ -27,10 +29,17 @@ class _KeyedCache:
     """Values per key, each remembered with the events position it was read at and
     dropped once the notifier reports a change of its notifier key after that."""
 
-    def __init__(self, notifier: Notifier, notifier_key: Callable[[str], str], size: int):
+    def __init__(
+        self,
+        notifier: Notifier,
+        notifier_key: Callable[[str], str],
+        size: int,
+        stream: str = "events",
+    ):
         self.notifier = notifier
         self.notifier_key = notifier_key
         self.size = size
+        self.stream = stream
         self._items: OrderedDict[str, tuple[int, Any]] = OrderedDict()
 
     async def get_many(
@@ -41,7 +50,7 @@ class _KeyedCache:
         for key in keys:
             item = self._items.get(key)
             if item is not None and not self.notifier.changed_since(
-                self.notifier_key(key), "events", item[0]
+                self.notifier_key(key), self.stream, item[0]
             ):
                 self._items.move_to_end(key)
                 found[key] = item[1]
@@ -49,7 +58,7 @@ class _KeyedCache:
                 missing.append(key)
         if missing:
             # Read the position first: a change committed meanwhile invalidates the entry.
-            position = self.notifier.positions["events"]
+            position = self.notifier.positions[self.stream]
             loaded = await load(missing)
             for key in missing:
                 value = loaded.get(key)
@@ -72,8 +81,10 @@ class SyncCaches:
         events: EventStore,
         profiles: ProfileStore,
         out_of_band: OutOfBandStore,
+        account_data: AccountDataStore,
     ):
         self.memberships_store = memberships
+        self.account_data = account_data
         self.events = events
         self.profiles = profiles
         self.out_of_band = out_of_band
@@ -81,6 +92,7 @@ class SyncCaches:
         self._power_levels = _KeyedCache(notifier, state_key_of, 100_000)
         self._display_names = _KeyedCache(notifier, _user_key, 100_000)
         self._memberships = _KeyedCache(notifier, _user_key, 100_000)
+        self._ignored = _KeyedCache(notifier, _user_key, 100_000, stream="account_data")
 
     async def memberships(self, user_id: str) -> dict[str, tuple[str, str, int]]:
         """room -> (membership, event id, stream ordering): the user's member events in
@@ -98,6 +110,14 @@ class SyncCaches:
                 if room_id not in memberships or memberships[room_id][2] < oob.stream_ordering:
                     memberships[room_id] = (oob.membership, oob.event_id, oob.stream_ordering)
         return out
+
+    async def ignored(self, user_id: str) -> frozenset[str]:
+        """The users `user_id` ignores; a change of their account data wakes them."""
+        found = await self._ignored.get_many([user_id], self._load_ignored)
+        return found[user_id]
+
+    async def _load_ignored(self, user_ids: list[str]) -> dict[str, frozenset[str]]:
+        return {u: await ignored_users(self.account_data, u) for u in user_ids}
 
     async def room_summaries(self, room_ids: list[str]) -> dict[str, dict[str, Any]]:
         """room -> {"joined", "invited", "named", "candidates"}: member counts, whether the

@@ -37,7 +37,6 @@ def stream_providers(hs: Homeserver) -> list[StreamProvider]:
             hs.unread_counts,
             notifier,
             hs.relations,
-            hs.accounts.account_data,
         ),
         TypingStream(hs.ephemeral_store, notifier),
         ReceiptsStream(hs.ephemeral_store, notifier),

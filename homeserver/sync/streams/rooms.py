@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.ignored import drop_ignored, ignored_users
+from homeserver.accounts.ignored import drop_ignored
 from homeserver.rooms.filtering import SyncFilter
 from homeserver.rooms.serialize import client_event
 from homeserver.rooms.visibility import filter_visible
@@ -22,7 +22,6 @@ from homeserver.sync.notifier import Notifier
 from homeserver.sync.streams.base import StreamProvider
 from homeserver.sync.unread import UnreadCounter
 from homeserver.tokens import encode_pagination_token
-from storage.account_data import AccountDataStore
 from storage.events import EventStore, StoredEvent
 from storage.membership import MembershipStore
 from storage.out_of_band import OutOfBandMembership, OutOfBandStore
@@ -78,9 +77,7 @@ class RoomsStream(StreamProvider):
         unread: UnreadCounter,
         notifier: Notifier,
         relations: RelationsService,
-        account_data: AccountDataStore,
     ):
-        self.account_data = account_data
         self.events = events
         self.relations = relations
         self.memberships = memberships
@@ -104,7 +101,7 @@ class RoomsStream(StreamProvider):
 
     async def fill(self, ctx: SyncContext, response: dict[str, Any]) -> None:
         memberships = await self.caches.memberships(ctx.user_id)
-        ctx.ignored = await ignored_users(self.account_data, ctx.user_id)
+        ctx.ignored = await self.caches.ignored(ctx.user_id)
         ctx.joined_room_ids = {r for r, (m, _, _) in memberships.items() if m == "join"}
         changes: list[StoredEvent] = []
         joined_since: set[str] = set()  # rooms the user (re)joined in this batch

@@ -317,3 +317,54 @@ async def test_push_rules_and_unread_counts_follow_the_other_process(two_process
     await heidi.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "three"})
     sync = await grace.sync(timeout=10_000, since=sync.next_batch)
     assert sync.rooms.join[room_id].unread_notifications.notification_count == 0
+
+
+def _bodies(sync: SyncResponse, room_id: str) -> list[str]:
+    room = sync.rooms.join.get(room_id)
+    return [getattr(e, "body", "") for e in room.timeline.events] if room else []
+
+
+async def test_ignore_list_and_sync_presence_follow_the_other_process(two_processes):
+    """A woken /sync reads neither the ignore list nor the user's presence from the
+    database while nothing changed them; a change through B must still reach A."""
+    a, b = two_processes
+    grace, heidi, room_id, _ = await _room_with_unread(a)
+    grace_on_b = await b.login("grace")
+    sync = await grace.sync(timeout=0, full_state=True)  # A caches both
+    await heidi.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "seen"})
+    sync = await grace.sync(timeout=10_000, since=sync.next_batch)
+    assert "seen" in _bodies(sync, room_id)
+
+    # Grace ignores heidi through B: her long-poll on A wakes for it, and heidi's next
+    # message is hidden there.
+    status, _ = await _raw(
+        b,
+        "PUT",
+        f"/_matrix/client/v3/user/{grace.user_id}/account_data/m.ignored_user_list",
+        grace_on_b.access_token,
+        {"ignored_users": {heidi.user_id: {}}},
+    )
+    assert status == 200
+    sync = await grace.sync(timeout=10_000, since=sync.next_batch)
+    await heidi.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hidden"})
+    await grace.sync(timeout=0, since=sync.next_batch)
+    grace.next_batch = None
+    sync = await grace.sync(timeout=0, full_state=True)
+    assert "seen" not in _bodies(sync, room_id) and "hidden" not in _bodies(sync, room_id)
+
+    # Grace goes "unavailable" through B; her next /sync on A (set_presence defaults to
+    # online) sets her online again, as it would without the cache.
+    status, _ = await _raw(
+        b,
+        "PUT",
+        f"/_matrix/client/v3/presence/{grace.user_id}/status",
+        grace_on_b.access_token,
+        {"presence": "unavailable"},
+    )
+    assert status == 200
+    sync = await grace.sync(timeout=10_000, since=sync.next_batch)  # woken by it
+    await grace.sync(timeout=0, since=sync.next_batch)
+    status, body = await _raw(
+        a, "GET", f"/_matrix/client/v3/presence/{grace.user_id}/status", grace.access_token, {}
+    )
+    assert status == 200 and body["presence"] == "online", body
