@@ -134,7 +134,8 @@ class EphemeralStore:
         self, room_ids: Sequence[str], user_id: str, joined_at: Sequence[int], limit: int
     ) -> list[tuple[str, str, str | None]]:
         """(room, event id, thread root or None for the main timeline) of the newest `limit`
-        unread events per room from others after `joined_at` (per room). An event is read
+        unread events per room from others after `joined_at` (per room), membership
+        changes left out. An event is read
         at or below the user's unthreaded read receipt (public or private), or its thread's
         receipt ('main' for events in no thread; spec: "Threaded read receipts"). One query."""
         read_at = (
@@ -156,7 +157,10 @@ class EphemeralStore:
             "   LEFT JOIN LATERAL (SELECT x.relates_to_id AS thread_id FROM event_relations x"
             "     WHERE k.has_threads AND x.event_id = ev.event_id AND x.rel_type = 'm.thread')"
             "   th ON TRUE"
-            "   WHERE ev.room_id = r.room_id AND ev.sender <> $2 AND ev.stream_ordering > k.floor"
+            # Membership changes count for no one but their target, who is past them
+            # (joined_at); the partial index events_room_stream_not_member skips them.
+            "   WHERE ev.room_id = r.room_id AND ev.type <> 'm.room.member'"
+            "   AND ev.sender <> $2 AND ev.stream_ordering > k.floor"
             "   AND ev.stream_ordering > CASE WHEN th.thread_id IS NULL THEN k.main_read"
             f"    ELSE COALESCE(({read_at}th.thread_id), 0) END"
             "   ORDER BY ev.stream_ordering DESC LIMIT $4) e",

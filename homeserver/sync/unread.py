@@ -141,7 +141,10 @@ class UnreadCounter:
     ) -> dict[str, UnreadCounts]:
         """The user's push rules evaluated over the events from others after their read
         receipts (and after they joined: `joined_at`, the ordering of their membership per
-        room), at most 100 per room. With `by_thread`, events in threads are counted per
+        room), at most 100 per room. Membership changes are left out: they notify no one
+        but their target (.m.rule.member_event; the push worker evaluates them for their
+        target alone), and counting them would re-evaluate a big room's every join on
+        each member's /sync. With `by_thread`, events in threads are counted per
         thread root instead of in the room's counts (the main timeline's). Events of
         `ignored` users count nowhere."""
         rows = await self.ephemeral.unread_event_ids(
@@ -167,11 +170,6 @@ class UnreadCounter:
         for room_id, event_id, thread_id in rows:
             ev = events.get(event_id)
             if ev is None or hidden(ev.sender, ev.state_key, ignored):
-                continue
-            if ev.type == "m.room.member" and ev.state_key != user_id:
-                # Others' membership changes notify no one (.m.rule.member_event), and the
-                # push worker evaluates them for their target alone: counting them here
-                # would re-evaluate a big room's every join on each member's /sync.
                 continue
             notify, highlight = self._verdict(user_id, event_id, ev.event, rules, contexts[room_id])
             if notify:
