@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +18,10 @@ from storage.filters import FilterStore
 
 # A waiting /sync looks this often whether its client is still connected.
 CONNECTION_CHECK_S = 5.0
+# Woken long-polls rebuilding their answers at once. One message to a big room wakes every
+# member's poll; built all together they share the database pool query by query and all
+# finish at the end, built a few at a time the first answers leave at once.
+WOKEN_BUILDS = 16
 
 
 def _drop_unchanged_rooms(ctx: SyncContext, response: dict[str, Any]) -> None:
@@ -72,6 +77,7 @@ class SyncHandler:
         self.notifier = notifier
         self.providers = providers
         self.max_timeout_ms = max_timeout_ms
+        self._woken_builds = asyncio.Semaphore(WOKEN_BUILDS)
 
     async def _build(
         self,
@@ -134,5 +140,6 @@ class SyncHandler:
             await self.notifier.wait(keys, ctx.now, min(remaining, CONNECTION_CHECK_S))
             if self.notifier.current_token() == ctx.now:
                 continue
-            ctx, response = await self._build(requester, since, full_state, filter_spec)
+            async with self._woken_builds:
+                ctx, response = await self._build(requester, since, full_state, filter_spec)
         return response
