@@ -20,12 +20,12 @@ def new_signing_key_line(version: str = "a_0001") -> str:
     return f"{key.alg} {key.version} {encode_signing_key_base64(key)}\n"
 
 
-def write_signing_key(path: Path) -> None:
+def write_signing_key(path: Path, version: str = "a_0001") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Created 0600 from the start: the key must never be world-readable, not even briefly.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(new_signing_key_line())
+        f.write(new_signing_key_line(version))
 
 
 def load_signing_key(path: Path):

@@ -126,7 +126,9 @@ async def start_test_server(dsn: str, data_dir: Path, **overrides) -> TestServer
     the server name can carry the port before the server starts."""
     federation_socket = overrides.pop("federation_socket", None)
     data_dir.mkdir(parents=True, exist_ok=True)
-    write_signing_key(data_dir / "signing.key")
+    # A key id of its own: a server of a later test may get an earlier one's port (and so
+    # its name), and the session's Synapse would verify it with the earlier key it cached.
+    write_signing_key(data_dir / "signing.key", version=f"t{secrets.token_hex(4)}")
     raw = {
         "server_name": overrides.pop("server_name", "test.local"),
         "data_dir": str(data_dir),
