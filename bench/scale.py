@@ -51,6 +51,7 @@ from bench.cluster import (
     table_sizes,
 )
 from bench.memory import PeakSampler, mib
+from bench.profile import profiled
 from bench.scenarios.base import IDLE_FILTER, PASSWORD, join_all, ms, run_pool
 from bench.scenarios.delivery import MARK, Receivers
 from bench.servers import BENCH_DIR, recreate_database
@@ -154,7 +155,9 @@ class SyncLoad:
             self.errors.append(f"{type(e).__name__}: {e}")
 
 
-async def _scale_out_once(count: int, sizes: ScaleSizes, admin_dsn: str) -> dict:
+async def _scale_out_once(
+    count: int, sizes: ScaleSizes, admin_dsn: str, profile_dir: Path | None
+) -> dict:
     dsn = await recreate_database(admin_dsn, "bench_scale_out")
     config = ClusterConfig(RUN_DIR / f"scale-out-{count}", dsn)
     shutil.rmtree(config.data_dir, ignore_errors=True)
@@ -212,6 +215,10 @@ async def _scale_out_once(count: int, sizes: ScaleSizes, admin_dsn: str) -> dict
                 ]
                 cpu = CpuMeter(cluster, "bench_scale_out", admin_dsn)
                 await cpu.start()
+                out = profile_dir / f"worker0-of-{count}.txt" if profile_dir else None
+                taken = stack.enter_context(profiled(cluster.workers[0].pid, out))
+                if taken is not None:
+                    result["profile"] = str(taken)
                 began = time.perf_counter()
                 await run_pool(sizes.messages, sizes.senders, send)
                 sent = time.perf_counter()
@@ -257,10 +264,10 @@ async def _scale_out_once(count: int, sizes: ScaleSizes, admin_dsn: str) -> dict
     return result
 
 
-async def scale_out(sizes: ScaleSizes, admin_dsn: str) -> dict:
+async def scale_out(sizes: ScaleSizes, admin_dsn: str, profile_dir: Path | None) -> dict:
     runs = []
     for count in sizes.processes:
-        run = await _scale_out_once(count, sizes, admin_dsn)
+        run = await _scale_out_once(count, sizes, admin_dsn, profile_dir)
         print(f"scale_out {count} processes: {run['status']} {run['figures']}", file=sys.stderr)
         runs.append(run)
     return {
@@ -327,7 +334,7 @@ async def _stable_rss(cluster: Cluster, settle_s: float = 10.0) -> int | None:
     return last
 
 
-async def longpolls_10k(sizes: ScaleSizes, admin_dsn: str) -> dict:
+async def longpolls_10k(sizes: ScaleSizes, admin_dsn: str, profile_dir: Path | None) -> dict:
     n = sizes.longpolls
     dsn = await recreate_database(admin_dsn, "bench_scale_longpolls")
     data_dir = RUN_DIR / "longpolls"
@@ -385,7 +392,11 @@ async def longpolls_10k(sizes: ScaleSizes, admin_dsn: str) -> dict:
                 figures["rss_per_longpoll_kib"] = (rss_held - rss_idle) / parked / 1024
             result["loadavg_before_fanout"] = _loadavg()
             for seq in range(sizes.fanout_messages):
-                missed = await rx.send_and_wait(sender, seq, sizes.fanout_timeout_s)
+                out = profile_dir / f"fanout-{seq}.txt" if profile_dir else None
+                with profiled(cluster.workers[0].pid, out) as taken:
+                    missed = await rx.send_and_wait(sender, seq, sizes.fanout_timeout_s)
+                if taken is not None:
+                    result.setdefault("profiles", []).append(str(taken))
                 figures["missed_deliveries"] = figures.get("missed_deliveries", 0) + missed
                 figures["rss_after_fanout_mib"] = mib(cluster.workers[0].rss())
                 if seq + 1 < sizes.fanout_messages:
@@ -488,7 +499,8 @@ async def _run(args: argparse.Namespace) -> dict:
         raise SystemExit(f"unknown scenarios: {unknown}; known: {list(SCENARIOS)}")
     results = {}
     for name in names:
-        results[name] = await SCENARIOS[name](sizes, args.admin_dsn)
+        profile_dir = Path(args.profile) / name if args.profile else None
+        results[name] = await SCENARIOS[name](sizes, args.admin_dsn, profile_dir)
     from bench.run import _machine
 
     return {
@@ -513,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--admin-dsn", default=ADMIN_DSN, help="PostgreSQL to create DBs in")
     parser.add_argument("--markdown", default=str(BENCH_DIR / "SCALE_RESULTS.md"))
+    parser.add_argument(
+        "--profile", help="directory for py-spy profiles of the server during the fan-out"
+    )
     args = parser.parse_args(argv)
     _raise_fd_limit()
     try:
