@@ -82,6 +82,7 @@ def _federation_section(args: argparse.Namespace) -> dict:
 async def _serve(config: Config) -> int:
     from aiohttp import web
 
+    from homeserver import gc_policy
     from homeserver.app import build_client_app, build_metrics_app, create_homeserver, shut_down
     from homeserver.http.serving import make_runner
     from storage.embedded import EmbeddedPostgres
@@ -94,6 +95,7 @@ async def _serve(config: Config) -> int:
     embedded = None
     runners: list[web.AppRunner] = []
     hs = None
+    collector: asyncio.Task | None = None
     try:
         dsn = config.database.dsn
         if dsn is None:
@@ -114,6 +116,8 @@ async def _serve(config: Config) -> int:
             if type(e).__module__.startswith("asyncpg"):
                 raise ConfigError("database.dsn", f"database error: {e}") from None
             raise
+        gc_policy.install()
+        collector = asyncio.create_task(gc_policy.collect_periodically())
         listeners = [(build_client_app(hs), config.client_listener, "listeners.client")]
         if config.metrics_listener:
             listeners.append((build_metrics_app(hs), config.metrics_listener, "listeners.metrics"))
@@ -144,6 +148,8 @@ async def _serve(config: Config) -> int:
         logger.info("shutting down")
         return 0
     finally:
+        if collector is not None:
+            collector.cancel()
         await shut_down(hs, runners)
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

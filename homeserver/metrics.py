@@ -115,3 +115,10 @@ process_cache_lookups = Counter(
     ["cache", "result"],
     registry=REGISTRY,
 )
+gc_pause = Histogram(
+    "python_gc_pause_seconds",
+    "How long each garbage collection stopped the process, by generation (homeserver/gc_policy.py)",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)

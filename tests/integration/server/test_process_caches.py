@@ -368,3 +368,15 @@ async def test_ignore_list_and_sync_presence_follow_the_other_process(two_proces
         a, "GET", f"/_matrix/client/v3/presence/{grace.user_id}/status", grace.access_token, {}
     )
     assert status == 200 and body["presence"] == "online", body
+
+
+async def test_a_process_runs_and_reports_the_gc_policy(two_processes):
+    """homeserver/gc_policy.py is installed in a served process: the full collection it
+    runs before freezing the start-up objects shows in the pause histogram."""
+    a, _ = two_processes
+    async with aiohttp.ClientSession() as http, http.get(a.metrics_url) as resp:
+        text = await resp.text()
+    match = re.search(
+        r'^python_gc_pause_seconds_count\{generation="2"\} (\S+)$', text, re.MULTILINE
+    )
+    assert match is not None and float(match.group(1)) >= 1
