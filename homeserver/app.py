@@ -236,6 +236,7 @@ class Homeserver:
             self.accounts.filters,
             self.presence,
             self.notifier,
+            self.sync_caches,
             providers,
             config.max_sync_timeout_ms,
         )

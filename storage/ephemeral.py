@@ -131,11 +131,16 @@ class EphemeralStore:
         )
 
     async def unread_event_ids(
-        self, room_ids: Sequence[str], user_id: str, joined_at: Sequence[int], limit: int
+        self,
+        room_ids: Sequence[str],
+        user_id: str,
+        joined_at: Sequence[int],
+        limit: int,
+        upto: int,
     ) -> list[tuple[str, str, str | None]]:
         """(room, event id, thread root or None for the main timeline) of the newest `limit`
-        unread events per room from others after `joined_at` (per room), membership
-        changes left out. An event is read
+        unread events per room from others after `joined_at` (per room) up to stream
+        position `upto`, membership changes left out. An event is read
         at or below the user's unthreaded read receipt (public or private), or its thread's
         receipt ('main' for events in no thread; spec: "Threaded read receipts"). One query."""
         read_at = (
@@ -160,7 +165,7 @@ class EphemeralStore:
             # Membership changes count for no one but their target, who is past them
             # (joined_at); the partial index events_room_stream_not_member skips them.
             "   WHERE ev.room_id = r.room_id AND ev.type <> 'm.room.member'"
-            "   AND ev.sender <> $2 AND ev.stream_ordering > k.floor"
+            "   AND ev.sender <> $2 AND ev.stream_ordering > k.floor AND ev.stream_ordering <= $5"
             "   AND ev.stream_ordering > CASE WHEN th.thread_id IS NULL THEN k.main_read"
             f"    ELSE COALESCE(({read_at}th.thread_id), 0) END"
             "   ORDER BY ev.stream_ordering DESC LIMIT $4) e",
@@ -168,8 +173,33 @@ class EphemeralStore:
             user_id,
             list(joined_at),
             limit,
+            upto,
         )
         return [(r["room_id"], r["event_id"], r["thread_id"]) for r in rows]
+
+    async def events_for_unread_between(
+        self, rooms_after: Sequence[tuple[str, int]], upto: int, limit: int
+    ) -> list[tuple[str, str, str, str, str | None]]:
+        """(room, event id, type, sender, thread root or None) of the newest `limit` events per
+        room after its position and up to `upto`, membership changes left out, oldest
+        first: what unread_event_ids would add for every user whose receipts did not move,
+        but for their own events."""
+        rows = await self.db.fetch(
+            "SELECT r.room_id, e.event_id, e.type, e.sender, th.thread_id"
+            " FROM unnest($1::text[], $2::bigint[]) AS r(room_id, after)"
+            " CROSS JOIN LATERAL (SELECT ev.event_id, ev.type, ev.sender, ev.stream_ordering"
+            "   FROM events ev WHERE ev.room_id = r.room_id AND ev.type <> 'm.room.member'"
+            "   AND ev.stream_ordering > r.after AND ev.stream_ordering <= $3"
+            "   ORDER BY ev.stream_ordering DESC LIMIT $4) e"
+            " LEFT JOIN LATERAL (SELECT x.relates_to_id AS thread_id FROM event_relations x"
+            "   WHERE x.event_id = e.event_id AND x.rel_type = 'm.thread') th ON TRUE"
+            " ORDER BY e.stream_ordering",
+            [room for room, _ in rooms_after],
+            [after for _, after in rooms_after],
+            upto,
+            limit,
+        )
+        return [(r["room_id"], r["event_id"], r["type"], r["sender"], r["thread_id"]) for r in rows]
 
     async def rooms_read_by(
         self, user_id: str, room_ids: Sequence[str], after: int, upto: int

@@ -217,6 +217,17 @@ class RelationsStore:
         rows = await self.db.fetch(query, *args)
         return [r["event_id"] for r in rows]
 
+    async def related(self, parent_ids: Sequence[str]) -> frozenset[str]:
+        """Those of the events that have a relation that aggregations bundles (a thread,
+        an edit or a reference)."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT relates_to_id FROM event_relations"
+            " WHERE relates_to_id = ANY($1::text[])"
+            " AND rel_type IN ('m.thread', 'm.replace', 'm.reference')",
+            list(parent_ids),
+        )
+        return frozenset(r["relates_to_id"] for r in rows)
+
     async def aggregations(
         self, parent_ids: Sequence[str], user_id: str, ignored: Sequence[str] = ()
     ) -> dict[str, Aggregation]:

@@ -146,12 +146,35 @@ def _personalise(value, user_id: str):
     return value
 
 
+def _is_personal(value) -> bool:
+    if isinstance(value, dict):
+        return any(_is_personal(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_is_personal(v) for v in value)
+    return value in (_ME, "[the user's localpart]")
+
+
+def _template(rules: list[dict]) -> list[tuple[dict, bool]]:
+    return [(rule, _is_personal(rule)) for rule in rules]
+
+
+# Most default rules name no one: those are shared by every user's rule set (callers copy
+# a rule before changing it, see rules._apply), and only the few that name the user are
+# built per user. Every woken /sync of a user whose rules are not cached builds them.
+_MASTER_TEMPLATE = _template([MASTER])
+_AFTER_USER_TEMPLATES = {kind: _template(rules) for kind, rules in _AFTER_USER_RULES.items()}
+
+
+def _for_user(template: list[tuple[dict, bool]], user_id: str) -> list[dict]:
+    return [_personalise(rule, user_id) if personal else rule for rule, personal in template]
+
+
 def default_rules(user_id: str) -> dict[str, tuple[list[dict], list[dict]]]:
     """kind -> (defaults ranked before the user's rules, defaults ranked after them)."""
     return {
         kind: (
-            [_personalise(MASTER, user_id)] if kind == "override" else [],
-            _personalise(_AFTER_USER_RULES.get(kind, []), user_id),
+            _for_user(_MASTER_TEMPLATE, user_id) if kind == "override" else [],
+            _for_user(_AFTER_USER_TEMPLATES.get(kind, []), user_id),
         )
         for kind in KINDS
     }

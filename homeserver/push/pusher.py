@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from homeserver.metrics import push_rule_evaluations
-from homeserver.push.evaluator import PushContext, evaluate, highlights, notifies
+from homeserver.push.evaluator import PushContext, highlights, notifies
 from storage.push_notifications import PushNotificationStore
 
 if TYPE_CHECKING:
@@ -236,7 +236,9 @@ class PushWorker:
                     display_name=await hs.sync_caches.display_name(user_id),
                     power_levels=power_levels.get(room_id),
                 )
-                actions = evaluate(await hs.push_rules.ranked_rules(user_id), event, ctx)
+                rules = await hs.push_rules.ranked_rules(user_id)
+                # Through the unread counter's cache: each member's /sync asks the same.
+                actions = hs.unread_counts.actions(user_id, event_id, event, rules, ctx)
                 push_rule_evaluations.inc()
                 if notifies(actions):
                     assert actions is not None

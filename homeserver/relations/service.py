@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.ignored import drop_ignored, ignored_users
@@ -29,6 +30,7 @@ from storage.relations import (
     annotation_key,
     relation_of,
 )
+from storage.shared_reads import SharedReads
 
 if TYPE_CHECKING:
     from homeserver.app import Homeserver
@@ -54,6 +56,7 @@ class RelationsService:
         self.hs = hs
         self.store = store
         self.events = events
+        self.shared = SharedReads()
 
     # ---- bundled aggregations -------------------------------------------------------------
 
@@ -65,10 +68,20 @@ class RelationsService:
         *,
         with_room_id: bool = True,
         ignored: Sequence[str] = (),
+        position: int | None = None,
     ) -> Bundles:
         """event id -> its `unsigned["m.relations"]`, for those of `events` that have one.
-        State events get none (spec: "Aggregations of child events")."""
+        State events get none (spec: "Aggregations of child events"). `position`: the
+        events stream position the caller reads up to; given, which of the events have
+        relations at all is asked once for every caller at that position (every member's
+        /sync woken by one message asks it of the same events, and mostly none has)."""
         parents = {e.event_id: e for e in events if e.state_key is None}
+        if parents and position is not None:
+            ids = tuple(sorted(parents))
+            related = await self.shared.get(
+                ("related", ids, position), partial(self.store.related, ids)
+            )
+            parents = {i: e for i, e in parents.items() if i in related}
         if not parents:
             return {}
         # One query: the parents' aggregations and those of their threads' latest events,

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from homeserver.http.auth import Requester
 from homeserver.presence.service import Presence
 from homeserver.rooms.filtering import SyncFilter, load_filter
+from homeserver.sync.caches import SyncCaches
 from homeserver.sync.context import SyncContext
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.streams import StreamProvider
 from homeserver.tokens import decode_sync_token, encode_sync_token
 from storage.filters import FilterStore
 
+# Parsed filters remembered (homeserver memory: a few hundred bytes each).
+FILTER_CACHE_SIZE = 20_000
 # A waiting /sync looks this often whether its client is still connected.
 CONNECTION_CHECK_S = 5.0
 # Woken long-polls rebuilding their answers at once. One message to a big room wakes every
@@ -69,22 +73,42 @@ class SyncHandler:
         filters: FilterStore,
         presence: Presence,
         notifier: Notifier,
+        caches: SyncCaches,
         providers: Sequence[StreamProvider],
         max_timeout_ms: int,
     ):
         self.filters = filters
         self.presence = presence
         self.notifier = notifier
+        self.caches = caches
         self.providers = providers
         self.max_timeout_ms = max_timeout_ms
         self._woken_builds = asyncio.Semaphore(WOKEN_BUILDS)
+        # (user, filter ID or inline JSON) -> the filter, parsed. Stored filters never
+        # change (the spec has no call to change one), and every poll names its filter.
+        self._filters: OrderedDict[tuple[str, str], tuple[dict[str, Any], SyncFilter]] = (
+            OrderedDict()
+        )
+
+    async def _filter(self, user_id: str, value: str | None) -> tuple[dict[str, Any], SyncFilter]:
+        key = (user_id, value or "")
+        known = self._filters.get(key)
+        if known is not None:
+            self._filters.move_to_end(key)
+            return known
+        spec = await load_filter(self.filters, user_id, value)
+        parsed = (spec, SyncFilter(spec))
+        self._filters[key] = parsed
+        if len(self._filters) > FILTER_CACHE_SIZE:
+            self._filters.popitem(last=False)
+        return parsed
 
     async def _build(
         self,
         requester: Requester,
         since: dict[str, int] | None,
         full_state: bool,
-        filter_spec: dict[str, Any],
+        sync_filter: tuple[dict[str, Any], SyncFilter],
     ) -> tuple[SyncContext, dict[str, Any]]:
         ctx = SyncContext(
             user_id=requester.user_id,
@@ -92,8 +116,8 @@ class SyncHandler:
             since=since,
             now=self.notifier.current_token(),
             full_state=full_state,
-            filter=filter_spec,
-            sync_filter=SyncFilter(filter_spec),
+            filter=sync_filter[0],
+            sync_filter=sync_filter[1],
         )
         response: dict[str, Any] = {
             "account_data": {"events": []},
@@ -121,12 +145,20 @@ class SyncHandler:
         connected: Callable[[], bool] = lambda: True,
     ) -> dict[str, Any]:
         """`connected()`: whether the client still waits for the answer."""
-        filter_spec = await load_filter(self.filters, requester.user_id, filter_value)
+        sync_filter = await self._filter(requester.user_id, filter_value)
         since = decode_sync_token(since_token) if since_token else None
         # No set_presence means "online" (spec); the presence service skips redundant writes.
         await self.presence.set_from_sync(requester.user_id, set_presence)
-        ctx, response = await self._build(requester, since, full_state, filter_spec)
         deadline = time.monotonic() + min(timeout_ms, self.max_timeout_ms) / 1000
+        if (
+            since is not None
+            and not full_state
+            and await self._wait_quietly(requester.user_id, since, deadline, connected)
+        ):
+            async with self._woken_builds:
+                ctx, response = await self._build(requester, since, full_state, sync_filter)
+        else:
+            ctx, response = await self._build(requester, since, full_state, sync_filter)
         while since is not None and not full_state and _is_empty(response):
             remaining = deadline - time.monotonic()
             # A client gone (aiohttp does not cancel handlers on disconnect) or a server
@@ -141,5 +173,29 @@ class SyncHandler:
             if self.notifier.current_token() == ctx.now:
                 continue
             async with self._woken_builds:
-                ctx, response = await self._build(requester, since, full_state, filter_spec)
+                ctx, response = await self._build(requester, since, full_state, sync_filter)
         return response
+
+    async def _wait_quietly(
+        self,
+        user_id: str,
+        since: dict[str, int],
+        deadline: float,
+        connected: Callable[[], bool],
+    ) -> bool:
+        """Parks a poll that the notifier knows has nothing new since its token, without
+        building the empty answer first: a client re-polls right after each answer, so
+        after a message to a big room every member's next poll arrives while the others
+        are still being answered. Returns True when woken by a change (the caller builds),
+        False at once when the notifier cannot vouch for the token, or when the poll ran
+        out of time, the client left or the server stops (the caller builds the answer
+        then, empty or not)."""
+        while True:
+            memberships = await self.caches.memberships(user_id)
+            keys = {user_id, *(r for r, (m, _, _) in memberships.items() if m == "join")}
+            if not self.notifier.quiet_since(keys, since):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.notifier.stopped or not connected():
+                return False
+            await self.notifier.wait(keys, since, min(remaining, CONNECTION_CHECK_S))

@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from homeserver.accounts.ignored import hidden
 from homeserver.metrics import process_cache_lookups
 from homeserver.push.evaluator import PushContext, evaluate, highlights, notifies
 from homeserver.push.rules import PushRules
 from homeserver.sync.caches import SyncCaches
-from homeserver.sync.notifier import Notifier
+from homeserver.sync.notifier import Notifier, state_key_of
 from storage.ephemeral import EphemeralStore
 from storage.events import EventStore
+from storage.shared_reads import SharedReads
 
 # Unread counts look at this many of the newest unread events per room at most.
 MAX_UNREAD = 100
@@ -24,6 +26,8 @@ UNREAD_CACHE_SIZE = 100_000
 VERDICT_CACHE_SIZE = 50_000
 _unread_hits = process_cache_lookups.labels("unread_counts", "hit")
 _unread_misses = process_cache_lookups.labels("unread_counts", "miss")
+# Entries brought up to date with the events since, without counting afresh.
+_unread_grown = process_cache_lookups.labels("unread_counts", "grown")
 
 
 @dataclass
@@ -35,6 +39,17 @@ class UnreadCounts:
         default_factory=lambda: {"notification_count": 0, "highlight_count": 0}
     )
     threads: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    # Positions of events, receipts and account data when counted.
+    at: tuple[int, int, int]
+    joined: int
+    members: int
+    counts: UnreadCounts
+    # Unread events from others the counts were taken over (at most MAX_UNREAD).
+    considered: int
 
 
 class UnreadCounter:
@@ -56,19 +71,31 @@ class UnreadCounter:
         # one of them: an event in the room (messages, redactions, state, the user's
         # display name), a receipt of the user's, their push rules (account data); other
         # processes' commits arrive through the notifier too.
-        self._cached: OrderedDict[tuple[str, str, bool], tuple] = OrderedDict()
+        self._cached: OrderedDict[tuple[str, str, bool], _Entry] = OrderedDict()
+        self.shared = SharedReads()
         # (user, event) -> (what the verdict was reached from, (notifies, highlights)).
         self._verdicts: OrderedDict[tuple[str, str], tuple] = OrderedDict()
 
-    def _valid(self, user_id: str, room_id: str, entry: tuple, joined: int, members: int) -> bool:
-        (events_pos, receipts_pos, account_pos), cached_joined, cached_members, _ = entry
+    def _valid(self, user_id: str, room_id: str, entry: _Entry, joined: int, members: int) -> bool:
+        changed = self.notifier.changed_since
+        return self._extendable(user_id, room_id, entry, joined, members) and not changed(
+            room_id, "events", entry.at[0]
+        )
+
+    def _extendable(
+        self, user_id: str, room_id: str, entry: _Entry, joined: int, members: int
+    ) -> bool:
+        """Whether the entry's counts plus those of the room's events since hold: the
+        user's receipts and push rules, the room's state (power levels, the user's display
+        name, the member count) unchanged, and the events counted a whole window."""
+        events_pos, receipts_pos, account_pos = entry.at
         changed = self.notifier.changed_since
         return (
-            cached_joined == joined
-            and cached_members == members
-            and not changed(room_id, "events", events_pos)
+            entry.joined == joined
+            and entry.members == members
             and not changed(user_id, "receipts", receipts_pos)
             and not changed(user_id, "account_data", account_pos)
+            and not changed(state_key_of(room_id), "events", events_pos)
         )
 
     async def rooms_read(
@@ -88,71 +115,105 @@ class UnreadCounter:
         by_thread: bool = False,
         ignored: Collection[str] = (),
     ) -> dict[str, UnreadCounts]:
-        """As `count`, from the cache where nothing the counts depend on has moved (the
-        ignore list is account data, whose position the entries keep)."""
-        found: dict[str, UnreadCounts] = {}
-        missing: list[tuple[str, int]] = []
-        for room_id, joined in zip(room_ids, joined_at, strict=True):
-            key = (user_id, room_id, by_thread)
-            entry = self._cached.get(key)
-            if entry is not None and self._valid(
-                user_id, room_id, entry, joined, member_counts.get(room_id, 0)
-            ):
-                self._cached.move_to_end(key)
-                found[room_id] = _copy(entry[3])
-            else:
-                missing.append((room_id, joined))
-        _unread_hits.inc(len(found))
-        _unread_misses.inc(len(missing))
-        if not missing:
-            return found
-        # Read the positions first: a change committed meanwhile invalidates the entry.
+        """The user's push rules evaluated over the events from others after their read
+        receipts (and after they joined: `joined_at`, the ordering of their membership per
+        room), at most MAX_UNREAD per room. Membership changes are left out: they notify
+        no one but their target (.m.rule.member_event; the push worker evaluates them for
+        their target alone), and counting them would re-evaluate a big room's every join
+        on each member's /sync. With `by_thread`, events in threads are counted per
+        thread root instead of in the room's counts (the main timeline's). Events of
+        `ignored` users count nowhere.
+
+        Cached per (user, room): while nothing the counts depend on moved, the entry
+        answers; when only new events arrived, they are added to it, from one read of
+        the room's new events that every member's /sync woken by them shares."""
+        # Read the positions first: a change committed meanwhile invalidates the entries.
         positions = self.notifier.positions
         at = (positions["events"], positions["receipts"], positions["account_data"])
-        counted = await self.count(
-            user_id,
-            [r for r, _ in missing],
-            [j for _, j in missing],
-            member_counts,
-            by_thread,
-            ignored,
-        )
-        for room_id, joined in missing:
+        found: dict[str, UnreadCounts] = {}
+        grown: list[tuple[str, int, _Entry]] = []
+        missing: list[tuple[str, int]] = []
+        for room_id, joined in zip(room_ids, joined_at, strict=True):
+            entry = self._cached.get((user_id, room_id, by_thread))
             members = member_counts.get(room_id, 0)
-            self._cached[(user_id, room_id, by_thread)] = (
-                at,
-                joined,
-                members,
-                _copy(counted[room_id]),
+            if entry is None or not self._extendable(user_id, room_id, entry, joined, members):
+                missing.append((room_id, joined))
+            elif self._valid(user_id, room_id, entry, joined, members):
+                self._cached.move_to_end((user_id, room_id, by_thread))
+                found[room_id] = _copy(entry.counts)
+            else:
+                grown.append((room_id, joined, entry))
+        _unread_hits.inc(len(found))
+        counted: dict[str, tuple[UnreadCounts, int]] = {}
+        if grown:
+            since = tuple((room_id, entry.at[0]) for room_id, _, entry in grown)
+            new_rows = await self.shared.get(
+                ("unread since", since, at[0]),
+                partial(self.ephemeral.events_for_unread_between, since, at[0], MAX_UNREAD + 1),
             )
-            found[room_id] = counted[room_id]
+            per_room: dict[str, list[tuple[str, str, str | None]]] = {}
+            # Rooms where counting afresh is needed: a redaction changes what an earlier
+            # event counts for, and a full window may hide more events behind it.
+            recount: set[str] = set()
+            window: dict[str, int] = {}
+            for room_id, event_id, event_type, sender, thread_id in new_rows:
+                window[room_id] = window.get(room_id, 0) + 1
+                if event_type == "m.room.redaction" or window[room_id] > MAX_UNREAD:
+                    recount.add(room_id)
+                if sender != user_id:
+                    per_room.setdefault(room_id, []).append((room_id, event_id, thread_id))
+            adding: list[tuple[str, str, str | None]] = []
+            for room_id, joined, entry in grown:
+                rows = per_room.get(room_id, [])
+                if room_id in recount or entry.considered + len(rows) > MAX_UNREAD:
+                    missing.append((room_id, joined))
+                    continue
+                counted[room_id] = (_copy(entry.counts), entry.considered + len(rows))
+                adding.extend(rows)
+            _unread_grown.inc(len(counted))
+            await self._tally(
+                user_id, adding, {r: c for r, (c, _) in counted.items()},
+                member_counts, by_thread, ignored,
+            )  # fmt: skip
+        _unread_misses.inc(len(missing))
+        if missing:
+            rows = await self.ephemeral.unread_event_ids(
+                [r for r, _ in missing], user_id, [j for _, j in missing], MAX_UNREAD, at[0]
+            )
+            fresh = {r: UnreadCounts() for r, _ in missing}
+            await self._tally(user_id, rows, fresh, member_counts, by_thread, ignored)
+            considered: dict[str, int] = {}
+            for room_id, _, _ in rows:
+                considered[room_id] = considered.get(room_id, 0) + 1
+            for room_id, counts in fresh.items():
+                counted[room_id] = (counts, considered.get(room_id, 0))
+        joined_of = dict(zip(room_ids, joined_at, strict=True))
+        for room_id, (counts, considered_rows) in counted.items():
+            self._cached[(user_id, room_id, by_thread)] = _Entry(
+                at,
+                joined_of[room_id],
+                member_counts.get(room_id, 0),
+                _copy(counts),
+                considered_rows,
+            )
+            found[room_id] = counts
         while len(self._cached) > UNREAD_CACHE_SIZE:
             self._cached.popitem(last=False)
         return found
 
-    async def count(
+    async def _tally(
         self,
         user_id: str,
-        room_ids: Sequence[str],
-        joined_at: Sequence[int],
+        rows: Sequence[tuple[str, str, str | None]],
+        counts: dict[str, UnreadCounts],
         member_counts: Mapping[str, int],
-        by_thread: bool = False,
-        ignored: Collection[str] = (),
-    ) -> dict[str, UnreadCounts]:
-        """The user's push rules evaluated over the events from others after their read
-        receipts (and after they joined: `joined_at`, the ordering of their membership per
-        room), at most 100 per room. Membership changes are left out: they notify no one
-        but their target (.m.rule.member_event; the push worker evaluates them for their
-        target alone), and counting them would re-evaluate a big room's every join on
-        each member's /sync. With `by_thread`, events in threads are counted per
-        thread root instead of in the room's counts (the main timeline's). Events of
-        `ignored` users count nowhere."""
-        rows = await self.ephemeral.unread_event_ids(
-            list(room_ids), user_id, list(joined_at), MAX_UNREAD
-        )
-        counts = {r: UnreadCounts() for r in room_ids}
+        by_thread: bool,
+        ignored: Collection[str],
+    ) -> None:
+        """Adds the verdicts of the user's push rules on `rows` (room, event id, thread
+        root) to `counts`."""
         if not rows:
-            return counts
+            return
         rules = await self.push_rules.ranked_rules(user_id)
         events = await self.events.get_events(event_id for _, event_id, _ in rows)
         unread_rooms = sorted({room_id for room_id, _, _ in rows})
@@ -171,7 +232,7 @@ class UnreadCounter:
             ev = events.get(event_id)
             if ev is None or hidden(ev.sender, ev.state_key, ignored):
                 continue
-            notify, highlight = self._verdict(user_id, event_id, ev.event, rules, contexts[room_id])
+            notify, highlight = self.verdict(user_id, event_id, ev.event, rules, contexts[room_id])
             if notify:
                 room = counts[room_id]
                 target = room.main
@@ -182,16 +243,27 @@ class UnreadCounter:
                 target["notification_count"] += 1
                 if highlight:
                     target["highlight_count"] += 1
-        return counts
 
-    def _verdict(
+    def verdict(
         self, user_id: str, event_id: str, event: dict, rules: list, ctx: PushContext
     ) -> tuple[bool, bool]:
-        """(notifies, highlights) of an event for the user. Remembered: an unread message
-        is counted on every /sync until it is read, and evaluating the rules is most of
-        what counting costs. A verdict holds while its inputs are the very same objects
-        (the cached rules, power levels and event, which are replaced when they change;
-        holding them keeps them from being mistaken for new ones) and the same values."""
+        """(notifies, highlights) of an event for the user (see `actions`)."""
+        return self._evaluated(user_id, event_id, event, rules, ctx)[1]
+
+    def actions(
+        self, user_id: str, event_id: str, event: dict, rules: list, ctx: PushContext
+    ) -> list | None:
+        """The actions of the user's push rules on an event. Remembered: an unread message
+        is counted on every /sync until it is read, the push worker asks the same of every
+        message for every member, and evaluating the rules is most of what either costs.
+        An answer holds while its inputs are the very same objects (the cached rules,
+        power levels and event, which are replaced when they change; holding them keeps
+        them from being mistaken for new ones) and the same values."""
+        return self._evaluated(user_id, event_id, event, rules, ctx)[0]
+
+    def _evaluated(
+        self, user_id: str, event_id: str, event: dict, rules: list, ctx: PushContext
+    ) -> tuple[list | None, tuple[bool, bool]]:
         key = (user_id, event_id)
         fingerprint = (rules, ctx.power_levels, event, ctx.room_member_count, ctx.display_name)
         known = self._verdicts.get(key)
@@ -206,11 +278,11 @@ class UnreadCounter:
                 self._verdicts.move_to_end(key)
                 return known[1]
         actions = evaluate(rules, event, ctx)
-        verdict = (notifies(actions), highlights(actions))
-        self._verdicts[key] = (fingerprint, verdict)
+        answer = (actions, (notifies(actions), highlights(actions)))
+        self._verdicts[key] = (fingerprint, answer)
         if len(self._verdicts) > VERDICT_CACHE_SIZE:
             self._verdicts.popitem(last=False)
-        return verdict
+        return answer
 
 
 def _copy(counts: UnreadCounts) -> UnreadCounts:

@@ -58,3 +58,21 @@ async def test_a_wait_times_out_and_a_cancelled_one_leaves_nothing_behind():
     assert notifier._waiters == {} and notifier._all_waiters == set()
     assert notifier._waiter_streams == {}
     notifier.on_change(StreamChange("events", 1, users={"@u"}))
+
+
+def test_quiet_since_vouches_only_for_what_it_saw():
+    """/sync parks a poll without building its answer only when the notifier knows that
+    nothing happened to its keys since its token, on any stream."""
+    notifier = Notifier()
+    notifier.start({"events": 10, "typing": 3})
+    token = notifier.current_token()
+    assert notifier.quiet_since({"@u", "!room"}, token)
+    # From before this process started: changes then are unknown here.
+    assert not notifier.quiet_since({"@u"}, {**token, "events": 9})
+    notifier.on_change(StreamChange("typing", 4, rooms={"!other"}))
+    assert notifier.quiet_since({"@u", "!room"}, token)
+    notifier.on_change(StreamChange("typing", 5, rooms={"!room"}))
+    assert not notifier.quiet_since({"@u", "!room"}, token)
+    assert notifier.quiet_since({"@u", "!room"}, notifier.current_token())
+    notifier.on_change(StreamChange("presence", 1, everyone=True))
+    assert not notifier.quiet_since({"@u"}, {**notifier.current_token(), "presence": 0})

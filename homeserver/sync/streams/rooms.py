@@ -9,6 +9,7 @@ It runs first and leaves the user's room sets in the context for the other strea
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.ignored import drop_ignored
@@ -25,6 +26,7 @@ from homeserver.tokens import encode_pagination_token
 from storage.events import EventStore, StoredEvent
 from storage.membership import MembershipStore
 from storage.out_of_band import OutOfBandMembership, OutOfBandStore
+from storage.shared_reads import SharedReads
 
 if TYPE_CHECKING:
     from homeserver.relations.service import RelationsService
@@ -86,6 +88,7 @@ class RoomsStream(StreamProvider):
         self.unread = unread
         self.notifier = notifier
         self.lazy_sent = LazyMembersSent()
+        self.shared = SharedReads()
 
     async def _membership_changes(self, ctx: SyncContext, since: int) -> list[StoredEvent]:
         """The user's member events since the token: in rooms we are in, and out of band."""
@@ -198,9 +201,19 @@ class RoomsStream(StreamProvider):
         timeline_filter = ctx.sync_filter.timeline
         selective = timeline_filter.selects_events()
         for (room_after, room_upto), ids in groups.items():
-            recent = await self.events.recent_events_for_rooms(
-                ids, room_after, room_upto, limit + 1
-            )
+            if room_after is None:
+                recent = await self.events.recent_events_for_rooms(
+                    ids, room_after, room_upto, limit + 1
+                )
+            else:
+                # An incremental sync's timelines: the same for every member woken by
+                # the same change.
+                recent = await self.shared.get(
+                    ("timelines", tuple(ids), room_after, room_upto, limit + 1),
+                    partial(
+                        self.events.recent_events_for_rooms, ids, room_after, room_upto, limit + 1
+                    ),
+                )
             for room_id in ids:
                 events = recent.get(room_id, [])
                 if selective:
@@ -303,11 +316,17 @@ class RoomsStream(StreamProvider):
         )
         if senders_only:
             wanted = sorted({e.sender for r in senders_only for e in visible[r]})
-            partial = await self.events.state_groups(
-                [start_groups[r] for r in senders_only],
-                [("m.room.member", sender) for sender in wanted],
+            groups = sorted({g for r in senders_only if (g := start_groups[r]) is not None})
+            # State groups never change: every member woken by one message asks this.
+            senders_state = await self.shared.get(
+                ("senders", tuple(groups), tuple(wanted)),
+                partial(
+                    self.events.state_groups,
+                    groups,
+                    [("m.room.member", sender) for sender in wanted],
+                ),
             )
-            resolved = {**partial, **resolved}
+            resolved = {**senders_state, **resolved}
 
         def state_of(group: int | None) -> dict:
             return resolved.get(group, {}) if group is not None else {}
@@ -347,6 +366,7 @@ class RoomsStream(StreamProvider):
             ctx.device_id,
             with_room_id=False,
             ignored=sorted(ctx.ignored),
+            position=ctx.now["events"],
         )
 
         def as_format(served: dict[str, Any], ev: StoredEvent) -> dict[str, Any]:

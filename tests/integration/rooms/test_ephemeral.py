@@ -183,5 +183,61 @@ async def test_others_joins_count_nowhere_even_with_a_rule_for_them(server):
     sync = await bob.sync(timeout=0, full_state=True)
     counts = sync.rooms.join[room_id].unread_notifications
     assert counts.notification_count == 1  # the message alone
-    verdicts = [key for key in server.hs.unread_counts._verdicts if key[0] == bob.user_id]
-    assert len(verdicts) == 1
+    # Evaluated for Bob (by /sync or the push worker, which share the cache): no one
+    # else's membership change.
+    evaluated = [
+        seen[2]
+        for (user_id, _), (seen, _) in server.hs.unread_counts._verdicts.items()
+        if user_id == bob.user_id
+    ]
+    assert [e["content"]["body"] for e in evaluated if e["type"] == "m.room.message"] == ["welcome"]
+    assert all(e["state_key"] == bob.user_id for e in evaluated if e["type"] == "m.room.member")
+
+
+async def _counts(bob, room_id: str, *, fresh: bool) -> tuple[int, int]:
+    sync = await bob.sync(timeout=0, full_state=fresh)
+    counts = sync.rooms.join[room_id].unread_notifications
+    return counts.notification_count, counts.highlight_count
+
+
+async def test_unread_counts_grown_with_new_events_equal_counting_afresh(server):
+    """A user's cached unread counts are brought up to date with the room's new events
+    (one read shared by every member woken by them) instead of counted afresh: after
+    each change, what the incremental /sync says equals a count from scratch."""
+    from homeserver.sync import unread
+
+    alice, bob, room_id = await _pair(server)
+    counter = server.hs.unread_counts
+    grown = unread._unread_grown
+
+    async def step(expected: tuple[int, int] | None, *, grows: bool) -> None:
+        before = grown._value.get()
+        incremental = await _counts(bob, room_id, fresh=False)
+        assert (grown._value.get() > before) == grows
+        counter._cached.clear()
+        assert await _counts(bob, room_id, fresh=True) == incremental
+        assert expected is None or incremental == expected
+
+    assert await _counts(bob, room_id, fresh=True) == (0, 0)
+    await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "one"})
+    await step((1, 0), grows=True)
+    mention = await alice.room_send(
+        room_id,
+        "m.room.message",
+        {"msgtype": "m.text", "body": "bob?", "m.mentions": {"user_ids": [bob.user_id]}},
+    )
+    await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "mine"})
+    await step((2, 1), grows=True)
+    # A redaction changes what an earlier event counts for: counted afresh.
+    await alice.room_redact(room_id, mention.event_id)
+    await step(None, grows=False)
+    # Bob's receipt moves his floor: counted afresh.
+    last = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "2"})
+    assert isinstance(
+        await bob.update_receipt_marker(room_id, last.event_id), UpdateReceiptMarkerResponse
+    )
+    await step((0, 0), grows=False)
+    # More new events than the window counts: counted afresh, at most MAX_UNREAD.
+    for i in range(unread.MAX_UNREAD + 1):
+        await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": str(i)})
+    await step((unread.MAX_UNREAD, 0), grows=False)
