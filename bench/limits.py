@@ -29,7 +29,7 @@ import aiohttp
 
 from bench.client import request
 from bench.scenarios.base import Sizes
-from bench.scenarios.requests import WHOAMI_PATH, request_rate
+from bench.scenarios.requests import WHOAMI_PATH, CpuMeter, request_rate
 from bench.servers import REPO_DIR
 from bench.stats import rate, summarize
 from interop.synapse import (
@@ -156,7 +156,10 @@ async def bare_aiohttp(
         await request(session, base_url, "GET", WHOAMI_PATH, token="bare")  # warm
         result["load_average"] = os.getloadavg()
         durations: list[float] = []
-        elapsed = await request_rate(session, base_url, "bare", concurrency, seconds, durations)
+        pid = server.proc.pid if server.proc else None
+        with CpuMeter(pid) as cpu:
+            elapsed = await request_rate(session, base_url, "bare", concurrency, seconds, durations)
+        result["loadgen_cores"], result["server_cores"] = cpu.loadgen_cores, cpu.server_cores
         result["load_average_after"] = os.getloadavg()
         s = summarize(durations)
         result.update(

@@ -257,7 +257,10 @@ def short_of_target(run: dict) -> list[str]:
             f"- requests/s: {bare.get('server')}, own process, loaded like the whoami "
             f"scenario ({bare.get('concurrency')} clients, {bare.get('seconds')} s): "
             f"**{_fmt(bare.get('requests_per_s'))} req/s**, p50 {_fmt(bare.get('p50_ms'))} ms, "
-            f"p99 {_fmt(bare.get('p99_ms'))} ms; {bare.get('status')}{_load(bare)}",
+            f"p99 {_fmt(bare.get('p99_ms'))} ms; CPU cores used: load generator "
+            f"{bare.get('loadgen_cores')}, bare server {bare.get('server_cores')} (whoami's are "
+            f"in its notes; a load generator near 1.0 is the bottleneck); {bare.get('status')}"
+            f"{_load(bare)}",
         ]
         rows = _limit_rows(run)
         if rows:

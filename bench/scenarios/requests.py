@@ -11,6 +11,7 @@ import asyncio
 import time
 
 import aiohttp
+import psutil
 
 from bench.client import PREFIX, request
 from bench.scenarios.base import Context, Recorder, ms
@@ -42,6 +43,45 @@ async def request_rate(
     return time.perf_counter() - began
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of a process and its children so far."""
+    if pid is None:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        return sum(sum(p.cpu_times()[:2]) for p in procs)
+    except psutil.NoSuchProcess:
+        return None
+
+
+class CpuMeter:
+    """Cores used by the load generator (this process) and by a server while a load
+    runs: a load generator near 1.0 core is the bottleneck, not the server."""
+
+    def __init__(self, server_pid: int | None):
+        self.server_pid = server_pid
+
+    def __enter__(self) -> CpuMeter:
+        self._began = time.perf_counter()
+        self._own = time.process_time()
+        self._server = cpu_seconds(self.server_pid)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self._began
+        self.loadgen_cores = round((time.process_time() - self._own) / wall, 2)
+        after = cpu_seconds(self.server_pid)
+        self.server_cores = (
+            round((after - self._server) / wall, 2)
+            if after is not None and self._server is not None
+            else None
+        )
+
+    def note(self) -> str:
+        return f"CPU cores used: load generator {self.loadgen_cores}, server {self.server_cores}"
+
+
 def rate_figures(rec: Recorder, durations: list[float], elapsed: float, concurrency: int) -> None:
     s = summarize(durations)
     rec.figure("whoami_per_s", rate(len(durations), elapsed), "req/s", "higher")
@@ -58,13 +98,15 @@ async def whoami(ctx: Context, rec: Recorder) -> None:
     elapsed = sizes.whoami_seconds  # replaced by the measured time when it completes
     try:
         async with ctx.measured("requests"):
-            elapsed = await request_rate(
-                ctx.session,
-                ctx.target.base_url,
-                user.access_token,
-                sizes.whoami_concurrency,
-                sizes.whoami_seconds,
-                durations,
-            )
+            with CpuMeter(ctx.target.pid) as cpu:
+                elapsed = await request_rate(
+                    ctx.session,
+                    ctx.target.base_url,
+                    user.access_token,
+                    sizes.whoami_concurrency,
+                    sizes.whoami_seconds,
+                    durations,
+                )
+            rec.note(cpu.note())
     finally:  # a run cut short keeps what completed
         rate_figures(rec, durations, elapsed, sizes.whoami_concurrency)
