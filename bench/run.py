@@ -1,13 +1,17 @@
 """One command: Synapse and this server side by side, scenario by scenario.
 
     .venv/bin/python -m bench.run [--quick] [--only a,b] [--servers synapse,ours]
+                                  [--profile DIR] [--no-limits]
 
 Installs Synapse from PyPI into .synapse-venv (first run only), creates
 the databases bench_synapse and bench_ours fresh on the local PostgreSQL,
 starts both servers on loopback (Synapse :18108, ours :18008), runs every
 scenario on one then the other (alternating who goes first), records each
-server's resident memory, stops both, and writes bench/results/<date>.json
-and bench/RESULTS.md. Never fails on a figure: it only reports.
+server's resident memory (and with --profile, py-spy profiles of ours during each
+scenario's measured phases), stops both, measures the physical limits once
+(bench/limits.py: pgbench -N commits/s, a bare aiohttp handler's requests/s), and
+writes bench/results/<date>.json and bench/RESULTS.md. Never fails on a figure: it
+only reports.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import datetime
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
 import psutil
 
-from bench import report
+from bench import limits, report
 from bench.client import new_session
 from bench.loadgen import parse_only
 from bench.memory import mib
+from bench.profile import py_spy
 from bench.scenarios import run_scenario
 from bench.scenarios.base import DEFAULT, QUICK, Context, Target
 from bench.servers import (
@@ -79,7 +85,23 @@ async def _start(server: ManagedServer, db_name: str, admin_dsn: str) -> str | N
         return str(e)
 
 
+def _command(args: argparse.Namespace) -> str:
+    parts = ["python -m bench.run"]
+    if args.quick:
+        parts.append("--quick")
+    if args.only:
+        parts.append(f"--only {args.only}")
+    if args.servers != "synapse,ours":
+        parts.append(f"--servers {args.servers}")
+    if args.profile:
+        parts.append(f"--profile {args.profile}")
+    if args.no_limits:
+        parts.append("--no-limits")
+    return " ".join(parts)
+
+
 async def _run(args: argparse.Namespace) -> dict:
+    began = time.perf_counter()
     scenarios = parse_only(args.only)
     wanted = [s.strip() for s in args.servers.split(",")]
     servers: dict[str, ManagedServer] = {}
@@ -90,6 +112,10 @@ async def _run(args: argparse.Namespace) -> dict:
             "ours", 18008, Path("/tmp/bench-ours"), source_dir=args.ours_src, label=args.ours_label
         )
     sizes = QUICK if args.quick else DEFAULT
+    profile_dir = Path(args.profile).resolve() if args.profile else None
+    if profile_dir is not None and py_spy() is None:
+        print("--profile: py-spy not found (PATH or $PY_SPY); no profiles", file=sys.stderr)
+        profile_dir = None
     results: dict[str, dict] = {name: {} for name in ("synapse", "ours")}
     rss_at_start: dict[str, float | None] = {}
     try:
@@ -105,7 +131,9 @@ async def _run(args: argparse.Namespace) -> dict:
                         results[name][scenario] = {"status": f"server did not start: {failure}"}
                     continue
                 target = Target(name, server.base_url, server.proc.pid)
-                contexts[name] = Context(target, sizes, session)
+                # Only ours is profiled: its profile is what says what bounds its figures.
+                profile = profile_dir if name == "ours" else None
+                contexts[name] = Context(target, sizes, session, profile_dir=profile)
                 rss_at_start[name] = mib(target.rss())
             for i, scenario in enumerate(scenarios):
                 # Alternate who goes first so neither always runs on a warmer machine.
@@ -120,18 +148,29 @@ async def _run(args: argparse.Namespace) -> dict:
     finally:
         for server in servers.values():
             await asyncio.to_thread(server.stop)
+    measured_limits = None
+    if not args.no_limits:
+        # Once per run, with the servers under test stopped: the same PostgreSQL and
+        # the same load generator, on an otherwise quiet machine (as far as we can tell).
+        async with new_session() as session:
+            measured_limits = await limits.measure(args.admin_dsn, sizes, session)
+        for name, limit in measured_limits.items():
+            print(f"{'limits':>20} {name}: {limit['status']}", file=sys.stderr)
     return {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "mode": "quick" if args.quick else "default",
-            "command": "python -m bench.run" + (" --quick" if args.quick else ""),
+            "command": _command(args),
             "machine": await _machine(args.admin_dsn),
             "versions": {name: s.version for name, s in servers.items()},
             "scenarios": scenarios,
             "rss_at_start_mib": rss_at_start,
             "sizes": {k: v for k, v in vars(sizes).items()},
+            "profile_dir": str(profile_dir) if profile_dir else None,
+            "wall_seconds": round(time.perf_counter() - began, 1),
         },
         "results": results,
+        "limits": measured_limits,
     }
 
 
@@ -150,6 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--markdown", default=str(BENCH_DIR / "RESULTS.md"), help="where the table goes"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy (PATH or $PY_SPY) samples ours during each scenario's measured phases "
+        "into DIR/<scenario>-<phase>.txt; the results keep each profile's top functions",
+    )
+    parser.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="skip the physical limits (pgbench -N commits/s, bare aiohttp requests/s)",
     )
     args = parser.parse_args(argv)
     try:

@@ -12,14 +12,16 @@ async def _timed_registrations(
     ctx: Context, rec: Recorder, count: int, concurrency: int, prefix: str
 ) -> None:
     durations: list[float] = []
-    began = time.perf_counter()
-    try:
-        await ctx.register_users(count, concurrency, durations)
-    finally:  # figures of what completed, also when the time cap cut it short
-        elapsed = time.perf_counter() - began
-        rec.figure(f"{prefix}registrations_per_s", rate(len(durations), elapsed), "reg/s", "higher")
-        rec.figure(f"{prefix}register_p50_ms", ms(summarize(durations)["p50"]), "ms", "lower")
-        rec.note(f"{len(durations)} registrations, concurrency {concurrency}")
+    async with ctx.measured("register"):
+        began = time.perf_counter()
+        try:
+            await ctx.register_users(count, concurrency, durations)
+        finally:  # figures of what completed, also when the time cap cut it short
+            elapsed = time.perf_counter() - began
+            rate_ = rate(len(durations), elapsed)
+            rec.figure(f"{prefix}registrations_per_s", rate_, "reg/s", "higher")
+            rec.figure(f"{prefix}register_p50_ms", ms(summarize(durations)["p50"]), "ms", "lower")
+            rec.note(f"{len(durations)} registrations, concurrency {concurrency}")
 
 
 async def registration(ctx: Context, rec: Recorder) -> None:

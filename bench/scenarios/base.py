@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import orjson
 
 from bench.client import User, register
 from bench.memory import tree_rss
+from bench.profile import profiled
 
 PASSWORD = "bench-password-not-secret"
 
@@ -60,10 +63,18 @@ class Sizes:
     search_concurrency: int = 32
     search_fill_s: float = 240.0  # the fill stops here, so the searches still run
     search_repeats: int = 20
+    # whoami (and the bare aiohttp handler of bench/limits.py, under the same load):
+    # this many clients, each one request after the other, for this long.
+    whoami_concurrency: int = 16
+    whoami_seconds: float = 15.0
+    # pgbench -N (bench/limits.py): this many clients for this long.
+    pgbench_clients: int = 20
+    pgbench_seconds: float = 15.0
     caps_s: dict = field(
         default_factory=lambda: {
             "registration": 300,
             "user_pool": 1500,
+            "whoami": 60,
             "room_creation": 120,
             "send_one_room": 120,
             "send_many_rooms": 120,
@@ -124,6 +135,8 @@ QUICK = dataclasses.replace(
     search_rooms=2,
     search_fill_s=60.0,
     search_repeats=5,
+    whoami_seconds=3.0,
+    pgbench_seconds=5.0,
     caps_s={k: min(v, 90) for k, v in DEFAULT.caps_s.items()},
 )
 
@@ -176,10 +189,20 @@ class Recorder:
 class Context:
     """Per-server state carried from one scenario to the next (users, rooms)."""
 
-    def __init__(self, target: Target, sizes: Sizes, session: aiohttp.ClientSession):
+    def __init__(
+        self,
+        target: Target,
+        sizes: Sizes,
+        session: aiohttp.ClientSession,
+        profile_dir: Path | None = None,
+    ):
         self.target = target
         self.sizes = sizes
         self.session = session
+        # With a directory, py-spy samples the server during each measured phase.
+        self.profile_dir = profile_dir
+        self.scenario = ""  # the one running (run_scenario sets it)
+        self.profiles: dict[str, Path] = {}  # phase -> collapsed stacks, of this scenario
         self.users: list[User] = []
         self.state: dict = {}
         self.setup_seconds = 0.0
@@ -217,6 +240,26 @@ class Context:
             await self.register_users(missing, self.sizes.setup_concurrency)
             self.setup_seconds += time.perf_counter() - began
         return self.users[:count]
+
+    @contextlib.asynccontextmanager
+    async def measured(self, phase: str) -> AsyncIterator[None]:
+        """Marks a scenario's measured phase (not its setup): with a profile directory,
+        py-spy samples the server while it runs, into <dir>/<scenario>-<phase>.txt."""
+        if self.profile_dir is None:
+            yield
+            return
+        out = self.profile_dir / f"{self.scenario}-{phase}.txt"
+        recorder = profiled(self.target.pid, out)
+        taken = recorder.__enter__()
+        if taken is not None:
+            await asyncio.sleep(0.5)  # py-spy attached before the phase (and its clock) starts
+        try:
+            yield
+        finally:
+            # Stopping waits for py-spy to write its file: not on the event loop.
+            await asyncio.to_thread(recorder.__exit__, None, None, None)
+            if taken is not None:
+                self.profiles[phase] = taken
 
     def require(self, key: str, scenario: str):
         if not self.state.get(key):

@@ -22,12 +22,13 @@ async def room_creation(ctx: Context, rec: Recorder) -> None:
         rooms.append(await creator.create_room(name=f"bench room {i}"))
         durations.append(time.perf_counter() - began)
 
-    began = time.perf_counter()
-    try:
-        await run_pool(n, ctx.sizes.create_concurrency, one)
-    finally:
-        ctx.state["created_rooms"] = rooms
-    elapsed = time.perf_counter() - began
+    async with ctx.measured("create"):
+        began = time.perf_counter()
+        try:
+            await run_pool(n, ctx.sizes.create_concurrency, one)
+        finally:
+            ctx.state["created_rooms"] = rooms
+        elapsed = time.perf_counter() - began
     rec.figure("rooms_created_per_s", rate(len(rooms), elapsed), "rooms/s", "higher")
     rec.figure("create_room_p50_ms", ms(summarize(durations)["p50"]), "ms", "lower")
 
@@ -55,9 +56,10 @@ async def big_room_join(ctx: Context, rec: Recorder) -> None:
 
     rss_before = await _settled_rss(ctx)
     room_id = await creator.create_room(name="big room")
-    began = time.perf_counter()
-    fill = await join_all(members, room_id, sizes.setup_concurrency)
-    fill_elapsed = time.perf_counter() - began
+    async with ctx.measured("fill"):
+        began = time.perf_counter()
+        fill = await join_all(members, room_id, sizes.setup_concurrency)
+        fill_elapsed = time.perf_counter() - began
     ctx.state["big_room"] = (room_id, [creator, *members])
     rss_full = await _settled_rss(ctx)
     rec.figure("fill_joins_per_s", rate(len(fill), fill_elapsed), "joins/s", "higher")
@@ -65,7 +67,8 @@ async def big_room_join(ctx: Context, rec: Recorder) -> None:
         rec.figure("room_state_rss_mib", mib(rss_full - rss_before), "MiB", "lower")
 
     # Joins into the full room, one at a time so each sees the whole room's state.
-    single = [(await j.join(room_id)).seconds for j in joiners]
+    async with ctx.measured("single_joins"):
+        single = [(await j.join(room_id)).seconds for j in joiners]
     ctx.state["big_room"] = (room_id, [creator, *members, *joiners])
     rec.figure("join_full_room_p50_ms", ms(summarize(single)["p50"]), "ms", "lower")
     rec.figure("join_full_room_max_ms", ms(summarize(single)["max"]), "ms", "lower")

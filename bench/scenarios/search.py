@@ -72,30 +72,32 @@ async def search(ctx: Context, rec: Recorder) -> None:
     rooms = [
         await owner.create_room(name=f"search {i}", public=False) for i in range(sizes.search_rooms)
     ]
-    sent = await _fill(ctx, rec, rooms)
+    async with ctx.measured("fill"):
+        sent = await _fill(ctx, rec, rooms)
     rec.note(f"{sent} messages in {len(rooms)} rooms")
-    for word in (COMMON, RARE, ABSENT):
-        for order in ("rank", "recent"):
-            body = {
-                "search_categories": {
-                    "room_events": {
-                        "search_term": word,
-                        "order_by": order,
-                        "filter": {"limit": 10},
+    async with ctx.measured("queries"):
+        for word in (COMMON, RARE, ABSENT):
+            for order in ("rank", "recent"):
+                body = {
+                    "search_categories": {
+                        "room_events": {
+                            "search_term": word,
+                            "order_by": order,
+                            "filter": {"limit": 10},
+                        }
                     }
                 }
-            }
-            durations = []
-            resp = None
-            for _ in range(sizes.search_repeats):
-                resp = await owner.call("POST", f"{PREFIX}/search", body=body)
-                durations.append(resp.seconds)
-            summary = summarize(durations)
-            rec.figure(f"search_{word}_{order}_p50_ms", ms(summary["p50"]), "ms", "lower")
-            rec.figure(f"search_{word}_{order}_p95_ms", ms(summary["p95"]), "ms", "lower")
-            assert resp is not None
-            found = resp.body.get("search_categories", {}).get("room_events", {})
-            if order == "rank":
-                rec.note(
-                    f"{word!r}: count {found.get('count')}, page of {len(found.get('results', []))}"
-                )
+                durations = []
+                resp = None
+                for _ in range(sizes.search_repeats):
+                    resp = await owner.call("POST", f"{PREFIX}/search", body=body)
+                    durations.append(resp.seconds)
+                summary = summarize(durations)
+                rec.figure(f"search_{word}_{order}_p50_ms", ms(summary["p50"]), "ms", "lower")
+                rec.figure(f"search_{word}_{order}_p95_ms", ms(summary["p95"]), "ms", "lower")
+                assert resp is not None
+                found = resp.body.get("search_categories", {}).get("room_events", {})
+                if order == "rank":
+                    rec.note(
+                        f"{word!r}: count {found.get('count')}, page of {len(found.get('results', []))}"
+                    )

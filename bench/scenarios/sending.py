@@ -40,7 +40,8 @@ async def send_one_room(ctx: Context, rec: Recorder) -> None:
     room_id = await users[1].create_room(name="busy room")
     await join_all(senders, room_id, sizes.setup_concurrency)
     ctx.state["busy_room"] = room_id
-    await _send_spread(senders, [room_id], sizes.one_room_messages, rec, "one_room")
+    async with ctx.measured("send"):
+        await _send_spread(senders, [room_id], sizes.one_room_messages, rec, "one_room")
 
 
 async def send_many_rooms(ctx: Context, rec: Recorder) -> None:
@@ -54,7 +55,8 @@ async def send_many_rooms(ctx: Context, rec: Recorder) -> None:
         await senders[i].join(rooms[i])
 
     await run_pool(len(rooms), sizes.setup_concurrency, join_own)
-    await _send_spread(senders, rooms, sizes.many_rooms_messages, rec, "many_rooms")
+    async with ctx.measured("send"):
+        await _send_spread(senders, rooms, sizes.many_rooms_messages, rec, "many_rooms")
 
 
 async def messages_pagination(ctx: Context, rec: Recorder) -> None:
@@ -78,11 +80,12 @@ async def messages_pagination(ctx: Context, rec: Recorder) -> None:
             if not chunk or not token:
                 token = None  # reached the room's start: begin again from the newest
 
-    began = time.perf_counter()
-    try:
-        await run_pool(len(readers), len(readers), read)
-    finally:
-        elapsed = time.perf_counter() - began
-        rec.figure("pages_per_s", rate(len(durations), elapsed), "pages/s", "higher")
-        rec.figure("paginated_events_per_s", rate(events[0], elapsed), "events/s", "higher")
-        rec.figure("page_p50_ms", ms(summarize(durations)["p50"]), "ms", "lower")
+    async with ctx.measured("paginate"):
+        began = time.perf_counter()
+        try:
+            await run_pool(len(readers), len(readers), read)
+        finally:
+            elapsed = time.perf_counter() - began
+            rec.figure("pages_per_s", rate(len(durations), elapsed), "pages/s", "higher")
+            rec.figure("paginated_events_per_s", rate(events[0], elapsed), "events/s", "higher")
+            rec.figure("page_p50_ms", ms(summarize(durations)["p50"]), "ms", "lower")

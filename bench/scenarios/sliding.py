@@ -69,34 +69,38 @@ async def sliding_sync(ctx: Context, rec: Recorder) -> None:
             raise ScenarioError(f"no pos in the response: {str(resp.body)[:200]}")
         return resp
 
-    firsts, first_bytes, grows = [], [], []
-    pos = None
-    for _ in range(sizes.sliding_first_responses):
-        first = await call(_body(19))  # no pos: a new connection each time
-        if first.body["lists"]["all_rooms"]["count"] != n:
-            raise ScenarioError(f"list count {first.body['lists']['all_rooms']['count']} != {n}")
-        firsts.append(first.seconds)
-        first_bytes.append(first.nbytes)
-        grown = await call(_body(n - 1), first.body["pos"])
-        grows.append(grown.seconds)
-        pos = grown.body["pos"]
+    async with ctx.measured("first_and_grow"):
+        firsts, first_bytes, grows = [], [], []
+        pos = None
+        for _ in range(sizes.sliding_first_responses):
+            first = await call(_body(19))  # no pos: a new connection each time
+            if first.body["lists"]["all_rooms"]["count"] != n:
+                raise ScenarioError(
+                    f"list count {first.body['lists']['all_rooms']['count']} != {n}"
+                )
+            firsts.append(first.seconds)
+            first_bytes.append(first.nbytes)
+            grown = await call(_body(n - 1), first.body["pos"])
+            grows.append(grown.seconds)
+            pos = grown.body["pos"]
     rec.figure("first_response_ms", ms(summarize(firsts)["p50"]), "ms", "lower")
     rec.figure("first_response_kib", summarize(first_bytes)["p50"] / 1024, "KiB", "lower")
     rec.figure("grow_to_all_rooms_ms", ms(summarize(grows)["p50"]), "ms", "lower")
 
-    inc, inc_bytes, empty = [], [], []
-    for k in range(sizes.sliding_incrementals):
-        room = rooms[(k * 7) % len(rooms)]
-        await user.send_text(room, f"sliding {k}")
-        resp = await call(_body(n - 1), pos)
-        if room not in resp.body.get("rooms", {}):
-            raise ScenarioError("the incremental response lacks the room just written to")
-        inc.append(resp.seconds)
-        inc_bytes.append(resp.nbytes)
-        pos = resp.body["pos"]
-        idle = await call(_body(n - 1), pos)
-        empty.append(idle.seconds)
-        pos = idle.body["pos"]
+    async with ctx.measured("incremental"):  # the sends are in it too
+        inc, inc_bytes, empty = [], [], []
+        for k in range(sizes.sliding_incrementals):
+            room = rooms[(k * 7) % len(rooms)]
+            await user.send_text(room, f"sliding {k}")
+            resp = await call(_body(n - 1), pos)
+            if room not in resp.body.get("rooms", {}):
+                raise ScenarioError("the incremental response lacks the room just written to")
+            inc.append(resp.seconds)
+            inc_bytes.append(resp.nbytes)
+            pos = resp.body["pos"]
+            idle = await call(_body(n - 1), pos)
+            empty.append(idle.seconds)
+            pos = idle.body["pos"]
     rec.figure("incremental_response_ms", ms(summarize(inc)["p50"]), "ms", "lower")
     rec.figure("incremental_response_bytes", summarize(inc_bytes)["p50"], "B", "lower")
     rec.figure("empty_incremental_ms", ms(summarize(empty)["p50"]), "ms", "lower")

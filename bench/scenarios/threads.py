@@ -48,61 +48,63 @@ async def thread_page(ctx: Context, rec: Recorder) -> None:
         for k in range(per_sender):
             await senders[i].send_text(room_id, f"in thread {k}", **relation)
 
-    began = time.perf_counter()
-    await run_pool(len(senders), len(senders), fill)
-    elapsed = time.perf_counter() - began
+    async with ctx.measured("thread_send"):
+        began = time.perf_counter()
+        await run_pool(len(senders), len(senders), fill)
+        elapsed = time.perf_counter() - began
     total = per_sender * len(senders)
     rec.figure("thread_send_msgs_per_s", rate(total, elapsed), "msg/s", "higher")
     rec.note(
         f"{total} thread messages from {len(senders)} senders; {sizes.other_threads} other threads"
     )
 
-    reader = senders[0]
-    rel_path = f"{V1}{room_path(room_id, 'relations', root, 'm.thread')[len(PREFIX) :]}"
-    page = sizes.thread_page_size
-    await _timed(
-        rec,
-        "relations_first_page",
-        sizes.thread_repeats,
-        lambda: reader.call("GET", rel_path, params={"limit": str(page)}),
-    )
-    whole = await _timed(
-        rec,
-        "relations_whole_thread",
-        max(1, sizes.thread_repeats // 5),
-        lambda: reader.call("GET", rel_path, params={"limit": str(total)}),
-    )
-    if len(whole.body.get("chunk", [])) != total:
-        rec.note(f"the whole-thread page held {len(whole.body.get('chunk', []))} events")
+    async with ctx.measured("reads"):
+        reader = senders[0]
+        rel_path = f"{V1}{room_path(room_id, 'relations', root, 'm.thread')[len(PREFIX) :]}"
+        page = sizes.thread_page_size
+        await _timed(
+            rec,
+            "relations_first_page",
+            sizes.thread_repeats,
+            lambda: reader.call("GET", rel_path, params={"limit": str(page)}),
+        )
+        whole = await _timed(
+            rec,
+            "relations_whole_thread",
+            max(1, sizes.thread_repeats // 5),
+            lambda: reader.call("GET", rel_path, params={"limit": str(total)}),
+        )
+        if len(whole.body.get("chunk", [])) != total:
+            rec.note(f"the whole-thread page held {len(whole.body.get('chunk', []))} events")
 
-    # Walking the whole thread backwards page by page, as a client scrolling up does.
-    walks = []
-    for _ in range(max(1, sizes.thread_repeats // 10)):
-        token, seen, began = None, 0, time.perf_counter()
-        while True:
-            params = {"limit": str(page)}
-            if token:
-                params["from"] = token
-            body = (await reader.call("GET", rel_path, params=params)).body
-            seen += len(body.get("chunk", []))
-            token = body.get("next_batch")
-            if not token:
-                break
-        walks.append(time.perf_counter() - began)
-    rec.figure("relations_walk_ms", ms(summarize(walks)["p50"]), "ms", "lower")
-    if seen != total:
-        rec.note(f"walking the thread saw {seen} events")
+        # Walking the whole thread backwards page by page, as a client scrolling up does.
+        walks = []
+        for _ in range(max(1, sizes.thread_repeats // 10)):
+            token, seen, began = None, 0, time.perf_counter()
+            while True:
+                params = {"limit": str(page)}
+                if token:
+                    params["from"] = token
+                body = (await reader.call("GET", rel_path, params=params)).body
+                seen += len(body.get("chunk", []))
+                token = body.get("next_batch")
+                if not token:
+                    break
+            walks.append(time.perf_counter() - began)
+        rec.figure("relations_walk_ms", ms(summarize(walks)["p50"]), "ms", "lower")
+        if seen != total:
+            rec.note(f"walking the thread saw {seen} events")
 
-    threads_path = f"{V1}{room_path(room_id, 'threads')[len(PREFIX) :]}"
-    await _timed(
-        rec,
-        "threads_page",
-        sizes.thread_repeats,
-        lambda: reader.call("GET", threads_path, params={"limit": "20"}),
-    )
-    root_path = room_path(room_id, "event", root)
-    ev = await _timed(
-        rec, "root_event", sizes.thread_repeats, lambda: reader.call("GET", root_path)
-    )
+        threads_path = f"{V1}{room_path(room_id, 'threads')[len(PREFIX) :]}"
+        await _timed(
+            rec,
+            "threads_page",
+            sizes.thread_repeats,
+            lambda: reader.call("GET", threads_path, params={"limit": "20"}),
+        )
+        root_path = room_path(room_id, "event", root)
+        ev = await _timed(
+            rec, "root_event", sizes.thread_repeats, lambda: reader.call("GET", root_path)
+        )
     count = ev.body.get("unsigned", {}).get("m.relations", {}).get("m.thread", {}).get("count")
     rec.note(f"root's bundled m.thread count: {count}")
