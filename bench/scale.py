@@ -86,7 +86,7 @@ class ScaleSizes:
     fanout_messages: int = 2
     fanout_timeout_s: float = 150.0
     ramp_batch: int = 500
-    longpolls_cap_s: float = 600.0
+    longpolls_cap_s: float = 1200.0
 
 
 DEFAULT = ScaleSizes()
