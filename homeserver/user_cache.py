@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from homeserver.metrics import process_cache_lookups
+from homeserver.slim_multimap import SlimMultiMap
 from storage.database import INVALIDATE_CHANNEL, Database
 from storage.devices import DeviceStore
 from storage.e2ee_keys import E2EKeyStore
@@ -72,7 +73,8 @@ class InvalidatedCache:
         self.size = size
         self.usable = usable
         self._items: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
-        self._by_tag: dict[Hashable, set[Hashable]] = {}
+        # Most tags (a user) have one entry (a token): a lone key is held bare.
+        self._by_tag: SlimMultiMap[Hashable, Hashable] = SlimMultiMap()
         # Bumped by every invalidation: a fill that began before one may hold what it
         # dropped, and is discarded.
         self.generation = 0
@@ -107,7 +109,7 @@ class InvalidatedCache:
     def _put(self, key: Hashable, tag: Hashable, value: Any) -> None:
         self._drop(key)
         self._items[key] = (tag, value)
-        self._by_tag.setdefault(tag, set()).add(key)
+        self._by_tag.add(tag, key)
         while len(self._items) > self.size:
             self._drop(next(iter(self._items)))
 
@@ -115,15 +117,11 @@ class InvalidatedCache:
         item = self._items.pop(key, None)
         if item is None:
             return
-        keys = self._by_tag.get(item[0])
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._by_tag[item[0]]
+        self._by_tag.discard(item[0], key)
 
     def invalidate(self, tag: Hashable) -> None:
         self.generation += 1
-        for key in self._by_tag.pop(tag, ()):
+        for key in self._by_tag.pop(tag):
             self._items.pop(key, None)
 
     def clear(self) -> None:

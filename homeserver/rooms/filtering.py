@@ -10,6 +10,9 @@ tolerantly (`SyncFilter`), so one stored before these checks still works.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from homeserver.http.errors import MatrixError, bad_json, invalid_param, not_found
@@ -126,17 +129,37 @@ async def load_filter(
     such filter), or with `inline` (/sync's `filter`) a Filter as JSON, checked."""
     if not value:
         return {}
-    if inline and value.lstrip().startswith("{"):
-        spec = _inline_json(value, "filter")
-        check_filter(spec)
-        return spec
+    if inline and _is_inline(value):
+        return _parse_inline(value)
+    return _parse_stored(await _stored_text(filters, user_id, _filter_id(value)))
+
+
+def _is_inline(value: str) -> bool:
+    return value.lstrip().startswith("{")
+
+
+def _parse_inline(value: str) -> dict[str, Any]:
+    spec = _inline_json(value, "filter")
+    check_filter(spec)
+    return spec
+
+
+def _filter_id(value: str) -> int:
     filter_id = parse_int64(value)
     # IDs are the numbers this server hands out; anything else names no filter.
-    stored = (
-        await filters.get(user_id, filter_id) if filter_id is not None and filter_id > 0 else None
-    )
+    if filter_id is None or filter_id <= 0:
+        raise not_found("Unknown filter")
+    return filter_id
+
+
+async def _stored_text(filters: FilterStore, user_id: str, filter_id: int) -> str:
+    stored = await filters.get(user_id, filter_id)
     if stored is None:
         raise not_found("Unknown filter")
+    return stored
+
+
+def _parse_stored(stored: str) -> dict[str, Any]:
     spec = loads(stored)
     if not isinstance(spec, dict):
         raise MatrixError(500, "M_UNKNOWN", "Stored filter is not an object")
@@ -237,3 +260,69 @@ class SyncFilter:
         self.lazy_load_members = self.state.lazy_load_members
         # Counts per thread in /sync (spec: "Receiving notifications"), asked in the timeline.
         self.unread_thread_notifications = self.timeline.unread_thread_notifications
+
+
+ParsedFilter = tuple[dict[str, Any], SyncFilter]
+
+
+class SyncFilters:
+    """/sync's filters, parsed once and shared by every poll that names the same text.
+
+    Each poll names its filter, and Element uploads the same filter for every user: ten
+    thousand parked polls hold one parsed filter, not ten thousand. Bounded by count and
+    size, since inline filters are whatever a client sends: at most `TEXTS` parsed texts
+    of at most `MAX_TEXT` characters (longer ones are parsed per poll), and `IDS`
+    (user, filter ID) -> digest entries, so a known ID costs no database read. Stored
+    filters never change (the spec has no call to change one).
+    """
+
+    TEXTS = 1_024
+    MAX_TEXT = 8_192
+    IDS = 100_000
+
+    def __init__(self, store: FilterStore):
+        self.store = store
+        self._parsed: OrderedDict[bytes, ParsedFilter] = OrderedDict()
+        self._ids: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+    async def get(self, user_id: str, value: str | None) -> ParsedFilter:
+        if not value:
+            return self._shared("", dict)
+        if _is_inline(value):
+            return self._shared(value, lambda: _parse_inline(value))
+        id_key = (user_id, _filter_id(value))
+        digest = self._ids.get(id_key)
+        if digest is not None and digest in self._parsed:
+            self._ids.move_to_end(id_key)
+            self._parsed.move_to_end(digest)
+            return self._parsed[digest]
+        text = await _stored_text(self.store, user_id, id_key[1])
+        parsed = self._shared(text, lambda: _parse_stored(text))
+        if len(text) <= self.MAX_TEXT:
+            self._ids[id_key] = _digest(text)
+            self._ids.move_to_end(id_key)
+            if len(self._ids) > self.IDS:
+                self._ids.popitem(last=False)
+        return parsed
+
+    def _shared(self, text: str, parse: Callable[[], dict[str, Any]]) -> ParsedFilter:
+        if len(text) > self.MAX_TEXT:
+            spec = parse()
+            return spec, SyncFilter(spec)
+        digest = _digest(text)
+        known = self._parsed.get(digest)
+        if known is not None:
+            self._parsed.move_to_end(digest)
+            return known
+        spec = parse()
+        parsed = self._parsed[digest] = (spec, SyncFilter(spec))
+        if len(self._parsed) > self.TEXTS:
+            self._parsed.popitem(last=False)
+        return parsed
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()

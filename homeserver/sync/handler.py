@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from homeserver.http.auth import Requester
+from homeserver.jsonutil import dumps, loads
 from homeserver.presence.service import Presence
-from homeserver.rooms.filtering import SyncFilter, load_filter
+from homeserver.rooms.filtering import ParsedFilter, SyncFilters
 from homeserver.sync.caches import SyncCaches
 from homeserver.sync.context import SyncContext
 from homeserver.sync.notifier import Notifier
@@ -18,8 +18,6 @@ from homeserver.sync.streams import StreamProvider
 from homeserver.tokens import decode_sync_token, encode_sync_token
 from storage.filters import FilterStore
 
-# Parsed filters remembered (homeserver memory: a few hundred bytes each).
-FILTER_CACHE_SIZE = 20_000
 # A waiting /sync looks this often whether its client is still connected.
 CONNECTION_CHECK_S = 5.0
 # Woken long-polls rebuilding their answers at once. One message to a big room wakes every
@@ -77,38 +75,20 @@ class SyncHandler:
         providers: Sequence[StreamProvider],
         max_timeout_ms: int,
     ):
-        self.filters = filters
+        self.filters = SyncFilters(filters)
         self.presence = presence
         self.notifier = notifier
         self.caches = caches
         self.providers = providers
         self.max_timeout_ms = max_timeout_ms
         self._woken_builds = asyncio.Semaphore(WOKEN_BUILDS)
-        # (user, filter ID or inline JSON) -> the filter, parsed. Stored filters never
-        # change (the spec has no call to change one), and every poll names its filter.
-        self._filters: OrderedDict[tuple[str, str], tuple[dict[str, Any], SyncFilter]] = (
-            OrderedDict()
-        )
-
-    async def _filter(self, user_id: str, value: str | None) -> tuple[dict[str, Any], SyncFilter]:
-        key = (user_id, value or "")
-        known = self._filters.get(key)
-        if known is not None:
-            self._filters.move_to_end(key)
-            return known
-        spec = await load_filter(self.filters, user_id, value)
-        parsed = (spec, SyncFilter(spec))
-        self._filters[key] = parsed
-        if len(self._filters) > FILTER_CACHE_SIZE:
-            self._filters.popitem(last=False)
-        return parsed
 
     async def _build(
         self,
         requester: Requester,
         since: dict[str, int] | None,
         full_state: bool,
-        sync_filter: tuple[dict[str, Any], SyncFilter],
+        sync_filter: ParsedFilter,
     ) -> tuple[SyncContext, dict[str, Any]]:
         ctx = SyncContext(
             user_id=requester.user_id,
@@ -145,7 +125,7 @@ class SyncHandler:
         connected: Callable[[], bool] = lambda: True,
     ) -> dict[str, Any]:
         """`connected()`: whether the client still waits for the answer."""
-        sync_filter = await self._filter(requester.user_id, filter_value)
+        sync_filter = await self.filters.get(requester.user_id, filter_value)
         since = decode_sync_token(since_token) if since_token else None
         # No set_presence means "online" (spec); the presence service skips redundant writes.
         await self.presence.set_from_sync(requester.user_id, set_presence)
@@ -160,21 +140,45 @@ class SyncHandler:
         else:
             ctx, response = await self._build(requester, since, full_state, sync_filter)
         while since is not None and not full_state and _is_empty(response):
-            remaining = deadline - time.monotonic()
-            # A client gone (aiohttp does not cancel handlers on disconnect) or a server
-            # shutting down needs no answer: stop waiting, free what the poll holds.
-            if remaining <= 0 or self.notifier.stopped or not connected():
-                break
-            keys = {requester.user_id, *ctx.joined_room_ids}
-            # Wait from what this (empty) answer covered, so a change we could not see
-            # (say, in a room's ephemeral stream we filter out) does not spin the loop;
-            # in slices, to notice an abandoned poll long before its timeout.
-            await self.notifier.wait(keys, ctx.now, min(remaining, CONNECTION_CHECK_S))
-            if self.notifier.current_token() == ctx.now:
-                continue
+            # Nothing to say yet. A parked poll holds only what it waits on: its keys, the
+            # position its answer covers and that (empty) answer as text, not the context
+            # and the answer's dicts (about 2 KB a poll, ten thousand polls a process).
+            keys = (requester.user_id, *ctx.joined_room_ids)
+            now, empty = ctx.now, dumps(response)
+            del ctx, response
+            if not await self._park(keys, now, deadline, connected):
+                return loads(empty)
             async with self._woken_builds:
                 ctx, response = await self._build(requester, since, full_state, sync_filter)
         return response
+
+    def _time_left(self, deadline: float, connected: Callable[[], bool]) -> float:
+        """Seconds a poll may still wait; none once its client left (aiohttp does not
+        cancel handlers on disconnect) or the server stops: nobody needs the answer, and
+        what the poll holds is freed."""
+        if self.notifier.stopped or not connected():
+            return 0.0
+        return deadline - time.monotonic()
+
+    async def _park(
+        self,
+        keys: tuple[str, ...],
+        now: dict[str, int],
+        deadline: float,
+        connected: Callable[[], bool],
+    ) -> bool:
+        """Waits until something after `now` happened to `keys` (True), or the poll ran
+        out of time, its client left or the server stops (False)."""
+        while True:
+            remaining = self._time_left(deadline, connected)
+            if remaining <= 0:
+                return False
+            # Wait from what the empty answer covered, so a change we could not see (say,
+            # in a room's ephemeral stream we filter out) does not spin the loop; in
+            # slices, to notice an abandoned poll long before its timeout.
+            await self.notifier.wait(keys, now, min(remaining, CONNECTION_CHECK_S))
+            if self.notifier.current_token() != now:
+                return True
 
     async def _wait_quietly(
         self,
@@ -192,10 +196,10 @@ class SyncHandler:
         then, empty or not)."""
         while True:
             memberships = await self.caches.memberships(user_id)
-            keys = {user_id, *(r for r, (m, _, _) in memberships.items() if m == "join")}
+            keys = (user_id, *(r for r, (m, _, _) in memberships.items() if m == "join"))
             if not self.notifier.quiet_since(keys, since):
                 return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.notifier.stopped or not connected():
+            remaining = self._time_left(deadline, connected)
+            if remaining <= 0:
                 return False
             await self.notifier.wait(keys, since, min(remaining, CONNECTION_CHECK_S))

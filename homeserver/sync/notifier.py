@@ -12,10 +12,17 @@ asking the database.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import math
+from collections.abc import Collection, Iterable
 
 from homeserver.metrics import sync_longpolls
+from homeserver.slim_multimap import SlimMultiMap
 from storage.streams import STREAMS, StreamChange
+
+# Waits time out at the end of the 50 ms slot their timeout falls in, one timer per slot:
+# ten thousand parked polls each re-park every few seconds, and a timer handle of its own
+# for each cost about 600 bytes per poll.
+TIMEOUT_SLOT_S = 0.05
 
 
 def state_key_of(room_id: str) -> str:
@@ -31,12 +38,14 @@ class Notifier:
         # Positions at start: below these, we know nothing about which key changed.
         self.start_positions: dict[str, int] = dict(self.positions)
         self._last_change: dict[str, dict[str, int]] = {}
-        self._waiters: dict[str, set[asyncio.Future]] = {}
+        self._waiters: SlimMultiMap[str, asyncio.Future] = SlimMultiMap()
         self._all_waiters: set[asyncio.Future] = set()
         # The streams a waiter wakes for, when it named them (see wait).
         self._waiter_streams: dict[asyncio.Future, frozenset[str]] = {}
         # Per stream, the last position whose change named no keys (see on_change).
         self._everyone: dict[str, int] = {}
+        # Timeout slot -> the waits that time out at its end (see TIMEOUT_SLOT_S).
+        self._timeouts: dict[int, list[asyncio.Future]] = {}
         self.stopped = False
 
     def start(self, positions: dict[str, int]) -> None:
@@ -71,9 +80,8 @@ class Notifier:
             per_stream = self._last_change.setdefault(key, {})
             if change.position > per_stream.get(stream, 0):
                 per_stream[stream] = change.position
-            waiters = self._waiters.get(key)
-            if waiters:
-                self._wake(waiters, stream)
+            if key in self._waiters:
+                self._wake(self._waiters.get(key), stream)
 
     def _wake(self, waiters: Iterable[asyncio.Future], stream: str | None = None) -> None:
         for fut in list(waiters):
@@ -116,7 +124,7 @@ class Notifier:
 
     async def wait(
         self,
-        keys: set[str],
+        keys: Collection[str],
         token: dict[str, int],
         timeout: float,
         streams: frozenset[str] | None = None,
@@ -128,29 +136,32 @@ class Notifier:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         for key in keys:
-            self._waiters.setdefault(key, set()).add(fut)
+            self._waiters.add(key, fut)
         self._all_waiters.add(fut)
         if streams is not None:
             self._waiter_streams[fut] = streams
         sync_longpolls.inc()
-        # A timer handle, not wait_for's task and shield's wrapper: ten thousand parked
-        # polls each re-park every few seconds (handler.CONNECTION_CHECK_S).
-        timer = loop.call_later(timeout, _settle, fut)
+        self._time_out(loop, fut, timeout)
         try:
             await fut
         finally:
-            timer.cancel()
             sync_longpolls.dec()
             self._all_waiters.discard(fut)
             self._waiter_streams.pop(fut, None)
             for key in keys:
-                waiters = self._waiters.get(key)
-                if waiters is not None:
-                    waiters.discard(fut)
-                    if not waiters:
-                        del self._waiters[key]
+                self._waiters.discard(key, fut)
 
+    def _time_out(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future, after: float) -> None:
+        """Settles `fut` at the end of the slot `after` seconds from now falls in. Not
+        wait_for (a task and a wrapper per wait) nor call_later (a handle per wait)."""
+        slot = math.ceil((loop.time() + after) / TIMEOUT_SLOT_S)
+        due = self._timeouts.get(slot)
+        if due is None:
+            due = self._timeouts[slot] = []
+            loop.call_at(slot * TIMEOUT_SLOT_S, self._settle_slot, slot)
+        due.append(fut)
 
-def _settle(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
+    def _settle_slot(self, slot: int) -> None:
+        for fut in self._timeouts.pop(slot, ()):
+            if not fut.done():
+                fut.set_result(None)
