@@ -50,6 +50,22 @@ def _dumps(value) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+def _stored_rule(row) -> StoredRule:
+    return StoredRule(
+        row["kind"],
+        row["rule_id"],
+        row["priority"],
+        _loads(row["conditions"]),
+        row["pattern"],
+        orjson.loads(row["actions"]),
+        row["enabled"],
+    )
+
+
+def _default_override(row) -> DefaultOverride:
+    return DefaultOverride(row["enabled"], _loads(row["actions"]))
+
+
 # Builds the user's full m.push_rules content from a connection inside the transaction.
 RulesetBuilder = Callable[[object, str], Awaitable[dict]]
 
@@ -67,25 +83,37 @@ class PushStore:
             " FROM push_rules WHERE user_id = $1 ORDER BY kind, priority DESC, rule_id",
             user_id,
         )
-        return [
-            StoredRule(
-                r["kind"],
-                r["rule_id"],
-                r["priority"],
-                _loads(r["conditions"]),
-                r["pattern"],
-                orjson.loads(r["actions"]),
-                r["enabled"],
-            )
-            for r in rows
-        ]
+        return [_stored_rule(r) for r in rows]
 
     async def default_overrides(self, user_id: str, conn=None) -> dict[str, DefaultOverride]:
         rows = await (conn or self.db).fetch(
             "SELECT rule_id, enabled, actions FROM push_rule_default_overrides WHERE user_id = $1",
             user_id,
         )
-        return {r["rule_id"]: DefaultOverride(r["enabled"], _loads(r["actions"])) for r in rows}
+        return {r["rule_id"]: _default_override(r) for r in rows}
+
+    async def rules_of_users(
+        self, user_ids: list[str]
+    ) -> dict[str, tuple[list[StoredRule], dict[str, DefaultOverride]]]:
+        """user_rules and default_overrides of many users in two queries: one message to
+        a big room has the rules of every member evaluated."""
+        out: dict[str, tuple[list[StoredRule], dict[str, DefaultOverride]]] = {
+            u: ([], {}) for u in user_ids
+        }
+        for row in await self.db.fetch(
+            "SELECT user_id, kind, rule_id, priority, conditions, pattern, actions, enabled"
+            " FROM push_rules WHERE user_id = ANY($1::text[])"
+            " ORDER BY user_id, kind, priority DESC, rule_id",
+            user_ids,
+        ):
+            out[row["user_id"]][0].append(_stored_rule(row))
+        for row in await self.db.fetch(
+            "SELECT user_id, rule_id, enabled, actions FROM push_rule_default_overrides"
+            " WHERE user_id = ANY($1::text[])",
+            user_ids,
+        ):
+            out[row["user_id"]][1][row["rule_id"]] = _default_override(row)
+        return out
 
     # -- writing: every write runs in _change, which also republishes m.push_rules ---------
 

@@ -206,7 +206,7 @@ class PushWorker:
         members = await hs.membership_store.joined_members_by_room(room_ids)
         power_levels = await hs.sync_caches.power_levels(room_ids)
         found: list[tuple[str, int, str, str, list, bool, int]] = []
-        evaluated = 0
+        to_evaluate: list[tuple[int, str, str, dict, int, set[str]]] = []
         for ordering, event_id, room_id in rows:
             stored = events.get(event_id)
             if stored is None:
@@ -222,9 +222,16 @@ class PushWorker:
                 targets = {state_key} if state_key.endswith(self.suffix) else set()
             else:
                 targets = {u for u in joined if u.endswith(self.suffix)}
+            targets.discard(event.get("sender"))
+            to_evaluate.append((ordering, event_id, room_id, event, len(joined), targets))
+        # Every member's rules and display name at once (a few queries, not a few per
+        # member); each member's /sync, woken by the same event, asks the same caches.
+        everyone = sorted({u for *_, targets in to_evaluate for u in targets})
+        rules_of = await hs.push_rules.ranked_rules_of(everyone)
+        names = await hs.sync_caches.display_names(everyone)
+        evaluated = 0
+        for ordering, event_id, room_id, event, member_count, targets in to_evaluate:
             for user_id in sorted(targets):
-                if user_id == event.get("sender"):
-                    continue
                 evaluated += 1
                 if evaluated % YIELD_EVERY == 0:
                     # A message to a large room is thousands of evaluations: let the
@@ -232,11 +239,11 @@ class PushWorker:
                     await asyncio.sleep(0)
                 ctx = PushContext(
                     user_id=user_id,
-                    room_member_count=len(joined),
-                    display_name=await hs.sync_caches.display_name(user_id),
+                    room_member_count=member_count,
+                    display_name=names[user_id],
                     power_levels=power_levels.get(room_id),
                 )
-                rules = await hs.push_rules.ranked_rules(user_id)
+                rules = rules_of[user_id]
                 # Through the unread counter's cache: each member's /sync asks the same.
                 actions = hs.unread_counts.actions(user_id, event_id, event, rules, ctx)
                 push_rule_evaluations.inc()

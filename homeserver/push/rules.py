@@ -6,7 +6,9 @@ is written, and `ranked()` which flattens a rule set into evaluation order.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from homeserver.http.errors import MatrixError, invalid_param, not_found
 from homeserver.push.defaults import DEFAULT_RULE_KINDS, KINDS, default_rules
@@ -95,26 +97,84 @@ class PushRules:
         # user -> (account_data position when loaded, ranked rules), for /sync's unread
         # counts: every rule change is an account_data write that wakes its user.
         self._ranked: OrderedDict[str, tuple[int, list]] = OrderedDict()
+        # user -> the read of their rules under way.
+        self._loading: dict[str, tuple[int, asyncio.Future]] = {}
 
     async def ranked_rules(self, user_id: str) -> list:
         """The user's enabled rules in evaluation order, cached until they change."""
-        cached = self._ranked.get(user_id)
-        if cached is not None and self.notifier is not None:
-            position, rules = cached
-            if not self.notifier.changed_since(user_id, "account_data", position):
+        return (await self.ranked_rules_of([user_id]))[user_id]
+
+    async def ranked_rules_of(self, user_ids: Iterable[str]) -> dict[str, list]:
+        """ranked_rules of many users, those not cached read together; a user whose
+        rules another caller is reading waits for that read (one message to a big room
+        has every member's rules asked by the push worker and each member's /sync)."""
+        found: dict[str, list] = {}
+        waiting: dict[str, asyncio.Future] = {}
+        missing: list[str] = []
+        for user_id in user_ids:
+            if user_id in found or user_id in waiting:
+                continue
+            cached = self._ranked.get(user_id)
+            if cached is not None and not self._changed(user_id, cached[0]):
                 self._ranked.move_to_end(user_id)
-                return rules
+                found[user_id] = cached[1]
+                continue
+            loading = self._loading.get(user_id)
+            # A read that began before the user's rules last changed may not see it.
+            if loading is not None and not self._changed(user_id, loading[0]):
+                waiting[user_id] = loading[1]
+            else:
+                missing.append(user_id)
+        if missing:
+            await self._load_ranked(missing, found)
+        failed = []
+        for user_id, pending in waiting.items():
+            rules: list | None = await asyncio.shield(pending)
+            if rules is None:
+                failed.append(user_id)
+            else:
+                found[user_id] = rules
+        if failed:
+            # The read we waited on failed (its caller got the error): read them again.
+            await self._load_ranked(failed, found)
+        return found
+
+    def _changed(self, user_id: str, position: int) -> bool:
+        return self.notifier is None or self.notifier.changed_since(
+            user_id, "account_data", position
+        )
+
+    async def _load_ranked(self, user_ids: list[str], found: dict[str, list]) -> None:
+        loop = asyncio.get_running_loop()
+        loading = {u: loop.create_future() for u in user_ids}
+        # Read the position first: a change committed meanwhile invalidates the entries.
         position = self.notifier.positions["account_data"] if self.notifier else 0
-        rules = ranked(await self.ruleset(user_id))
-        self._ranked[user_id] = (position, rules)
-        if len(self._ranked) > _RANKED_CACHE_SIZE:
-            self._ranked.popitem(last=False)
-        return rules
+        self._loading.update((u, (position, fut)) for u, fut in loading.items())
+        try:
+            stored = await self.store.rules_of_users(user_ids)
+            for user_id in user_ids:
+                rules = ranked(self._merge(user_id, *stored[user_id]))
+                self._ranked[user_id] = (position, rules)
+                found[user_id] = rules
+                loading[user_id].set_result(rules)
+            while len(self._ranked) > _RANKED_CACHE_SIZE:
+                self._ranked.popitem(last=False)
+        finally:
+            for fut in loading.values():
+                if not fut.done():
+                    fut.set_result(None)
+            for user_id, fut in loading.items():
+                if self._loading.get(user_id, (0, None))[1] is fut:
+                    del self._loading[user_id]
 
     async def ruleset(self, user_id: str, conn=None) -> dict:
         """{"global": {kind: [rule, ...]}} in priority order, as GET /pushrules/ returns."""
         user_rules = await self.store.user_rules(user_id, conn)
         overrides = await self.store.default_overrides(user_id, conn)
+        return self._merge(user_id, user_rules, overrides)
+
+    @staticmethod
+    def _merge(user_id: str, user_rules: list[StoredRule], overrides: dict) -> dict:
         result = {}
         for kind, (before_user, after_user) in default_rules(user_id).items():
             defaults_first = [_apply(r, overrides) for r in before_user]

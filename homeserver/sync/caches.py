@@ -152,5 +152,7 @@ class SyncCaches:
 
     async def display_name(self, user_id: str) -> str | None:
         """A display name change re-sends the user's member events, which wake them."""
-        found = await self._display_names.get_many([user_id], self.profiles.display_names)
-        return found[user_id]
+        return (await self.display_names([user_id]))[user_id]
+
+    async def display_names(self, user_ids: list[str]) -> dict[str, str | None]:
+        return await self._display_names.get_many(user_ids, self.profiles.display_names)

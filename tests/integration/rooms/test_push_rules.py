@@ -3,10 +3,13 @@ rules back (nio has no getter) and for errors."""
 
 from __future__ import annotations
 
+import asyncio
+
 from nio import PushRuleKind, SetPushRuleResponse
 from nio.events.account_data import PushEventMatch, PushNotify, PushSetTweak
 
 from homeserver.push.defaults import DEFAULT_RULE_KINDS
+from homeserver.push.rules import PushRules, ranked
 
 V3 = "/_matrix/client/v3"
 
@@ -313,3 +316,39 @@ async def test_rule_paths_lists_and_incomplete_forms(server):
             body,
         )
     assert await server.db.fetchval("SELECT count(*) FROM push_rules") == before
+
+
+async def test_rules_of_many_users_are_read_together_and_follow_changes(server):
+    """The push worker asks every member's rules of a big room at once: one read for all,
+    a read under way shared by whoever asks meanwhile, and each user's own rules."""
+    alice, bob = await server.client(), await server.client()
+    await bob.set_pushrule("global", PushRuleKind.sender, alice.user_id, actions=[])
+    reads: list[list[str]] = []
+    store = server.hs.push_rules.store
+
+    class CountingStore:
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        async def rules_of_users(self, user_ids):
+            reads.append(list(user_ids))
+            return await store.rules_of_users(user_ids)
+
+    rules = PushRules(CountingStore(), server.hs.notifier)  # type: ignore[arg-type]
+    one, both = await asyncio.gather(
+        rules.ranked_rules(alice.user_id), rules.ranked_rules_of([alice.user_id, bob.user_id])
+    )
+    assert reads == [[alice.user_id], [bob.user_id]]
+    assert both[alice.user_id] is one
+    for user in (alice, bob):
+        assert both[user.user_id] == ranked(await rules.ruleset(user.user_id))
+    assert ("sender", alice.user_id) in [(k, r["rule_id"]) for k, r in both[bob.user_id]]
+    assert alice.user_id not in [r["rule_id"] for _, r in both[alice.user_id]]
+
+    # Cached until the user's rules change, then read again.
+    assert await rules.ranked_rules_of([alice.user_id, bob.user_id]) == both
+    assert len(reads) == 2
+    await bob.delete_pushrule("global", PushRuleKind.sender, alice.user_id)
+    again = await rules.ranked_rules_of([alice.user_id, bob.user_id])
+    assert reads[2:] == [[bob.user_id]]
+    assert alice.user_id not in [r["rule_id"] for _, r in again[bob.user_id]]
