@@ -46,6 +46,11 @@ CO_MEMBERS_SQL = (
     " AND other.type = 'm.room.member' AND other.membership = 'join'"
     " WHERE mine.type = 'm.room.member' AND mine.state_key = $1 AND mine.membership = 'join'"
 )
+# The rooms any of the users $1 (a text[]) is joined to.
+ROOMS_OF_USERS_SQL = (
+    "SELECT DISTINCT room_id FROM current_state WHERE type = 'm.room.member'"
+    " AND state_key = ANY($1::text[]) AND membership = 'join'"
+)
 # The users joined to any of the rooms $1 (a text[]).
 JOINED_TO_ROOMS_SQL = (
     "SELECT state_key AS user_id FROM current_state WHERE room_id = ANY($1::text[])"

@@ -1,7 +1,10 @@
 """Presence: one row per user, stamped with the presence stream position of its last change.
 
 Who sees whose presence is decided by shared rooms: a user's presence goes to the users
-who are joined to a room with them (and to themselves).
+who are joined to a room with them (and to themselves). A change wakes its user and the
+rooms they are in, on the presence stream, not each co-member by name: in a room of
+10,000 that list was read under the presence stream's lock for every change, and too
+long to send to the other processes (so every long-poll of every process woke).
 """
 
 from __future__ import annotations
@@ -10,8 +13,8 @@ from dataclasses import dataclass
 
 from storage.database import Database
 from storage.membership import CO_MEMBERS_SQL as _CO_MEMBERS
-from storage.membership import JOINED_MEMBERS_SQL
 from storage.membership import JOINED_TO_ROOMS_SQL as _JOINED_TO_ROOMS
+from storage.membership import ROOMS_OF_USERS_SQL
 from storage.streams import Streams
 
 
@@ -76,8 +79,7 @@ class PresenceStore:
                 now_ms,
                 w.last,
             )
-            rows = await w.conn.fetch(_CO_MEMBERS, user_id)
-            w.wake(users=[r["user_id"] for r in rows])
+            await _wake_watchers(w, [user_id])
             return w.last
 
     async def touch(self, user_id: str, now_ms: int) -> None:
@@ -119,13 +121,7 @@ class PresenceStore:
             )
             changed = [r["user_id"] for r in rows]
             if changed:
-                members = await w.conn.fetch(
-                    f"SELECT DISTINCT other.user_id FROM ({JOINED_MEMBERS_SQL}) mine"
-                    f" JOIN ({JOINED_MEMBERS_SQL}) other ON other.room_id = mine.room_id"
-                    " WHERE mine.user_id = ANY($1::text[])",
-                    changed,
-                )
-                w.wake(users=[*changed, *(r["user_id"] for r in members)])
+                await _wake_watchers(w, changed)
         return changed
 
     async def of_members(
@@ -178,3 +174,9 @@ class PresenceStore:
             until,
         )
         return [_row(r) for r in rows]
+
+
+async def _wake_watchers(w, user_ids: list[str]) -> None:
+    """Wakes the users whose presence changed and every member of their rooms."""
+    rooms = await w.conn.fetch(ROOMS_OF_USERS_SQL, user_ids)
+    w.wake(users=user_ids, rooms=[r["room_id"] for r in rooms])

@@ -20,6 +20,7 @@ from homeserver.http.request import contains_nul, parse_int64
 from homeserver.jsonutil import loads
 from storage.events import StoredEvent
 from storage.filters import FilterStore
+from storage.streams import STREAMS
 
 # A client may ask for any limit; this is the most any filter returns at once.
 MAX_FILTER_LIMIT = 1000
@@ -232,6 +233,10 @@ class EventFilter:
     def apply(self, events: list[StoredEvent]) -> list[StoredEvent]:
         return [e for e in events if self.allows(e)]
 
+    def allows_none(self) -> bool:
+        """Whether no event can pass (`"types": []` is how clients turn a section off)."""
+        return self.types == [] or "*" in self.not_types or self.limit == 0
+
 
 def _str_list(value: Any) -> list[str] | None:
     if isinstance(value, list):
@@ -260,6 +265,12 @@ class SyncFilter:
         self.lazy_load_members = self.state.lazy_load_members
         # Counts per thread in /sync (spec: "Receiving notifications"), asked in the timeline.
         self.unread_thread_notifications = self.timeline.unread_thread_notifications
+        # The streams whose changes can show in this filter's answers (None: all). A
+        # long-poll sleeps through the others: in a room of 10,000, each member coming
+        # online would otherwise wake every other member's poll for nothing.
+        self.wake_streams: frozenset[str] | None = (
+            frozenset(STREAMS) - {"presence"} if self.presence.allows_none() else None
+        )
 
 
 ParsedFilter = tuple[dict[str, Any], SyncFilter]

@@ -133,7 +133,9 @@ class SyncHandler:
         if (
             since is not None
             and not full_state
-            and await self._wait_quietly(requester.user_id, since, deadline, connected)
+            and await self._wait_quietly(
+                requester.user_id, since, deadline, connected, sync_filter[1].wake_streams
+            )
         ):
             async with self._woken_builds:
                 ctx, response = await self._build(requester, since, full_state, sync_filter)
@@ -146,7 +148,7 @@ class SyncHandler:
             keys = (requester.user_id, *ctx.joined_room_ids)
             now, empty = ctx.now, dumps(response)
             del ctx, response
-            if not await self._park(keys, now, deadline, connected):
+            if not await self._park(keys, now, deadline, connected, sync_filter[1].wake_streams):
                 return loads(empty)
             async with self._woken_builds:
                 ctx, response = await self._build(requester, since, full_state, sync_filter)
@@ -166,9 +168,11 @@ class SyncHandler:
         now: dict[str, int],
         deadline: float,
         connected: Callable[[], bool],
+        streams: frozenset[str] | None,
     ) -> bool:
-        """Waits until something after `now` happened to `keys` (True), or the poll ran
-        out of time, its client left or the server stops (False)."""
+        """Waits until something after `now` happened to `keys` on `streams` (all when
+        None) (True), or the poll ran out of time, its client left or the server stops
+        (False)."""
         while True:
             remaining = self._time_left(deadline, connected)
             if remaining <= 0:
@@ -176,8 +180,8 @@ class SyncHandler:
             # Wait from what the empty answer covered, so a change we could not see (say,
             # in a room's ephemeral stream we filter out) does not spin the loop; in
             # slices, to notice an abandoned poll long before its timeout.
-            await self.notifier.wait(keys, now, min(remaining, CONNECTION_CHECK_S))
-            if self.notifier.current_token() != now:
+            await self.notifier.wait(keys, now, min(remaining, CONNECTION_CHECK_S), streams)
+            if not self.notifier.quiet_since(keys, now, streams):
                 return True
 
     async def _wait_quietly(
@@ -186,6 +190,7 @@ class SyncHandler:
         since: dict[str, int],
         deadline: float,
         connected: Callable[[], bool],
+        streams: frozenset[str] | None,
     ) -> bool:
         """Parks a poll that the notifier knows has nothing new since its token, without
         building the empty answer first: a client re-polls right after each answer, so
@@ -197,9 +202,9 @@ class SyncHandler:
         while True:
             memberships = await self.caches.memberships(user_id)
             keys = (user_id, *(r for r, (m, _, _) in memberships.items() if m == "join"))
-            if not self.notifier.quiet_since(keys, since):
+            if not self.notifier.quiet_since(keys, since, streams):
                 return True
             remaining = self._time_left(deadline, connected)
             if remaining <= 0:
                 return False
-            await self.notifier.wait(keys, since, min(remaining, CONNECTION_CHECK_S))
+            await self.notifier.wait(keys, since, min(remaining, CONNECTION_CHECK_S), streams)

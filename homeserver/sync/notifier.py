@@ -99,12 +99,15 @@ class Notifier:
             return True
         return self._last_change.get(key, {}).get(stream, 0) > position
 
-    def quiet_since(self, keys: Iterable[str], token: dict[str, int]) -> bool:
-        """True only when we know that nothing happened to `keys`, on any stream, after
-        `token` (a token from before this process started is never known to be quiet)."""
+    def quiet_since(
+        self, keys: Iterable[str], token: dict[str, int], streams: frozenset[str] | None = None
+    ) -> bool:
+        """True only when we know that nothing happened to `keys`, on any stream (of
+        `streams`, when given), after `token` (a token from before this process started is
+        never known to be quiet)."""
         if any(token.get(stream, 0) < start for stream, start in self.start_positions.items()):
             return False
-        return not self._any_change(keys, token, None)
+        return not self._any_change(keys, token, streams)
 
     def _any_change(
         self, keys: Iterable[str], token: dict[str, int], streams: frozenset[str] | None

@@ -23,12 +23,13 @@ class PresenceStream(StreamProvider):
         self.notifier = notifier
 
     async def fill(self, ctx: SyncContext, response: dict[str, Any]) -> None:
+        wanted = ctx.sync_filter.presence
+        if wanted.allows_none():
+            return
         until = ctx.now.get("presence", 0)
         since = (ctx.since or {}).get("presence", 0)
         rows: list[tuple[str, PresenceRow | None]] = []
-        if since < until and (
-            ctx.since is None or self.notifier.changed_since(ctx.user_id, "presence", since)
-        ):  # else a presence change wakes every co-member: none of theirs moved
+        if since < until and (ctx.since is None or self._changed(ctx, since)):
             rows = [(r.user_id, r) for r in await self.store.changes_for(ctx.user_id, since, until)]
         if ctx.since is not None and self.presence.mode != "off":
             # Users new to the client, however long ago their presence last changed (or
@@ -51,8 +52,18 @@ class PresenceStream(StreamProvider):
         if not rows:
             return
         now = int(time.time() * 1000)
+        # The filter's `types`, `senders` and their negations (spec: Filter.presence).
         events = [
             {"type": "m.presence", "sender": u, "content": presence_content(r, now)}
             for u, r in rows
+            if wanted.allows_dict("m.presence", u, None, None)
         ]
         response.setdefault("presence", {}).setdefault("events", []).extend(events)
+
+    def _changed(self, ctx: SyncContext, since: int) -> bool:
+        """Whether a co-member's presence may have changed: a change moves its user's key
+        and their rooms' keys on the presence stream (storage.presence)."""
+        changed = self.notifier.changed_since
+        return changed(ctx.user_id, "presence", since) or any(
+            changed(room_id, "presence", since) for room_id in ctx.joined_room_ids
+        )

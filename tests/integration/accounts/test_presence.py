@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from nio import (
     PresenceGetError,
     PresenceGetResponse,
@@ -167,3 +170,77 @@ async def test_user_joining_our_room_brings_their_presence(server):
     presence = {p.user_id: p for p in sync.presence_events}
     assert presence[bob.user_id].presence == "unavailable"
     assert presence[bob.user_id].status_msg == "away"
+
+
+async def _parked(notifier) -> None:
+    for _ in range(200):  # bounded
+        if notifier.waiting == 1:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the /sync did not park")
+
+
+async def test_presence_wakes_rooms_not_a_list_of_members(server):
+    """A presence change names its user and their rooms, whatever the rooms' size (the
+    members were read under the stream's lock and sent to every process), and still
+    wakes a co-member's waiting /sync; a poll whose filter turns presence off sleeps
+    through it."""
+    alice, bob = await server.client(), await server.client()
+    room_id = await _shared_room(alice, bob)
+    changes = []
+    notifier, streams = server.hs.notifier, server.hs.streams
+    on_change = streams.on_change
+
+    def record(change):
+        changes.append(change)
+        on_change(change)
+
+    streams.on_change = record
+    try:
+        first = await bob.sync(timeout=0, set_presence="offline")
+        waiting = asyncio.ensure_future(
+            bob.sync(timeout=30_000, since=first.next_batch, set_presence="offline")
+        )
+        await _parked(notifier)
+        await alice.set_presence("unavailable", "away")
+        resp = await asyncio.wait_for(waiting, 10)
+        assert isinstance(resp, SyncResponse), resp
+        assert [p.presence for p in resp.presence_events if p.user_id == alice.user_id] == [
+            "unavailable"
+        ]
+        presence = [c for c in changes if c.stream == "presence"]
+        assert [(c.users, c.rooms) for c in presence] == [({alice.user_id}, {room_id})]
+
+        # Presence filtered out: the poll is not woken by it, and is by a message.
+        quiet = json.dumps({"presence": {"types": []}})
+        second = await bob.sync(timeout=0, since=resp.next_batch, sync_filter=quiet)
+        waiting = asyncio.ensure_future(
+            bob.sync(timeout=30_000, since=second.next_batch, sync_filter=quiet)
+        )
+        await _parked(notifier)
+        (parked,) = notifier._all_waiters
+        await alice.set_presence("online", "back")
+        await asyncio.sleep(0.2)
+        assert not parked.done() and not waiting.done()
+        await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hi"})
+        resp = await asyncio.wait_for(waiting, 10)
+        assert isinstance(resp, SyncResponse), resp
+        assert resp.rooms.join[room_id].timeline.events
+        assert resp.presence_events == []
+    finally:
+        streams.on_change = on_change
+
+
+async def test_the_presence_filter_picks_senders(server):
+    alice, bob, carol = await server.client(), await server.client(), await server.client()
+    room_id = await _shared_room(alice, bob)
+    await alice.room_invite(room_id, carol.user_id)
+    await carol.join(room_id)
+    first = await bob.sync(timeout=0, set_presence="offline")
+    await alice.set_presence("online", "a")
+    await carol.set_presence("online", "c")
+    not_alice = json.dumps({"presence": {"not_senders": [alice.user_id]}})
+    resp = await bob.sync(timeout=0, since=first.next_batch, sync_filter=not_alice)
+    assert isinstance(resp, SyncResponse), resp
+    # Bob's own (this sync marks him online) and Carol's, not Alice's.
+    assert {p.user_id for p in resp.presence_events} == {bob.user_id, carol.user_id}
