@@ -104,3 +104,46 @@ async def test_a_cancelled_reader_leaves_the_waiters_to_read_again():
     impatient.cancel()
     gate.set()
     assert await reader == "done"
+
+
+class _Groups:
+    """EventStore.state_groups over fixed maps, counting the groups each read asks."""
+
+    def __init__(self, maps):
+        self.maps = maps
+        self.reads: list[list[int]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def state_groups(self, group_ids, types=None):
+        self.reads.append(list(group_ids))
+        await self.gate.wait()
+        return {g: dict(self.maps[g]) for g in group_ids}
+
+
+async def test_big_state_groups_are_kept_and_the_budget_holds():
+    from storage.state_group_cache import MIN_ENTRIES, StateGroupCache
+
+    big = {("m.room.member", f"@u{i}:hs"): f"$e{i}" for i in range(MIN_ENTRIES)}
+    small = {("m.room.create", ""): "$c"}
+    store = _Groups({1: big, 2: small, 3: dict(big), 4: dict(big)})
+    cache = StateGroupCache(store, max_entries=2 * MIN_ENTRIES)  # type: ignore[arg-type]
+
+    # Members' initial syncs at once: one read.
+    store.gate.clear()
+    readers = [asyncio.create_task(cache.resolve([1, 2, None])) for _ in range(5)]
+    await asyncio.sleep(0)
+    store.gate.set()
+    answers = await asyncio.gather(*readers)
+    assert store.reads == [[1, 2]]
+    assert answers[0] == {1: big, 2: small} and all(a[1] is answers[0][1] for a in answers)
+
+    # The big group is kept, the small one read again.
+    assert (await cache.resolve([1, 2]))[1] is answers[0][1]
+    assert store.reads[1:] == [[2]]
+    # At most the budget: a third big group pushes the oldest out.
+    await cache.resolve([3])
+    await cache.resolve([4])
+    store.reads.clear()
+    assert await cache.resolve([1, 3, 4]) == {1: big, 3: big, 4: big}
+    assert store.reads == [[1]]

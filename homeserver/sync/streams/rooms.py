@@ -27,6 +27,7 @@ from storage.events import EventStore, StoredEvent
 from storage.membership import MembershipStore
 from storage.out_of_band import OutOfBandMembership, OutOfBandStore
 from storage.shared_reads import SharedReads
+from storage.state_group_cache import StateGroupCache
 
 if TYPE_CHECKING:
     from homeserver.relations.service import RelationsService
@@ -89,6 +90,7 @@ class RoomsStream(StreamProvider):
         self.notifier = notifier
         self.lazy_sent = LazyMembersSent()
         self.shared = SharedReads()
+        self.state_groups = StateGroupCache(events)
 
     async def _membership_changes(self, ctx: SyncContext, since: int) -> list[StoredEvent]:
         """The user's member events since the token: in rooms we are in, and out of band."""
@@ -308,7 +310,7 @@ class RoomsStream(StreamProvider):
         # message to a room of 10,000 members must not read 10,000 rows for every member's
         # /sync it wakes.
         senders_only = need_senders - need_full - need_diff
-        resolved = await self.events.state_groups(
+        resolved = await self.state_groups.resolve(
             [
                 *(g for r, g in start_groups.items() if r not in senders_only),
                 *since_groups.values(),
