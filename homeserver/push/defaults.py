@@ -165,6 +165,31 @@ _MASTER_TEMPLATE = _template([MASTER])
 _AFTER_USER_TEMPLATES = {kind: _template(rules) for kind, rules in _AFTER_USER_RULES.items()}
 
 
+# Condition kinds whose verdict depends on the event alone (not on the user's display
+# name, the room's member count or power levels).
+_EVENT_ONLY_CONDITIONS = frozenset({"event_match", "event_property_is", "event_property_contains"})
+
+
+def _event_only(kind: str, rule: dict) -> bool:
+    if kind in ("content", "room", "sender"):
+        return True
+    return all(
+        isinstance(c, dict) and c.get("kind") in _EVENT_ONLY_CONDITIONS
+        for c in rule.get("conditions") or []
+    )
+
+
+# The ids of the shared default rules (module objects, alive as long as the process) whose
+# verdict on an event is the same for every user: one message to a big room evaluates
+# each of them once, not once per member (homeserver.push.evaluator.evaluate's memo).
+SHARED_EVENT_ONLY_RULES: frozenset[int] = frozenset(
+    id(rule)
+    for kind, template in [("override", _MASTER_TEMPLATE), *_AFTER_USER_TEMPLATES.items()]
+    for rule, personal in template
+    if not personal and _event_only(kind, rule)
+)
+
+
 def _for_user(template: list[tuple[dict, bool]], user_id: str) -> list[dict]:
     return [_personalise(rule, user_id) if personal else rule for rule, personal in template]
 

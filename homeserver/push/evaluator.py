@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from homeserver.push.defaults import SHARED_EVENT_ONLY_RULES
+
 # Historical actions that clients and servers must ignore (push.md "Historical Actions").
 _IGNORED_ACTIONS = {"dont_notify", "coalesce"}
 _MEMBER_COUNT = re.compile(r"(==|<=|>=|<|>)?([0-9]+)")
@@ -232,16 +234,29 @@ def clean_actions(actions: list) -> list:
     return [a for a in actions if not (isinstance(a, str) and a in _IGNORED_ACTIONS)]
 
 
-def evaluate(ranked_rules: list[tuple[str, dict]], event: dict, ctx: PushContext) -> list | None:
+def evaluate(
+    ranked_rules: list[tuple[str, dict]],
+    event: dict,
+    ctx: PushContext,
+    memo: dict[int, bool] | None = None,
+) -> list | None:
     """The actions of the first matching rule, or None when no rule matches.
 
     `ranked_rules` is every rule in priority order (see homeserver.push.rules.ranked). A
-    user is never notified of their own events.
+    user is never notified of their own events. `memo`, one per event, shared by every
+    user's evaluation of it, keeps the verdicts of the shared default rules that depend
+    on the event alone.
     """
     if event.get("sender") == ctx.user_id:
         return None
     for kind, rule in ranked_rules:
-        if rule_matches(kind, rule, event, ctx):
+        if memo is not None and id(rule) in SHARED_EVENT_ONLY_RULES:
+            matched = memo.get(id(rule))
+            if matched is None:
+                matched = memo[id(rule)] = rule_matches(kind, rule, event, ctx)
+        else:
+            matched = rule_matches(kind, rule, event, ctx)
+        if matched:
             return clean_actions(rule.get("actions") or [])
     return None
 

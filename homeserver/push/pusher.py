@@ -246,7 +246,6 @@ class PushWorker:
                 rules = rules_of[user_id]
                 # Through the unread counter's cache: each member's /sync asks the same.
                 actions = hs.unread_counts.actions(user_id, event_id, event, rules, ctx)
-                push_rule_evaluations.inc()
                 if notifies(actions):
                     assert actions is not None
                     found.append(
@@ -260,6 +259,7 @@ class PushWorker:
                             _now_ms(),
                         )
                     )
+        push_rule_evaluations.inc(evaluated)
         if not found:
             return
         await self.store.add(found)

@@ -24,6 +24,8 @@ MAX_UNREAD = 100
 UNREAD_CACHE_SIZE = 100_000
 # (user, event) push rule verdicts kept for unread events.
 VERDICT_CACHE_SIZE = 50_000
+# Events whose evaluation memos are kept (the newest: what woken /syncs count).
+_MEMOS = 1_024
 _unread_hits = process_cache_lookups.labels("unread_counts", "hit")
 _unread_misses = process_cache_lookups.labels("unread_counts", "miss")
 # Entries brought up to date with the events since, without counting afresh.
@@ -75,6 +77,8 @@ class UnreadCounter:
         self.shared = SharedReads()
         # (user, event) -> (what the verdict was reached from, (notifies, highlights)).
         self._verdicts: OrderedDict[tuple[str, str], tuple] = OrderedDict()
+        # event ID -> (the event, its evaluation memo).
+        self._memos: OrderedDict[str, tuple[dict, dict[int, bool]]] = OrderedDict()
 
     def _valid(self, user_id: str, room_id: str, entry: _Entry, joined: int, members: int) -> bool:
         changed = self.notifier.changed_since
@@ -277,12 +281,25 @@ class UnreadCounter:
             ):
                 self._verdicts.move_to_end(key)
                 return known[1]
-        actions = evaluate(rules, event, ctx)
+        actions = evaluate(rules, event, ctx, self._memo(event_id, event))
         answer = (actions, (notifies(actions), highlights(actions)))
         self._verdicts[key] = (fingerprint, answer)
         if len(self._verdicts) > VERDICT_CACHE_SIZE:
             self._verdicts.popitem(last=False)
         return answer
+
+    def _memo(self, event_id: str, event: dict) -> dict[int, bool]:
+        """The evaluation memo of an event (see push.evaluator.evaluate), kept while the
+        very same event object is asked about (a redaction replaces it)."""
+        known = self._memos.get(event_id)
+        if known is not None and known[0] is event:
+            self._memos.move_to_end(event_id)
+            return known[1]
+        memo: dict[int, bool] = {}
+        self._memos[event_id] = (event, memo)
+        if len(self._memos) > _MEMOS:
+            self._memos.popitem(last=False)
+        return memo
 
 
 def _copy(counts: UnreadCounts) -> UnreadCounts:

@@ -234,3 +234,36 @@ def test_word_match_without_wildcards_agrees_with_the_regex():
         assert glob_matches(word, text, word_boundary=True) is expected, (word, text)
     # Patterns with wildcards still go through the regex.
     assert glob_matches("al*e", "hi alice", word_boundary=True)
+
+
+def test_a_memo_shared_by_users_gives_each_their_own_verdict():
+    from homeserver.push.defaults import SHARED_EVENT_ONLY_RULES
+    from homeserver.push.rules import PushRules, ranked
+    from storage.push import DefaultOverride
+
+    alice, bob, dan = ME, "@bob:example.org", "@dan:example.org"
+    events = [
+        {"type": "m.room.message", "sender": "@carol:example.org", "room_id": "!r:x",
+         "content": {"msgtype": "m.text", "body": "hello bob"}},
+        {"type": "m.room.message", "sender": "@carol:example.org", "room_id": "!r:x",
+         "content": {"msgtype": "m.notice", "body": "a notice"}},
+        {"type": "m.room.member", "sender": "@carol:example.org", "room_id": "!r:x",
+         "state_key": alice, "content": {"membership": "invite"}},
+    ]  # fmt: skip
+    rules = {u: ranked(PushRules._merge(u, [], {})) for u in (alice, bob)}
+    # Dan turned the default message rule off: his copy of it is his own.
+    rules[dan] = ranked(
+        PushRules._merge(dan, [], {".m.rule.message": DefaultOverride(False, None)})
+    )
+    for event in events:
+        memo: dict[int, bool] = {}
+        for user, ranked_rules in rules.items():
+            ctx = PushContext(user_id=user, room_member_count=5, display_name=None)
+            assert evaluate(ranked_rules, event, ctx, memo) == evaluate(ranked_rules, event, ctx)
+        assert memo and set(memo) <= SHARED_EVENT_ONLY_RULES
+    memo = {}
+    verdicts = {
+        u: evaluate(r, events[0], PushContext(user_id=u, room_member_count=5), memo)
+        for u, r in rules.items()
+    }
+    assert highlights(verdicts[bob]) and notifies(verdicts[alice]) and verdicts[dan] is None

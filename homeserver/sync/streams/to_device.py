@@ -43,8 +43,14 @@ class ToDeviceStream(StreamProvider):
             return []  # nothing arrived after what was acknowledged: nothing to delete or send
         if since:
             await self.store.acknowledge(ctx.user_id, ctx.device_id, since)
-        if since is not None:
+        upto = ctx.now.get("to_device", 0)
+        pending = await self.store.pending(ctx.user_id, ctx.device_id, upto)
+        # Nothing pending up to `upto` is as good as acknowledged up to there: the device's
+        # next /sync asks nothing unless a message came since. Without it, the first
+        # /sync after an initial one asked, for every member woken by the same message.
+        done = upto if not pending else since
+        if done is not None and done >= (acked or 0):
             if len(self._acked) >= _MAX_ACKED:
                 self._acked.clear()
-            self._acked[key] = since
-        return await self.store.pending(ctx.user_id, ctx.device_id, ctx.now.get("to_device", 0))
+            self._acked[key] = done
+        return pending

@@ -149,6 +149,11 @@ async def test_metrics_count_client_requests(server):
     alice = await server.client("alice")
     await alice.sync(timeout=0)
     async with aiohttp.ClientSession() as http:
+        # HTTP's other methods (WebDAV's, say) do not each become a metric series.
+        for other in ("PROPFIND", "MKCOL"):
+            async with http.request(other, server.base_url + "_matrix/client/versions") as r:
+                assert r.status == 405
+                assert (await r.json())["errcode"] == "M_UNRECOGNIZED"
         async with http.get(server.metrics_url) as resp:
             text = await resp.text()
     assert resp.status == 200
@@ -156,6 +161,8 @@ async def test_metrics_count_client_requests(server):
         'matrix_http_requests_total{endpoint="/_matrix/client/v3/sync",method="GET",status="200"}'
         in text
     )
+    assert "PROPFIND" not in text and "MKCOL" not in text
+    assert 'method="OTHER"' in text
     assert "matrix_events_persisted_total" in text
     assert 'matrix_db_pool_connections{state="open"}' in text
     assert "matrix_sync_longpolls_open" in text
