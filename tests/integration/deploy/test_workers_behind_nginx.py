@@ -48,13 +48,13 @@ async def _wait_http(url: str, proc, ssl_context=None) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
-async def _requests_served(metrics_url: str) -> int:
+async def _requests_served(metrics_url: str, endpoint: str = "/sync") -> int:
     async with aiohttp.ClientSession() as http, http.get(metrics_url) as resp:
         text = await resp.text()
     return sum(
         int(float(line.rsplit(" ", 1)[1]))
         for line in text.splitlines()
-        if line.startswith("matrix_http_requests_total{") and "/sync" in line
+        if line.startswith("matrix_http_requests_total{") and endpoint in line
     )
 
 
@@ -183,6 +183,10 @@ async def test_two_workers_behind_nginx_lose_nothing(tmp_path, fresh_dsn):
         sent = await send_all("before")
         for c in clients:
             assert await _collect(c, room_id, sent) == sent
+        # Every send into the room went to one worker (nginx hashes them on the room),
+        # though the senders' syncs are spread over both.
+        sends = [await _requests_served(url, "/send/") for url in metrics]
+        assert sorted(sends) == [0, len(clients) * MESSAGES_EACH], sends
 
         # One worker stops (SIGTERM); its devices move to the other through nginx.
         procs[0].send_signal(signal.SIGTERM)
