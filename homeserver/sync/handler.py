@@ -130,14 +130,19 @@ class SyncHandler:
         # No set_presence means "online" (spec); the presence service skips redundant writes.
         await self.presence.set_from_sync(requester.user_id, set_presence)
         deadline = time.monotonic() + min(timeout_ms, self.max_timeout_ms) / 1000
-        if (
-            since is not None
-            and not full_state
-            and await self._wait_quietly(
-                requester.user_id, since, deadline, connected, sync_filter[1].wake_streams
+        streams = sync_filter[1].wake_streams
+        if since_token and since is not None and not full_state:
+            # A parked poll holds its token as text, not as a dict (a few hundred bytes
+            # a poll, ten thousand polls a process).
+            since = None
+            woken = await self._wait_quietly(
+                requester.user_id, since_token, deadline, connected, streams
             )
-        ):
-            async with self._woken_builds:
+            since = decode_sync_token(since_token)
+            if woken:
+                async with self._woken_builds:
+                    ctx, response = await self._build(requester, since, full_state, sync_filter)
+            else:
                 ctx, response = await self._build(requester, since, full_state, sync_filter)
         else:
             ctx, response = await self._build(requester, since, full_state, sync_filter)
@@ -146,9 +151,9 @@ class SyncHandler:
             # position its answer covers and that (empty) answer as text, not the context
             # and the answer's dicts (about 2 KB a poll, ten thousand polls a process).
             keys = (requester.user_id, *ctx.joined_room_ids)
-            now, empty = ctx.now, dumps(response)
+            now, empty = response["next_batch"], dumps(response)
             del ctx, response
-            if not await self._park(keys, now, deadline, connected, sync_filter[1].wake_streams):
+            if not await self._park(keys, now, deadline, connected, streams):
                 return loads(empty)
             async with self._woken_builds:
                 ctx, response = await self._build(requester, since, full_state, sync_filter)
@@ -165,7 +170,7 @@ class SyncHandler:
     async def _park(
         self,
         keys: tuple[str, ...],
-        now: dict[str, int],
+        now: str,
         deadline: float,
         connected: Callable[[], bool],
         streams: frozenset[str] | None,
@@ -180,14 +185,16 @@ class SyncHandler:
             # Wait from what the empty answer covered, so a change we could not see (say,
             # in a room's ephemeral stream we filter out) does not spin the loop; in
             # slices, to notice an abandoned poll long before its timeout.
-            await self.notifier.wait(keys, now, min(remaining, CONNECTION_CHECK_S), streams)
-            if not self.notifier.quiet_since(keys, now, streams):
+            await self.notifier.wait(
+                keys, decode_sync_token(now), min(remaining, CONNECTION_CHECK_S), streams
+            )
+            if not self.notifier.quiet_since(keys, decode_sync_token(now), streams):
                 return True
 
     async def _wait_quietly(
         self,
         user_id: str,
-        since: dict[str, int],
+        since: str,
         deadline: float,
         connected: Callable[[], bool],
         streams: frozenset[str] | None,
@@ -202,9 +209,11 @@ class SyncHandler:
         while True:
             memberships = await self.caches.memberships(user_id)
             keys = (user_id, *(r for r, (m, _, _) in memberships.items() if m == "join"))
-            if not self.notifier.quiet_since(keys, since, streams):
+            if not self.notifier.quiet_since(keys, decode_sync_token(since), streams):
                 return True
             remaining = self._time_left(deadline, connected)
             if remaining <= 0:
                 return False
-            await self.notifier.wait(keys, since, min(remaining, CONNECTION_CHECK_S), streams)
+            await self.notifier.wait(
+                keys, decode_sync_token(since), min(remaining, CONNECTION_CHECK_S), streams
+            )

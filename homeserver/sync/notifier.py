@@ -136,6 +136,7 @@ class Notifier:
         `streams`, when given), or on timeout."""
         if timeout <= 0 or self.stopped or self._any_change(keys, token, streams):
             return
+        del token  # not held while parked: ten thousand parked polls
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         for key in keys:
