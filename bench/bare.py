@@ -1,6 +1,6 @@
 """A bare aiohttp server: the most requests/s this machine's Python HTTP stack answers.
 
-    python -m bench.bare --port 48700
+    python -m bench.bare --port 28700
 
 One process with uvloop installed (as `homeserver run` does), aiohttp's runner without
 an access log (as ours), and one handler for GET /_matrix/client/v3/account/whoami that
@@ -37,7 +37,7 @@ def app() -> web.Application:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bare", description=__doc__)
-    parser.add_argument("--port", type=int, default=48700)
+    parser.add_argument("--port", type=int, default=28700)
     args = parser.parse_args(argv)
     try:
         import uvloop

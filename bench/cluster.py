@@ -52,7 +52,7 @@ class ClusterConfig:
                 [
                     sys.executable, "-m", "homeserver", "generate-config",
                     "--server-name", SERVER_NAME, "--data-dir", str(self.data_dir),
-                    "--listen", "127.0.0.1:48699", "--database-dsn", self.dsn,
+                    "--listen", "127.0.0.1:28699", "--database-dsn", self.dsn,
                     "--open-registration", "--no-rate-limits", "--output", str(self.path),
                 ],
                 cwd=REPO_DIR,

@@ -6,7 +6,7 @@
   a fixed number of clients for a fixed time. Its tps is commits/s: the ceiling of any
   figure that needs one commit per operation (messages, registrations, rooms, joins).
 - requests/s: a bare aiohttp server (bench/bare.py: uvloop, one handler answering a
-  fixed small JSON body) in a process of its own on 127.0.0.1:48700, loaded by the
+  fixed small JSON body) in a process of its own on 127.0.0.1:28700, loaded by the
   whoami scenario's load (the same client code, concurrency and duration). Its
   requests/s is the ceiling of our whoami figure.
 
@@ -42,7 +42,7 @@ from interop.synapse import (
 
 PGBENCH_DB = "bench_pgbench"
 PGBENCH_SCALE = 10  # 1,000,000 accounts rows (~150 MB): small, cached, no row contention
-BARE_PORT = 48700
+BARE_PORT = 28700
 
 
 def pgbench_exe() -> str | None:

@@ -60,11 +60,13 @@ from bench.stats import rate, summarize
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RUN_DIR = Path("/tmp/bench-scale")
-# This helper's port range: nginx on 48600, scale-out workers from 48610 (client, metrics
-# pairs), the long-poll server on 48650/48651.
-FRONT_PORT = 48600
-WORKERS_PORT = 48610
-LONGPOLL_PORT = 48650
+# This helper's port range: nginx on 28600, scale-out workers from 28610 (client, metrics
+# pairs), the long-poll server on 28650/28651. Below 32768:
+# Linux hands out ports from 32768 up to client sockets, and a load of ten thousand
+# connections took the one a worker was about to listen on.
+FRONT_PORT = 28600
+WORKERS_PORT = 28610
+LONGPOLL_PORT = 28650
 # Lazy members as real clients ask; a timeline long enough that a busy room's messages
 # between two syncs are all in the response (a `limited` one would count as missed).
 LOAD_FILTER = orjson.dumps(
