@@ -183,8 +183,8 @@ async def test_two_workers_behind_nginx_lose_nothing(tmp_path, fresh_dsn):
         sent = await send_all("before")
         for c in clients:
             assert await _collect(c, room_id, sent) == sent
-        # Every send into the room went to one worker (nginx hashes them on the room),
-        # though the senders' syncs are spread over both.
+        # Every send went to one worker (nginx hashes them all on one key), though the
+        # senders' syncs are spread over both.
         sends = [await _requests_served(url, "/send/") for url in metrics]
         assert sorted(sends) == [0, len(clients) * MESSAGES_EACH], sends
 
