@@ -127,3 +127,15 @@ async def test_a_refused_database_connection_counts_as_unavailable():
     with pytest.raises(OSError) as raised:
         await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=5)
     assert is_unavailable(raised.value)
+
+
+def test_sync_tokens_are_remembered_but_each_caller_gets_its_own_dict():
+    longest = "s" + "_".join([str(2**63 - 1)] * 7)
+    first, second = decode_sync_token(longest), decode_sync_token(longest)
+    assert first == second and first is not second
+    first["events"] = 0
+    assert decode_sync_token(longest)["events"] == 2**63 - 1
+    # Longer than any token of ours: refused before it is remembered.
+    with pytest.raises(MatrixError) as caught:
+        decode_sync_token(longest + "0" * 10_000)
+    assert caught.value.errcode == "M_INVALID_PARAM"
