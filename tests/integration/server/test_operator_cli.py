@@ -7,6 +7,7 @@ import asyncio
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import yaml
@@ -67,7 +68,9 @@ async def test_migrate_applies_every_migration_once(tmp_path, pg_admin_dsn):
     admin = await asyncpg.connect(pg_admin_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        dsn = pg_admin_dsn.rsplit("/", 1)[0] + "/" + name
+        # The database in the URL's path: the embedded PostgreSQL's DSN names its socket
+        # directory in the query, which holds slashes too.
+        dsn = urlunsplit(urlsplit(pg_admin_dsn)._replace(path="/" + name))
         config = _config(tmp_path, "cli.test", dsn)
         code, out, err = await _cli("migrate", "-c", config)
         assert code == 0, err
