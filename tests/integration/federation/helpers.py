@@ -24,6 +24,7 @@ from yarl import URL
 
 from federation.request_auth import authorization_header
 from homeserver.metrics import REGISTRY
+from homeserver.sync.notifier import state_key_of
 from tests.federation_ca import TestCA
 
 
@@ -80,16 +81,20 @@ def new_txn_id() -> str:
 
 async def remote_member(server, room_id: str, user_id: str, membership: str = "join") -> None:
     """Writes `user_id`'s membership of `room_id` into `server`'s current state (a
-    stand-in for a join over federation; see the module docstring)."""
-    await server.db.execute(
-        "INSERT INTO current_state (room_id, type, state_key, event_id, membership)"
-        " VALUES ($1, 'm.room.member', $2, $3, $4) ON CONFLICT (room_id, type, state_key)"
-        " DO UPDATE SET membership = EXCLUDED.membership",
-        room_id,
-        user_id,
-        f"$stand-in-{secrets.token_hex(8)}",
-        membership,
-    )
+    stand-in for a join over federation; see the module docstring). On the events stream
+    and waking the user and the room, as a member event does: the server's caches of
+    memberships and room state follow it."""
+    async with server.hs.streams.write("events") as w:
+        await w.conn.execute(
+            "INSERT INTO current_state (room_id, type, state_key, event_id, membership)"
+            " VALUES ($1, 'm.room.member', $2, $3, $4) ON CONFLICT (room_id, type, state_key)"
+            " DO UPDATE SET membership = EXCLUDED.membership",
+            room_id,
+            user_id,
+            f"$stand-in-{secrets.token_hex(8)}",
+            membership,
+        )
+        w.wake(users=[user_id], rooms=[room_id, state_key_of(room_id)])
 
 
 async def eventually(
