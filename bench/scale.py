@@ -218,10 +218,11 @@ async def _scale_out_once(
                 ]
                 cpu = CpuMeter(cluster, "bench_scale_out", admin_dsn)
                 await cpu.start()
-                out = profile_dir / f"worker0-of-{count}.txt" if profile_dir else None
-                taken = stack.enter_context(profiled(cluster.workers[0].pid, out))
-                if taken is not None:
-                    result["profile"] = str(taken)
+                for n, worker in enumerate(cluster.workers):
+                    out = profile_dir / f"worker{n}-of-{count}.txt" if profile_dir else None
+                    taken = stack.enter_context(profiled(worker.pid, out))
+                    if taken is not None:
+                        result.setdefault("profiles", []).append(str(taken))
                 began = time.perf_counter()
                 await run_pool(sizes.messages, sizes.senders, send)
                 sent = time.perf_counter()

@@ -140,7 +140,7 @@ class EphemeralStore:
     ) -> list[tuple[str, str, str | None]]:
         """(room, event id, thread root or None for the main timeline) of the newest `limit`
         unread events per room from others after `joined_at` (per room) up to stream
-        position `upto`, membership changes left out. An event is read
+        position `upto`, membership changes left out, oldest first. An event is read
         at or below the user's unthreaded read receipt (public or private), or its thread's
         receipt ('main' for events in no thread; spec: "Threaded read receipts"). One query."""
         read_at = (
@@ -158,7 +158,8 @@ class EphemeralStore:
             f"  GREATEST(r.joined_at, COALESCE(({read_at}''), 0)) AS floor,"
             f"  COALESCE(({read_at}'main'), 0) AS main_read,"
             "  EXISTS (SELECT 1 FROM threads th WHERE th.room_id = r.room_id) AS has_threads) k"
-            " CROSS JOIN LATERAL (SELECT ev.event_id, th.thread_id FROM events ev"
+            " CROSS JOIN LATERAL (SELECT ev.event_id, ev.stream_ordering, th.thread_id"
+            "   FROM events ev"
             "   LEFT JOIN LATERAL (SELECT x.relates_to_id AS thread_id FROM event_relations x"
             "     WHERE k.has_threads AND x.event_id = ev.event_id AND x.rel_type = 'm.thread')"
             "   th ON TRUE"
@@ -168,7 +169,8 @@ class EphemeralStore:
             "   AND ev.sender <> $2 AND ev.stream_ordering > k.floor AND ev.stream_ordering <= $5"
             "   AND ev.stream_ordering > CASE WHEN th.thread_id IS NULL THEN k.main_read"
             f"    ELSE COALESCE(({read_at}th.thread_id), 0) END"
-            "   ORDER BY ev.stream_ordering DESC LIMIT $4) e",
+            "   ORDER BY ev.stream_ordering DESC LIMIT $4) e"
+            " ORDER BY e.stream_ordering",
             list(room_ids),
             user_id,
             list(joined_at),

@@ -20,6 +20,9 @@ from storage.shared_reads import SharedReads
 
 # Unread counts look at this many of the newest unread events per room at most.
 MAX_UNREAD = 100
+# A window's verdict bits per event.
+_NOTIFIES = 1
+_HIGHLIGHTS = 2
 # (user, room, by thread) entries of the unread counts cache.
 UNREAD_CACHE_SIZE = 100_000
 # (user, event) push rule verdicts kept for unread events.
@@ -50,8 +53,13 @@ class _Entry:
     joined: int
     members: int
     counts: UnreadCounts
-    # Unread events from others the counts were taken over (at most MAX_UNREAD).
-    considered: int
+    # The verdicts on the unread events from others that the counts were taken over (the
+    # newest MAX_UNREAD), oldest first, one byte each (_NOTIFIES, _HIGHLIGHTS): new
+    # events slide the window forward without evaluating the older ones again.
+    window: bytes
+    # Per event of the window, its thread root (None: the main timeline); None when
+    # counted without threads or when none of them is in a thread.
+    threads: tuple[str | None, ...] | None
 
 
 class UnreadCounter:
@@ -91,7 +99,7 @@ class UnreadCounter:
     ) -> bool:
         """Whether the entry's counts plus those of the room's events since hold: the
         user's receipts and push rules, the room's state (power levels, the user's display
-        name, the member count) unchanged, and the events counted a whole window."""
+        name, the member count) unchanged."""
         events_pos, receipts_pos, account_pos = entry.at
         changed = self.notifier.changed_since
         return (
@@ -148,7 +156,7 @@ class UnreadCounter:
             else:
                 grown.append((room_id, joined, entry))
         _unread_hits.inc(len(found))
-        counted: dict[str, tuple[UnreadCounts, int]] = {}
+        windows: dict[str, tuple[bytes, tuple[str | None, ...] | None]] = {}
         if grown:
             since = tuple((room_id, entry.at[0]) for room_id, _, entry in grown)
             new_rows = await self.shared.get(
@@ -157,67 +165,57 @@ class UnreadCounter:
             )
             per_room: dict[str, list[tuple[str, str, str | None]]] = {}
             # Rooms where counting afresh is needed: a redaction changes what an earlier
-            # event counts for, and a full window may hide more events behind it.
+            # event counts for, and more new events than were read may hide others.
             recount: set[str] = set()
-            window: dict[str, int] = {}
+            fetched: dict[str, int] = {}
             for room_id, event_id, event_type, sender, thread_id in new_rows:
-                window[room_id] = window.get(room_id, 0) + 1
-                if event_type == "m.room.redaction" or window[room_id] > MAX_UNREAD:
+                fetched[room_id] = fetched.get(room_id, 0) + 1
+                if event_type == "m.room.redaction" or fetched[room_id] > MAX_UNREAD:
                     recount.add(room_id)
                 if sender != user_id:
                     per_room.setdefault(room_id, []).append((room_id, event_id, thread_id))
             adding: list[tuple[str, str, str | None]] = []
             for room_id, joined, entry in grown:
-                rows = per_room.get(room_id, [])
-                if room_id in recount or entry.considered + len(rows) > MAX_UNREAD:
+                if room_id in recount:
                     missing.append((room_id, joined))
-                    continue
-                counted[room_id] = (_copy(entry.counts), entry.considered + len(rows))
-                adding.extend(rows)
-            _unread_grown.inc(len(counted))
-            await self._tally(
-                user_id, adding, {r: c for r, (c, _) in counted.items()},
-                member_counts, by_thread, ignored,
-            )  # fmt: skip
+                else:
+                    windows[room_id] = (entry.window, entry.threads)
+                    adding.extend(per_room.get(room_id, []))
+            codes = await self._codes(user_id, adding, member_counts, ignored)
+            _slide(windows, adding, codes, by_thread)
+            _unread_grown.inc(len(windows))
         _unread_misses.inc(len(missing))
         if missing:
             rows = await self.ephemeral.unread_event_ids(
                 [r for r, _ in missing], user_id, [j for _, j in missing], MAX_UNREAD, at[0]
             )
-            fresh = {r: UnreadCounts() for r, _ in missing}
-            await self._tally(user_id, rows, fresh, member_counts, by_thread, ignored)
-            considered: dict[str, int] = {}
-            for room_id, _, _ in rows:
-                considered[room_id] = considered.get(room_id, 0) + 1
-            for room_id, counts in fresh.items():
-                counted[room_id] = (counts, considered.get(room_id, 0))
+            codes = await self._codes(user_id, rows, member_counts, ignored)
+            for room_id, _ in missing:
+                windows[room_id] = (b"", None)
+            _slide(windows, rows, codes, by_thread)
         joined_of = dict(zip(room_ids, joined_at, strict=True))
-        for room_id, (counts, considered_rows) in counted.items():
+        for room_id, (window, threads) in windows.items():
+            counts = _window_counts(window, threads)
             self._cached[(user_id, room_id, by_thread)] = _Entry(
-                at,
-                joined_of[room_id],
-                member_counts.get(room_id, 0),
-                _copy(counts),
-                considered_rows,
+                at, joined_of[room_id], member_counts.get(room_id, 0), counts, window, threads
             )
-            found[room_id] = counts
+            found[room_id] = _copy(counts)
         while len(self._cached) > UNREAD_CACHE_SIZE:
             self._cached.popitem(last=False)
         return found
 
-    async def _tally(
+    async def _codes(
         self,
         user_id: str,
         rows: Sequence[tuple[str, str, str | None]],
-        counts: dict[str, UnreadCounts],
         member_counts: Mapping[str, int],
-        by_thread: bool,
         ignored: Collection[str],
-    ) -> None:
-        """Adds the verdicts of the user's push rules on `rows` (room, event id, thread
-        root) to `counts`."""
+    ) -> list[int]:
+        """The verdicts of the user's push rules on `rows` (room, event id, thread root),
+        as window bits: 0 for an event that does not notify (or is gone, or from an
+        ignored user)."""
         if not rows:
-            return
+            return []
         rules = await self.push_rules.ranked_rules(user_id)
         events = await self.events.get_events(event_id for _, event_id, _ in rows)
         unread_rooms = sorted({room_id for room_id, _, _ in rows})
@@ -232,21 +230,15 @@ class UnreadCounter:
             )
             for room_id in unread_rooms
         }
-        for room_id, event_id, thread_id in rows:
+        codes: list[int] = []
+        for room_id, event_id, _ in rows:
             ev = events.get(event_id)
             if ev is None or hidden(ev.sender, ev.state_key, ignored):
+                codes.append(0)
                 continue
             notify, highlight = self.verdict(user_id, event_id, ev.event, rules, contexts[room_id])
-            if notify:
-                room = counts[room_id]
-                target = room.main
-                if by_thread and thread_id is not None:
-                    target = room.threads.setdefault(
-                        thread_id, {"notification_count": 0, "highlight_count": 0}
-                    )
-                target["notification_count"] += 1
-                if highlight:
-                    target["highlight_count"] += 1
+            codes.append((_NOTIFIES | (_HIGHLIGHTS if highlight else 0)) if notify else 0)
+        return codes
 
     def verdict(
         self, user_id: str, event_id: str, event: dict, rules: list, ctx: PushContext
@@ -300,6 +292,43 @@ class UnreadCounter:
         if len(self._memos) > _MEMOS:
             self._memos.popitem(last=False)
         return memo
+
+
+def _slide(
+    windows: dict[str, tuple[bytes, tuple[str | None, ...] | None]],
+    rows: Sequence[tuple[str, str, str | None]],
+    codes: Sequence[int],
+    by_thread: bool,
+) -> None:
+    """Appends the verdicts on `rows` (oldest first per room) to their rooms' windows,
+    which keep their newest MAX_UNREAD: what counting the newest MAX_UNREAD unread events
+    afresh would look at, as long as nothing older changed (a redaction, a receipt)."""
+    added: dict[str, tuple[bytearray, list[str | None]]] = {}
+    for (room_id, _, thread_id), code in zip(rows, codes, strict=True):
+        window, threads = added.setdefault(room_id, (bytearray(), []))
+        window.append(code)
+        threads.append(thread_id if by_thread else None)
+    for room_id, (window, threads) in added.items():
+        old_window, old_threads = windows[room_id]
+        kept = ((old_threads or (None,) * len(old_window)) + tuple(threads))[-MAX_UNREAD:]
+        windows[room_id] = ((old_window + window)[-MAX_UNREAD:], kept if any(kept) else None)
+
+
+def _window_counts(window: bytes, threads: tuple[str | None, ...] | None) -> UnreadCounts:
+    counts = UnreadCounts()
+    for i, code in enumerate(window):
+        if not code & _NOTIFIES:
+            continue
+        thread_id = threads[i] if threads is not None else None
+        target = counts.main
+        if thread_id is not None:
+            target = counts.threads.setdefault(
+                thread_id, {"notification_count": 0, "highlight_count": 0}
+            )
+        target["notification_count"] += 1
+        if code & _HIGHLIGHTS:
+            target["highlight_count"] += 1
+    return counts
 
 
 def _copy(counts: UnreadCounts) -> UnreadCounts:

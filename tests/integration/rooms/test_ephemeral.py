@@ -241,3 +241,41 @@ async def test_unread_counts_grown_with_new_events_equal_counting_afresh(server)
     for i in range(unread.MAX_UNREAD + 1):
         await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": str(i)})
     await step((unread.MAX_UNREAD, 0), grows=False)
+
+
+async def test_unread_counts_window_slides_over_new_events(server, monkeypatch):
+    """Once a room has more unread events than the counts look at, new events slide the
+    window forward (the oldest verdicts leave it) instead of every /sync counting the
+    newest MAX_UNREAD afresh; what it says equals a count from scratch at each step."""
+    from homeserver.sync import unread
+
+    monkeypatch.setattr(unread, "MAX_UNREAD", 4)
+    alice, bob, room_id = await _pair(server)
+    counter = server.hs.unread_counts
+    grown = unread._unread_grown
+
+    async def send(body: str, mention: bool = False) -> None:
+        content: dict = {"msgtype": "m.text", "body": body}
+        if mention:
+            content["m.mentions"] = {"user_ids": [bob.user_id]}
+        await alice.room_send(room_id, "m.room.message", content)
+
+    async def step(expected: tuple[int, int]) -> None:
+        before = grown._value.get()
+        incremental = await _counts(bob, room_id, fresh=False)
+        assert grown._value.get() > before
+        counter._cached.clear()
+        assert await _counts(bob, room_id, fresh=True) == incremental == expected
+
+    for body in "abc":
+        await send(body)
+    await step((3, 0))
+    await send("bob?", mention=True)
+    await send("d")
+    await step((4, 1))  # the window is full: "a" left it
+    await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "mine"})
+    await send("e")
+    await step((4, 1))  # bob's own event is not in the window
+    await send("f")
+    await send("g")
+    await step((4, 0))  # the mention left the window
