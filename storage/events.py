@@ -6,6 +6,7 @@ groups, the rooms' current state and forward extremities, and takes their stream
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +131,9 @@ class EventCache:
     def __init__(self, size: int = 50_000):
         self.size = size
         self._items: OrderedDict[str, StoredEvent] = OrderedDict()
+        # Event ID -> the read of it under way: its batch's answer, or None when that read
+        # failed (see EventStore.get_events).
+        self.loading: dict[str, asyncio.Future[dict[str, StoredEvent] | None]] = {}
 
     def get(self, event_id: str) -> StoredEvent | None:
         item = self._items.get(event_id)
@@ -145,6 +149,9 @@ class EventCache:
 
     def invalidate(self, event_id: str) -> None:
         self._items.pop(event_id, None)
+        # A read under way may have read the event before the change: it is not cached,
+        # and later readers read again.
+        self.loading.pop(event_id, None)
 
 
 class EventStore:
@@ -345,24 +352,78 @@ class EventStore:
     # ---- reading events ------------------------------------------------------------------
 
     async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        """The events found, from the cache or the database. Readers of an event another
+        reader is reading wait for that read: a message committed by another process
+        wakes every member's /sync at once, and each asks for it."""
         found: dict[str, StoredEvent] = {}
-        missing = []
+        missing: list[str] = []
+        pending: list[tuple[str, asyncio.Future[dict[str, StoredEvent] | None]]] = []
         for eid in event_ids:
             cached = self.cache.get(eid)
             if cached is not None:
                 found[eid] = cached
+            elif (under_way := self.cache.loading.get(eid)) is not None:
+                pending.append((eid, under_way))
             else:
                 missing.append(eid)
         if missing:
-            rows = await self.db.fetch(_EVENTS_BY_ID, missing)
-            loaded = [_row_to_event(row) for row in rows]
-            redaction_ids = [e.redacted_by for e in loaded if e.redacted_by]
-            redactions = await self.get_events(redaction_ids) if redaction_ids else {}
-            for item in loaded:
-                if item.redacted_by:
-                    item.redaction = redactions.get(item.redacted_by)
+            found.update(await self._load(missing))
+        failed: list[str] = []
+        for eid, under_way in pending:
+            # Shielded: a waiter's cancellation must not cancel the others' answer.
+            batch = await asyncio.shield(under_way)
+            if batch is None:
+                failed.append(eid)
+            elif eid in batch:
+                found[eid] = batch[eid]
+        if failed:
+            found.update(await self._read(failed))
+        return found
+
+    async def _load(self, event_ids: list[str]) -> dict[str, StoredEvent]:
+        """Reads the events, as the read under way that other readers of them wait for."""
+        under_way: asyncio.Future[dict[str, StoredEvent] | None]
+        under_way = asyncio.get_running_loop().create_future()
+        loading = self.cache.loading
+        for eid in event_ids:
+            loading[eid] = under_way
+        loaded: dict[str, StoredEvent] | None = None
+        try:
+            loaded = await self._read(event_ids, under_way)
+            return loaded
+        finally:
+            for eid in event_ids:
+                if loading.get(eid) is under_way:
+                    del loading[eid]
+            under_way.set_result(loaded)
+
+    async def _read(
+        self, event_ids: list[str], under_way: asyncio.Future | None = None
+    ) -> dict[str, StoredEvent]:
+        """Reads the events from the database, with their redactions (from the cache or
+        read here too: never waiting for other reads, one of which may wait for this
+        one). Cached unless invalidated while read."""
+        rows = await self.db.fetch(_EVENTS_BY_ID, event_ids)
+        loaded = [_row_to_event(row) for row in rows]
+        redaction_ids = [e.redacted_by for e in loaded if e.redacted_by]
+        redactions: dict[str, StoredEvent] = {}
+        if redaction_ids:
+            unread = []
+            for rid in redaction_ids:
+                cached = self.cache.get(rid)
+                if cached is not None:
+                    redactions[rid] = cached
+                else:
+                    unread.append(rid)
+            if unread:
+                redactions.update(await self._read(unread))
+        found: dict[str, StoredEvent] = {}
+        for item in loaded:
+            if item.redacted_by:
+                item.redaction = redactions.get(item.redacted_by)
+            if under_way is None or self.cache.loading.get(item.event_id) is under_way:
                 self.cache.put(item)
-                found[item.event_id] = item
+            found[item.event_id] = item
         return found
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
