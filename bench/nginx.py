@@ -19,18 +19,24 @@ NGINX_DIR = REPO_DIR / "deploy" / "nginx"
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 # The shipped upstreams name two workers; their `server` lines are replaced by one per port.
-_CLIENT_UPSTREAM = re.compile(r"(    server 127\.0\.0\.1:800\d max_fails=3 fail_timeout=5s;\n)+")
 _FEDERATION_UPSTREAM = re.compile(
     r"(        server 127\.0\.0\.1:2800\d max_fails=3 fail_timeout=5s;\n)+"
 )
+_UP = "max_fails=3 fail_timeout=5s"
 
 
 def _upstream_lines(pattern: re.Pattern[str], text: str, ports: Sequence[int], indent: str) -> str:
-    lines = "".join(
-        f"{indent}server 127.0.0.1:{port} max_fails=3 fail_timeout=5s;\n" for port in ports
-    )
+    lines = "".join(f"{indent}server 127.0.0.1:{port} {_UP};\n" for port in ports)
     text, n = pattern.subn(lambda _: lines, text, count=1)
     assert n == 1, "the shipped nginx file no longer has the upstream this renderer rewrites"
+    return text
+
+
+def _client_upstream(text: str, name: str, lines: str) -> str:
+    """The `server` lines of the site's upstream `name` replaced by `lines`."""
+    pattern = re.compile(rf"(upstream {name} \{{\n(?:    [^\n]*\n)*?)(?:    server [^\n]*\n)+")
+    text, n = pattern.subn(lambda m: m.group(1) + lines, text, count=1)
+    assert n == 1, f"the shipped nginx site no longer has the upstream {name}"
     return text
 
 
@@ -38,7 +44,19 @@ def render_site(client_ports: Sequence[int], listen_port: int, cert: Path, key: 
     """deploy/nginx/homeserver.conf for workers on `client_ports`, TLS on 127.0.0.1:listen_port."""
     site = (NGINX_DIR / "homeserver.conf").read_text()
     site = re.sub(r"server \{\n    listen 80;.*?\n\}\n", "", site, count=1, flags=re.S)
-    site = _upstream_lines(_CLIENT_UPSTREAM, site, client_ports, "    ")
+    # The first worker writes events (the others stand by), the others answer /sync (the
+    # only worker does, when there is one), every worker the rest.
+    writer, *others = client_ports
+    site = _client_upstream(
+        site,
+        "homeserver_event_writer",
+        f"    server 127.0.0.1:{writer} {_UP};\n"
+        + "".join(f"    server 127.0.0.1:{port} backup;\n" for port in others),
+    )
+    sync = "".join(f"    server 127.0.0.1:{port} {_UP};\n" for port in others or [writer])
+    site = _client_upstream(site, "homeserver_sync", sync)
+    every = "".join(f"    server 127.0.0.1:{port} {_UP};\n" for port in client_ports)
+    site = _client_upstream(site, "homeserver_client", every)
     site = site.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{listen_port} ssl http2;")
     site = site.replace("    listen [::]:443 ssl http2;\n", "")
     site = site.replace("/etc/ssl/homeserver/fullchain.pem", str(cert))

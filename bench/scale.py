@@ -5,9 +5,10 @@ send + sync load on 1, 2 and 4 processes behind nginx (issue 16, items 3 and 4).
         [--processes 1,2,4] [--quick]
 
 scale_out: for each process count, a fresh database, that many workers of ours behind
-Debian's nginx (the shipped deploy/nginx site, TLS, hashing by access token), the same
-users and rooms, every user in a /sync long-poll loop, and a fixed number of messages
-sent by a fixed number of concurrent senders. Figures: msgs/s sent, events/s delivered,
+Debian's nginx (the shipped deploy/nginx site, TLS: the first worker writes events, the
+others answer /sync, the rest is hashed by access token), the same users and rooms,
+every user in a /sync long-poll loop, and a fixed number of messages sent by a fixed
+number of concurrent senders. Figures: msgs/s sent, events/s delivered,
 syncs/s answered, send and delivery latency, each worker's RSS and its share of /syncs.
 
 longpolls_10k: one process; 10,000 users (registered through an appservice, so that

@@ -1,6 +1,7 @@
 """Two worker processes on one database behind a real nginx, configured by the files in
-deploy/nginx/: clients land on both workers, every message reaches every member, and when
-one worker stops, its clients carry on through the other with nothing lost."""
+deploy/nginx/: the first worker writes every event, the second answers every /sync, every
+message reaches every member, and when either worker stops, clients carry on through the
+other with nothing lost."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.federation_ca import TestCA
 from tests.harness import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[3]
-USERS_MAX = 24  # bounded: registering stops once both workers serve someone
+USERS = 4
 MESSAGES_EACH = 5
 # Without it a sync after many messages is `limited` and starts at the latest ones.
 WHOLE_TIMELINE = {"room": {"timeline": {"limit": 500}}}
@@ -112,28 +113,25 @@ async def test_two_workers_behind_nginx_lose_nothing(tmp_path, fresh_dsn):
     procs: list[asyncio.subprocess.Process] = []
     clients: list[AsyncClient] = []
     tls = ssl.create_default_context(cafile=str(ca.ca_path))
+
+    async def start_worker(i: int) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "homeserver", "run", "-c", str(config_path),
+            "--listen", f"127.0.0.1:{client_ports[i]}",
+            "--metrics-listen", f"127.0.0.1:{metrics_ports[i]}",
+            "--federation-listen", f"127.0.0.1:{federation_ports[i]}",
+            cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        procs.append(proc)
+        await _wait_http(f"http://127.0.0.1:{client_ports[i]}/_matrix/client/versions", proc)
+        return proc
+
+    async def stop(proc: asyncio.subprocess.Process) -> None:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+
     try:
-        for i in range(2):
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "homeserver",
-                    "run",
-                    "-c",
-                    str(config_path),
-                    "--listen",
-                    f"127.0.0.1:{client_ports[i]}",
-                    "--metrics-listen",
-                    f"127.0.0.1:{metrics_ports[i]}",
-                    "--federation-listen",
-                    f"127.0.0.1:{federation_ports[i]}",
-                    cwd=ROOT,
-                    stderr=asyncio.subprocess.PIPE,
-                )  # fmt: skip
-            )
-        for i, proc in enumerate(procs):
-            await _wait_http(f"http://127.0.0.1:{client_ports[i]}/_matrix/client/versions", proc)
+        workers = [await start_worker(0), await start_worker(1)]
         proxy = await asyncio.create_subprocess_exec(
             nginx, "-p", str(tmp_path), "-c", str(conf), stderr=asyncio.subprocess.PIPE
         )
@@ -149,17 +147,12 @@ async def test_two_workers_behind_nginx_lose_nothing(tmp_path, fresh_dsn):
             async with http.get(fed, ssl=tls) as resp:
                 assert resp.status == 200 and "server" in await resp.json()
 
-        # Register until both workers serve some device's /sync (hashed by token).
         metrics = [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
-        for n in range(USERS_MAX):
+        for n in range(USERS):
             client = AsyncClient(base, config=AsyncClientConfig(store_sync_tokens=False), ssl=tls)  # type: ignore[arg-type]
             clients.append(client)
             assert isinstance(await client.register(f"worker{n}", PASSWORD), RegisterResponse)
             await client.sync(timeout=0)
-            served = [await _requests_served(url) for url in metrics]
-            if len(clients) >= 4 and all(served):
-                break
-        assert all([await _requests_served(url) for url in metrics]), "one worker got nobody"
 
         owner, *others = clients
         room_id = (await owner.room_create(invite=[c.user_id for c in others])).room_id
@@ -183,17 +176,27 @@ async def test_two_workers_behind_nginx_lose_nothing(tmp_path, fresh_dsn):
         sent = await send_all("before")
         for c in clients:
             assert await _collect(c, room_id, sent) == sent
-        # Every send went to one worker (nginx hashes them all on one key), though the
-        # senders' syncs are spread over both.
+        # The first worker took every send (and the room's creation and joins), the
+        # second every /sync.
         sends = [await _requests_served(url, "/send/") for url in metrics]
-        assert sorted(sends) == [0, len(clients) * MESSAGES_EACH], sends
+        assert sends == [len(clients) * MESSAGES_EACH, 0], sends
+        syncs = [await _requests_served(url) for url in metrics]
+        assert syncs[0] == 0 and syncs[1] > 0, syncs
 
-        # One worker stops (SIGTERM); its devices move to the other through nginx.
-        procs[0].send_signal(signal.SIGTERM)
-        await asyncio.wait_for(procs[0].wait(), 30)
-        sent = await send_all("after")
+        # The /sync worker stops (SIGTERM): the event writer answers /sync too.
+        await stop(workers[1])
+        sent = await send_all("sync-worker-down")
         for c in clients:
             assert await _collect(c, room_id, sent) == sent
+        assert await _requests_served(metrics[0]) > 0
+
+        # It is back, and the writer stops: the other worker persists the events.
+        workers[1] = await start_worker(1)
+        await stop(workers[0])
+        sent = await send_all("writer-down")
+        for c in clients:
+            assert await _collect(c, room_id, sent) == sent
+        assert await _requests_served(metrics[1], "/send/") == len(clients) * MESSAGES_EACH
     finally:
         for c in clients:
             await c.close()
