@@ -297,6 +297,10 @@ class CpuMeter:
         nginx = self.cluster.nginx
         return {
             "workers": self._cpu([w.pid for w in self.cluster.workers], children=True),
+            **{
+                f"worker{i}": self._cpu([w.pid], children=True)
+                for i, w in enumerate(self.cluster.workers)
+            },
             "nginx": self._cpu(
                 [nginx.process.proc.pid if nginx and nginx.process.proc else None], True
             ),
@@ -319,11 +323,23 @@ class CpuMeter:
         writer and checkpointer count as other work)."""
         end = await self._read()
         wall = time.perf_counter() - self._began
+        per_worker = [
+            round((end[f"worker{i}"] - self._start.get(f"worker{i}", 0.0)) / wall, 3)
+            for i in range(len(self.cluster.workers))
+        ]
+        used = {
+            k: (end[k] - self._start.get(k, 0.0)) / wall
+            for k in end
+            if k[:2] != "pg" and not (k.startswith("worker") and k[6:].isdigit())
+        }
         # Per backend pid: one that opened inside the window counts from zero.
-        used = {k: (end[k] - self._start.get(k, 0.0)) / wall for k in end if k[:2] != "pg"}
         used["postgres_backends"] = (
             sum(end[k] - self._start.get(k, 0.0) for k in end if k[:2] == "pg") / wall
         )
         ours = sum(v for k, v in used.items() if k != "machine_busy")
         used["other_work_on_machine"] = max(0.0, used["machine_busy"] - ours)
-        return {f"cores_{k}": round(v, 3) for k, v in used.items()}
+        # Each worker's own share (the first one writes the events behind nginx).
+        return {
+            **{f"cores_{k}": round(v, 3) for k, v in used.items()},
+            "cores_per_worker": per_worker,
+        }
