@@ -153,8 +153,8 @@ class HousekeepingConfig:
     enabled: bool = True
     # How often the runner looks for due tasks; each task has its own period below.
     tick_s: float = 10.0
-    # Period of the pruning tasks (to-device txns, device-list changes, rejected events,
-    # media caches).
+    # Period of the pruning tasks (to-device and event txns, device-list changes, rejected
+    # events, notifications, media caches).
     prune_interval_s: int = 3600
     # /sendToDevice transaction IDs are remembered this long for idempotent retries.
     to_device_txn_retention_s: int = 7 * 86_400
@@ -165,6 +165,8 @@ class HousekeepingConfig:
     device_list_retention_s: int = 30 * 86_400
     # Rejected federated events nothing refers to are forgotten after this.
     rejected_event_retention_s: int = 30 * 86_400
+    # Notifications (GET /notifications, the push badge count) are kept this long.
+    push_notification_retention_s: int = 30 * 86_400
     # Remote media cached longer ago than this is deleted (fetched again on demand);
     # None keeps it forever.
     remote_media_max_age_s: int | None = 90 * 86_400

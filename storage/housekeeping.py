@@ -79,6 +79,17 @@ class HousekeepingStore:
         status = await self.db.execute(f"DELETE FROM {table} WHERE created_ts < $1", before_ms)
         return _count(status)
 
+    async def prune_push_notifications(self, before_ms: int, limit: int) -> int:
+        """Deletes up to `limit` notifications made before `before_ms` (by the BRIN index
+        on their time)."""
+        status = await self.db.execute(
+            "DELETE FROM push_notifications WHERE ctid = ANY(ARRAY("
+            " SELECT ctid FROM push_notifications WHERE ts < $1 LIMIT $2))",
+            before_ms,
+            limit,
+        )
+        return _count(status)
+
     async def prune_device_list_changes(self, before_ms: int, below_pos: int) -> int:
         """Deletes device-list changes written before `before_ms` and at positions below
         `below_pos`, and raises the stream's floor to the highest position deleted, in the

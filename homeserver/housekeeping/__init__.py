@@ -29,6 +29,13 @@ and operators trigger a task directly with `runner.run_task(name)` (or every due
   state and never a valid auth event; if sent again it is rejected again. Rows with status
   'outlier' (auth chains and state of joined rooms) and 'soft_failed' (can still enter
   state through resolution, or be cited by accepted events) are kept.
+- `push_notifications`: notifications (one row per notified member of every message,
+  half the bytes a message costs: deploy/SIZING.md) made more than
+  `push_notification_retention_s` ago (30 days). Their readers: GET /notifications, which
+  lists the last 30 days only, and the badge count sent to push gateways (notifications
+  after the user's read receipt), which stops counting unread ones older than that.
+  Pushers are past them: the push worker sends each as it makes it. Deleted in batches,
+  so that no transaction holds a month of rows.
 - `media`: cached remote media older than `remote_media_max_age_s` (fetched again when
   asked for; quarantines outlive the cache entry), unused upload reservations past their
   expiry, and URL previews a day past theirs (MediaRepository.reap_expired).
@@ -74,6 +81,10 @@ if TYPE_CHECKING:
     from homeserver.sync.notifier import Notifier
 
 _OUTLIER_BATCH = 500
+# Notifications deleted per transaction, and transactions per run at most (the next run
+# goes on: a first run on a year of rows must not hold the runner for hours).
+_PUSH_NOTIFICATION_BATCH = 5_000
+_PUSH_NOTIFICATION_BATCHES = 200
 
 
 class Housekeeping:
@@ -112,6 +123,7 @@ class Housekeeping:
                 Task("event_txns", prune, self._txn_pruner("event_txns")),
                 Task("device_list_changes", prune, self._prune_device_list_changes),
                 Task("rejected_events", prune, self._prune_rejected_events),
+                Task("push_notifications", prune, self._prune_push_notifications),
                 Task("media", prune, self._expire_media),
                 Task("presence", config.presence_interval_s, self._presence_time_out),
                 Task("erasure", config.erasure_interval_s, self.eraser.run),
@@ -168,6 +180,16 @@ class Housekeeping:
             total += count
             if count < _OUTLIER_BATCH:
                 return total
+
+    async def _prune_push_notifications(self, now: int) -> int:
+        before = now - self.config.push_notification_retention_s * 1000
+        total = 0
+        for _ in range(_PUSH_NOTIFICATION_BATCHES):
+            count = await self.store.prune_push_notifications(before, _PUSH_NOTIFICATION_BATCH)
+            total += count
+            if count < _PUSH_NOTIFICATION_BATCH:
+                break
+        return total
 
     async def _expire_media(self, now: int) -> int:
         await self.media.reap_expired(now)

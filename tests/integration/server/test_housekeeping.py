@@ -223,6 +223,38 @@ async def test_prune_device_list_changes_old_tokens_see_everything(make_server, 
     assert status == 200 and alice.user_id in body["changed"], body
 
 
+async def test_prune_push_notifications_keeps_thirty_days(make_server):
+    server = await make_server(housekeeping=QUIET)
+    assert server.hs.config.housekeeping.push_notification_retention_s == 30 * 86_400
+    alice, bob = await server.client(), await server.client()
+    room_id = await _shared_room(alice, bob)
+    sent = {}
+    for body in ("old", "new"):
+        resp = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+        assert isinstance(resp, RoomSendResponse), resp
+        sent[body] = resp.event_id
+
+    async def notified() -> list[str]:
+        status, page = await server.request("GET", f"{V3}/notifications", token=bob.access_token)
+        assert status == 200, page
+        return [n["event"]["event_id"] for n in page["notifications"]]
+
+    for _ in range(200):  # the push worker makes them in the background; bounded
+        if set(sent.values()) <= set(await notified()):
+            break
+        await asyncio.sleep(0.05)
+    before = await notified()  # the invite notified bob too
+    assert before[:2] == [sent["new"], sent["old"]]
+    # "old" was made thirty days and a minute ago.
+    await server.db.execute(
+        "UPDATE push_notifications SET ts = ts - $1 WHERE event_id = $2",
+        30 * DAY_MS + 60_000,
+        sent["old"],
+    )
+    assert await server.hs.housekeeping.runner.run_task("push_notifications", now_ms()) == 1
+    assert await notified() == [e for e in before if e != sent["old"]]
+
+
 async def test_prune_rejected_events_keeps_outliers_and_referenced_ones(make_server):
     server = await make_server(housekeeping=QUIET)
     old = now_ms() - server.hs.config.housekeeping.rejected_event_retention_s * 1000 - 1000
