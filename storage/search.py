@@ -9,8 +9,8 @@ phrases", `or`, `-word`) in the configured text-search configuration.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from storage.database import Database
@@ -25,6 +25,14 @@ SEARCHED_FIELDS: dict[str, tuple[str, str]] = {
 SEARCH_KEYS = tuple(key for key, _ in SEARCHED_FIELDS.values())
 # ts_rank_cd normalisation 32 (rank / (rank + 1)): ranks in [0, 1), comparable across rooms.
 _RANK = "ts_rank_cd(s.vector, q, 32)"
+# Recent order over more matches than this (in all the rooms searched): rooms with a page
+# of matches are walked from their newest rows instead of reading and sorting every match
+# (a word in one message in five of 100,000: 35 ms against 0.1 ms).
+_WALK_ABOVE = 2_000
+# A walk looks at this many of a room's newest rows per match wanted (at most
+# _WALK_MAX_ROWS); a room where they hold fewer matches is read through the index instead.
+_WALK_ROWS_PER_MATCH = 20
+_WALK_MAX_ROWS = 5_000
 
 
 class UnknownLanguage(Exception):
@@ -139,10 +147,32 @@ class SearchStore:
         return where
 
     async def search(
-        self, query: SearchQuery, after: tuple[float, int] | None, limit: int
+        self,
+        query: SearchQuery,
+        after: tuple[float, int] | None,
+        limit: int,
+        counts: Mapping[str, int] | None = None,
     ) -> list[Hit]:
         """Matches in order (rank then newest, or newest), strictly after `after`, the
-        (rank, stream ordering) of the last match already returned."""
+        (rank, stream ordering) of the last match already returned. `counts` (matches per
+        room, `count_by_room`) lets recent order walk the rooms with many matches."""
+        if query.by_rank or counts is None or sum(counts.values()) <= _WALK_ABOVE:
+            return await self._matches(query, after, limit)
+        dense = sorted(r for r, n in counts.items() if n >= limit)
+        found = await self._walk(query, dense, after, limit) if dense else {}
+        # A room whose walk found a page holds its newest matches in what it looked at.
+        done = {r for r, hits in found.items() if len(hits) >= limit}
+        hits = [h for r in done for h in found[r][:limit]]
+        rest = [r for r in query.room_ids if counts.get(r) and r not in done]
+        if rest:
+            hits += await self._matches(replace(query, room_ids=rest), after, limit)
+        hits.sort(key=lambda h: h.stream_ordering, reverse=True)
+        return hits[:limit]
+
+    async def _matches(
+        self, query: SearchQuery, after: tuple[float, int] | None, limit: int
+    ) -> list[Hit]:
+        """Every match read through the text index, ordered, the first `limit` kept."""
         args: list[Any] = []
         where = self._where(query, args)
         if after is not None:
@@ -155,33 +185,61 @@ class SearchStore:
                 where += f" AND ({_RANK} < {r} OR ({_RANK} = {r} AND s.stream_ordering < {o}))"
             else:
                 where += f" AND s.stream_ordering < {o}"
-        order = (
-            f"{_RANK} DESC, s.stream_ordering DESC" if query.by_rank else "s.stream_ordering DESC"
-        )
         args.append(limit)
+        if query.by_rank:
+            sql = (
+                f"SELECT s.event_id, s.room_id, s.stream_ordering, {_RANK} AS rank"
+                " FROM event_search s, websearch_to_tsquery($2::regconfig, $1) q"
+                f" WHERE {where} ORDER BY {_RANK} DESC, s.stream_ordering DESC"
+                f" LIMIT ${len(args)}"
+            )
+        else:
+            # Ranked after the limit: only the rows returned.
+            sql = (
+                f"SELECT s.event_id, s.room_id, s.stream_ordering, {_RANK} AS rank"
+                " FROM (SELECT s.event_id, s.room_id, s.stream_ordering, s.vector"
+                "   FROM event_search s, websearch_to_tsquery($2::regconfig, $1) q"
+                f"   WHERE {where} ORDER BY s.stream_ordering DESC LIMIT ${len(args)}) s,"
+                " websearch_to_tsquery($2::regconfig, $1) q ORDER BY s.stream_ordering DESC"
+            )
+        return _hits(await self.db.fetch(sql, *args))
+
+    async def _walk(
+        self, query: SearchQuery, room_ids: list[str], after: tuple[float, int] | None, limit: int
+    ) -> dict[str, list[Hit]]:
+        """Per room, the matches among its newest rows (before `after`), newest first."""
+        args: list[Any] = []
+        where = self._where(replace(query, room_ids=room_ids), args)
+        args.append(min(limit * _WALK_ROWS_PER_MATCH, _WALK_MAX_ROWS))
+        rows_cap = f"${len(args)}"
+        before = ""
+        if after is not None:
+            args.append(after[1])
+            before = f" AND w.stream_ordering < ${len(args)}"
         rows = await self.db.fetch(
             f"SELECT s.event_id, s.room_id, s.stream_ordering, {_RANK} AS rank"
-            " FROM event_search s, websearch_to_tsquery($2::regconfig, $1) q"
-            f" WHERE {where} ORDER BY {order} LIMIT ${len(args)}",
+            " FROM unnest($3::text[]) AS r(room_id)"
+            " CROSS JOIN LATERAL (SELECT * FROM event_search w WHERE w.room_id = r.room_id"
+            f"   {before} ORDER BY w.stream_ordering DESC LIMIT {rows_cap}) s,"
+            " websearch_to_tsquery($2::regconfig, $1) q"
+            f" WHERE {where} ORDER BY s.stream_ordering DESC",
             *args,
         )
-        # An event matching on two keys (never today: one field per type) appears once.
-        seen: set[str] = set()
-        hits = []
-        for r in rows:
-            if r["event_id"] not in seen:
-                seen.add(r["event_id"])
-                hits.append(Hit(r["event_id"], r["room_id"], r["stream_ordering"], r["rank"]))
-        return hits
+        found: dict[str, list[Hit]] = {}
+        for hit in _hits(rows):
+            found.setdefault(hit.room_id, []).append(hit)
+        return found
 
-    async def count(self, query: SearchQuery) -> int:
+    async def count_by_room(self, query: SearchQuery) -> dict[str, int]:
+        """Matches per room (rooms without any left out)."""
         args: list[Any] = []
         where = self._where(query, args)
-        return await self.db.fetchval(
-            "SELECT count(DISTINCT s.event_id) FROM event_search s,"
-            f" websearch_to_tsquery($2::regconfig, $1) q WHERE {where}",
+        rows = await self.db.fetch(
+            "SELECT s.room_id, count(*) AS n FROM event_search s,"
+            f" websearch_to_tsquery($2::regconfig, $1) q WHERE {where} GROUP BY s.room_id",
             *args,
         )
+        return {r["room_id"]: r["n"] for r in rows}
 
     async def highlights(self, term: str) -> list[str]:
         """The lexemes the term is searched as (stemmed, in the configured language)."""
@@ -191,3 +249,15 @@ class SearchStore:
             self.language,
         )
         return sorted(r["word"] for r in rows)
+
+
+def _hits(rows) -> list[Hit]:
+    # An event matching on two keys (never today: one field per type, and one row per
+    # event and key) appears once.
+    seen: set[str] = set()
+    hits = []
+    for r in rows:
+        if r["event_id"] not in seen:
+            seen.add(r["event_id"])
+            hits.append(Hit(r["event_id"], r["room_id"], r["stream_ordering"], r["rank"]))
+    return hits

@@ -60,9 +60,11 @@ class SearchService:
             by_rank=criteria.by_rank,
         )
         after = (cursor.rank, cursor.ordering) if cursor is not None else None
-        found, last, exhausted = await self._page(user_id, query, criteria, ignored, after)
+        # Counted first: how many matches each room holds decides how recent order reads.
+        counts = await self.store.count_by_room(query) if rooms else {}
+        found, last, exhausted = await self._page(user_id, query, criteria, ignored, after, counts)
         out: dict[str, Any] = {
-            "count": await self.store.count(query) if rooms else 0,
+            "count": sum(counts.values()),
             "highlights": await self.store.highlights(criteria.term),
         }
         contexts = (
@@ -108,6 +110,7 @@ class SearchService:
         criteria: Criteria,
         ignored: frozenset[str],
         after: tuple[float, int] | None,
+        counts: dict[str, int],
     ) -> tuple[list[tuple[Hit, StoredEvent]], Hit | None, bool]:
         """(matches the user may see with their events, the last match read, whether the
         index has no more)."""
@@ -117,7 +120,7 @@ class SearchService:
             return found, last, True
         for _ in range(_MAX_ROUNDS):
             want = criteria.limit - len(found)
-            hits = await self.store.search(query, after, want)
+            hits = await self.store.search(query, after, want, counts)
             if hits:
                 last = hits[-1]
                 after = (last.rank, last.stream_ordering)

@@ -131,6 +131,59 @@ async def test_search_ranks_orders_paginates_and_shows_context(server):
     assert first not in [e.event_id for e in resp.chunk]
 
 
+async def test_recent_order_walks_rooms_with_many_matches(server, monkeypatch):
+    """Recent order over many matches walks the rooms holding a page of them from their
+    newest rows (storage/search.py): paged through, it returns what reading every match
+    returns, in the same order, whether a walk found its page (dense rooms) or gave up
+    (sparse ones, read through the index instead)."""
+    from storage import search
+
+    alice = await server.client("alice")
+    dense, sparse, few = [await _room(alice, name=n) for n in ("dense", "sparse", "few")]
+    for i in range(8):
+        await _send(alice, dense, f"orbit report {i}")
+        if i % 2:
+            await _send(alice, sparse, f"orbit sighting {i}")
+        for k in range(3):
+            await _send(alice, sparse, f"nothing {i} {k}")
+    await _send(alice, few, "one orbit")
+    # Two matches newer than all but one of the dense room's: a walk (3 rows for a page
+    # of 3) finds the second only, and must not take the room as done.
+    for body in ("late orbit", "nothing", "nothing", "later orbit", "nothing", "nothing"):
+        await _send(alice, sparse, body)
+    await _send(alice, dense, "the newest orbit")
+    criteria = {"search_term": "orbit", "order_by": "recent", "filter": {"limit": 3}}
+
+    async def paged() -> list[tuple[str, float]]:
+        out, token = [], None
+        for _ in range(20):
+            page = await _search(server, alice, criteria, token)
+            out += [(r["result"]["event_id"], r["rank"]) for r in page["results"]]
+            assert page["count"] == 16
+            token = page.get("next_batch")
+            if token is None:
+                return out
+        raise AssertionError("no end of pages")
+
+    read_all = await paged()
+    assert len(read_all) == 16 and all(rank > 0 for _, rank in read_all)
+    walks = []
+    real_walk = search.SearchStore._walk
+
+    async def counted_walk(self, *args):
+        found = await real_walk(self, *args)
+        walks.append({room: len(hits) for room, hits in found.items()})
+        return found
+
+    monkeypatch.setattr(search, "_WALK_ABOVE", 0)
+    monkeypatch.setattr(search, "_WALK_ROWS_PER_MATCH", 1)  # 3 rows per room per page
+    monkeypatch.setattr(search.SearchStore, "_walk", counted_walk)
+    assert await paged() == read_all
+    # The dense room's walks found their page; the sparse room's gave up at times.
+    assert any(w.get(dense, 0) >= 3 for w in walks)
+    assert any(w.get(sparse, 0) == 1 for w in walks)
+
+
 async def test_filter_and_group_next_batch(server):
     alice = await server.client("alice")
     bob = await server.client("bob")
