@@ -273,6 +273,7 @@ class Homeserver:
             ) from None
         self.notifier.start(await self.streams.current_positions())
         self.user_cache.register()
+        self.user_cache.on_event_changed = self.event_store.cache.invalidate
         await self.db.listen(self.streams.on_notify, self._listen_reconnected)
         await self.events.start()
         await self.federation.start()
@@ -284,6 +285,7 @@ class Homeserver:
     async def _listen_reconnected(self) -> None:
         # Notifications sent while the LISTEN connection was down are lost.
         self.user_cache.clear()
+        self.event_store.cache.clear()
         await self.streams.resync()
 
     async def stop(self) -> None:

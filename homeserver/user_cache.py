@@ -4,7 +4,9 @@ Every authenticated request looked its access token up (a round trip), and every
 counted the device's one-time keys (another). Both are cached here, per process, and
 invalidated through PostgreSQL: triggers on the tables behind them (migration 1600) NOTIFY
 `hs_invalidate` at commit, whichever code path or process wrote the rows, and every
-process LISTENs on it (storage/database.py).
+process LISTENs on it (storage/database.py). The same channel carries the IDs of events
+whose stored form changed (migration 1891: redacted, erased, purged), for the event cache
+(storage/events.py), which is dropped too when the LISTEN connection comes back.
 
 Three rules keep a cache from serving what was changed:
 - a fill only lands if no invalidation arrived while it was loading (a generation
@@ -142,6 +144,10 @@ class UserCaches:
         self.sessions = InvalidatedCache("sessions", SESSIONS_CACHE_SIZE, usable)
         # (user, device) -> (one-time key counts, unused fallback key types).
         self.key_status_cache = InvalidatedCache("key_counts", KEY_STATUS_CACHE_SIZE, usable)
+        # Told the ID of each event whose stored form changed in any process (redacted,
+        # erased, purged: migration 1891): the composition root points it at the event
+        # cache, which this module does not own.
+        self.on_event_changed: Callable[[str], None] | None = None
         self._barrier_ids = itertools.count(1)
         self._barriers: dict[str, asyncio.Future] = {}
         self._instance = uuid.uuid4().hex[:12]
@@ -183,6 +189,9 @@ class UserCaches:
             self.sessions.invalidate(("t", message[1]))
         elif kind == "k":
             self.key_status_cache.invalidate(("k", message[1], message[2]))
+        elif kind == "e":
+            if self.on_event_changed is not None:
+                self.on_event_changed(message[1])
         elif kind == "b":
             fut = self._barriers.pop(message[1], None)
             if fut is not None and not fut.done():

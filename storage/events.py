@@ -147,6 +147,11 @@ class EventCache:
         if len(self._items) > self.size:
             self._items.popitem(last=False)
 
+    def clear(self) -> None:
+        """Everything (reads under way are not cached either)."""
+        self._items.clear()
+        self.loading.clear()
+
     def invalidate(self, event_id: str) -> None:
         self._items.pop(event_id, None)
         # A read under way may have read the event before the change: it is not cached,

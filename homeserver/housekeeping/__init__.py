@@ -57,8 +57,8 @@ Not a cluster task: devices' last_seen_ts / last_seen_ip are noted in memory on 
 authenticated request and written in one statement every `last_seen_flush_s` and at stop
 (last_seen.py), by every process for what it saw.
 
-Gaps: the erasure invalidates the event cache of the process that runs it only (like a
-redaction today), so another process may serve a cached unredacted copy until it evicts it.
+Events the erasure, expiry and self-destruct tasks rewrite leave every process's event
+cache by the triggers of migration 1891, whichever process runs the task.
 """
 
 from __future__ import annotations

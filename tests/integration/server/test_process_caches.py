@@ -319,6 +319,26 @@ async def test_push_rules_and_unread_counts_follow_the_other_process(two_process
     assert sync.rooms.join[room_id].unread_notifications.notification_count == 0
 
 
+async def test_redactions_reach_the_other_process_event_cache(two_processes):
+    """Each process keeps the events it read in memory; an event redacted through A must
+    be served redacted by B, which had it cached (with nginx's roles, A persists every
+    redaction and B answers the /syncs)."""
+    a, b = two_processes
+    grace, heidi, room_id, sent = await _room_with_unread(a)
+    grace_on_b = await b.login("grace")
+    path = f"/_matrix/client/v3/rooms/{room_id}/event/{sent[1]}"
+    for _ in range(2):  # the second read is served from B's cache
+        status, event = await _raw(b, "GET", path, grace_on_b.access_token, {})
+        assert status == 200 and event["content"]["body"] == "two", event
+    redaction = await heidi.room_redact(room_id, sent[1], reason="sent by mistake")
+    assert not hasattr(redaction, "status_code"), redaction
+    # The redaction is visible on B once its events stream says so.
+    await grace_on_b.sync(timeout=10_000, full_state=True)
+    status, event = await _raw(b, "GET", path, grace_on_b.access_token, {})
+    assert status == 200 and event["content"] == {}, event
+    assert event["unsigned"]["redacted_because"]["event_id"] == redaction.event_id
+
+
 def _bodies(sync: SyncResponse, room_id: str) -> list[str]:
     room = sync.rooms.join.get(room_id)
     return [getattr(e, "body", "") for e in room.timeline.events] if room else []
