@@ -398,3 +398,12 @@ async def test_english_stems(make_server):
     result = await _search(server, alice, {"search_term": "martian lands"})
     assert _ids(result) == [hit]
     assert "martian" in result["highlights"]
+
+
+async def test_text_index_pending_list_is_bounded(server):
+    """Every search reads the text index's pending list in full: its size is capped
+    (migration 1892) below PostgreSQL's 4 MB default."""
+    options = await server.db.fetchval(
+        "SELECT reloptions FROM pg_class WHERE relname = 'event_search_vector'"
+    )
+    assert "gin_pending_list_limit=256" in (options or [])
