@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from storage.database import Database
 
 
-@dataclass
+@dataclass(slots=True)
 class SentRoom:
     sent_upto: int
     membership: str
@@ -89,9 +89,7 @@ class SlidingSyncStore:
             pos=pos,
             tokens=row["tokens"],
             lists=row["lists"],
-            rooms={
-                r["room_id"]: SentRoom(r["sent_upto"], r["membership"], r["config"]) for r in rooms
-            },
+            rooms={room_id: SentRoom(upto, m, c) for room_id, upto, m, c in rooms},
         )
 
     async def record(

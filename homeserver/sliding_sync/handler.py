@@ -319,6 +319,8 @@ class SlidingSync:
         initial: list[str] = []
         changed: dict[str, int] = {}  # room -> events position it was last sent up to
         refreshed: list[str] = []  # same events, new required_state or timeline_limit
+        # A connection's rooms share a handful of (asked, sent) config pairs.
+        expands: dict[tuple[int, str], bool] = {}
         for room_id, config in configs.items():
             r = rooms[room_id]
             sent = previous.rooms.get(room_id) if previous is not None else None
@@ -328,18 +330,21 @@ class SlidingSync:
             moved = r.ordering if r.membership != "join" else (r.last_ordering or 0)
             if moved > sent.sent_upto and sent.sent_upto < now_events:
                 changed[room_id] = sent.sent_upto
-            elif config.expands(sent.config):
-                refreshed.append(room_id)
+            else:
+                pair = (id(config), sent.config)
+                grows = expands.get(pair)
+                if grows is None:
+                    grows = expands[pair] = config.expands(sent.config)
+                if grows:
+                    refreshed.append(room_id)
         # A room whose only news is the user's own read receipt: its counts went down.
         read: list[str] = []
         if since is not None:
             handled = {*initial, *changed, *refreshed}
             quiet = [
                 r
-                for r in configs
-                if r not in handled
-                and rooms[r].membership == "join"
-                and self.notifier.changed_since(r, "receipts", since["receipts"])
+                for r in self.notifier.changed_among(configs, "receipts", since["receipts"])
+                if r not in handled and rooms[r].membership == "join"
             ]
             if quiet:
                 read = await self.ephemeral.rooms_read_by(
@@ -672,13 +677,12 @@ class SlidingSync:
         for name in ("account_data", "receipts", "typing"):
             if name not in req.extensions:
                 continue
-            scope = {r for r in relevant[name] if rooms.get(r) and rooms[r].membership == "join"}
-            joined = {r for r, ur in rooms.items() if ur.membership == "join"}
+            scope = relevant[name] & built.joined
             ctx = self._context(
                 requester,
                 since,
                 now,
-                scope if name != "account_data" else joined,
+                scope if name != "account_data" else built.joined,
                 fresh & scope,
             )
             scratch = {}

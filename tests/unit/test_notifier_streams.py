@@ -76,3 +76,26 @@ def test_quiet_since_vouches_only_for_what_it_saw():
     assert notifier.quiet_since({"@u", "!room"}, notifier.current_token())
     notifier.on_change(StreamChange("presence", 1, everyone=True))
     assert not notifier.quiet_since({"@u"}, {**notifier.current_token(), "presence": 0})
+
+
+def test_changed_among_names_what_changed_since_would():
+    """The batch form /sync and sliding sync use over a user's rooms: it must agree with
+    the per-key check, including before the process's start and after a change to all."""
+    notifier = Notifier()
+    notifier.start({"receipts": 10})
+    notifier.on_change(StreamChange("receipts", 12, rooms={"!a"}))
+    notifier.on_change(StreamChange("receipts", 14, rooms={"!b"}))
+    notifier.on_change(StreamChange("typing", 15, rooms={"!c"}))
+    keys = ["!c", "!b", "!a", "!never"]
+
+    def agrees(position: int) -> list[str]:
+        among = notifier.changed_among(keys, "receipts", position)
+        assert among == [k for k in keys if notifier.changed_since(k, "receipts", position)]
+        return among
+
+    assert agrees(11) == ["!b", "!a"]
+    assert agrees(13) == ["!b"]
+    assert agrees(14) == []
+    assert agrees(9) == keys  # before this process started: nothing is known quiet
+    notifier.on_change(StreamChange("receipts", 16, everyone=True))
+    assert agrees(15) == keys

@@ -35,9 +35,9 @@ def changed_rooms(notifier: Notifier, ctx: SyncContext, rooms: list[str], stream
     rooms joined since the token count as moved."""
     if ctx.since is None:
         return rooms
-    since = ctx.since[stream]
     fresh = ctx.newly_joined_room_ids
-    return [r for r in rooms if r in fresh or notifier.changed_since(r, stream, since)]
+    moved = set(notifier.changed_among(rooms, stream, ctx.since[stream]))
+    return [r for r in rooms if r in moved or r in fresh]
 
 
 async def room_member_changes(
@@ -50,11 +50,8 @@ async def room_member_changes(
         return []
     if ctx.member_changes is None:
         since, now = ctx.since.get("events", 0), ctx.now.get("events", 0)
-        moved = sorted(
-            r
-            for r in ctx.joined_room_ids
-            if notifier.changed_since(state_key_of(r), "events", since)
-        )
+        by_key = {state_key_of(r): r for r in ctx.joined_room_ids}
+        moved = sorted(by_key[k] for k in notifier.changed_among(by_key, "events", since))
         ctx.member_changes = (
             await memberships.membership_changes(moved, since, now) if moved and now > since else []
         )

@@ -20,8 +20,8 @@ class ReceiptsStream(StreamProvider):
     async def fill(self, ctx: SyncContext, response: dict[str, Any]) -> None:
         if not ctx.sync_filter.ephemeral.allows_dict("m.receipt", None, None, None):
             return
-        rooms = sorted(r for r in ctx.joined_room_ids if ctx.sync_filter.rooms.allows_room(r))
-        rooms = changed_rooms(self.notifier, ctx, rooms, self.stream)
+        rooms = changed_rooms(self.notifier, ctx, list(ctx.joined_room_ids), self.stream)
+        rooms = sorted(r for r in rooms if ctx.sync_filter.rooms.allows_room(r))
         if not rooms:
             return
         rows = await self.store.receipt_changes(

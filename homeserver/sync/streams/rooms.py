@@ -131,10 +131,8 @@ class RoomsStream(StreamProvider):
             candidates = set(ctx.joined_room_ids)
         else:
             candidates = {
-                r
-                for r in ctx.joined_room_ids
-                if ctx.newly_joined_room_ids.__contains__(r)
-                or self.notifier.changed_since(r, "events", ctx.since["events"])
+                *self.notifier.changed_among(ctx.joined_room_ids, "events", ctx.since["events"]),
+                *(ctx.newly_joined_room_ids & ctx.joined_room_ids),
             }
         candidates = {r for r in candidates if rooms_filter.allows_room(r)}
         if candidates:
