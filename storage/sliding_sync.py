@@ -4,7 +4,7 @@ a connection survives a restart and any process can serve its next request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage.database import Database
@@ -60,35 +60,32 @@ class SlidingSyncStore:
             if row is None:
                 return None
             connection_id = row["connection_id"]
-            await conn.execute(
-                "UPDATE sliding_sync_connections SET last_used_ts = $2 WHERE id = $1",
-                connection_id,
-                now_ms,
-            )
-            await conn.execute(
-                "DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND pos <> $2",
-                connection_id,
-                pos,
-            )
-            # Rows of answers not taken, and rows superseded by a newer one at or below pos.
-            await conn.execute(
-                "DELETE FROM sliding_sync_rooms r WHERE connection_id = $1 AND (pos > $2"
-                " OR EXISTS (SELECT 1 FROM sliding_sync_rooms n"
-                "   WHERE n.connection_id = r.connection_id AND n.room_id = r.room_id"
-                "   AND n.pos > r.pos AND n.pos <= $2))",
-                connection_id,
-                pos,
-            )
+            # One round trip after the lock (a statement of its own: its snapshot sees an
+            # answer recorded while this request waited for the lock, whose rows must go).
+            # The SELECT reads the snapshot before the DELETEs beside it: rows newer than
+            # pos are left out by its WHERE and superseded ones by the dict below.
             rooms = await conn.fetch(
-                "SELECT room_id, sent_upto, membership, config FROM sliding_sync_rooms"
-                " WHERE connection_id = $1",
+                "WITH touched AS (UPDATE sliding_sync_connections SET last_used_ts = $3"
+                "   WHERE id = $1),"
+                " positions AS (DELETE FROM sliding_sync_positions"
+                "   WHERE connection_id = $1 AND pos <> $2),"
+                # Rows of answers not taken, and rows superseded by a newer one at or below pos.
+                " stale AS (DELETE FROM sliding_sync_rooms r WHERE connection_id = $1"
+                "   AND (pos > $2 OR EXISTS (SELECT 1 FROM sliding_sync_rooms n"
+                "     WHERE n.connection_id = r.connection_id AND n.room_id = r.room_id"
+                "     AND n.pos > r.pos AND n.pos <= $2)))"
+                " SELECT room_id, sent_upto, membership, config FROM sliding_sync_rooms"
+                " WHERE connection_id = $1 AND pos <= $2 ORDER BY pos",
                 connection_id,
+                pos,
+                now_ms,
             )
         return Position(
             connection_id=connection_id,
             pos=pos,
             tokens=row["tokens"],
             lists=row["lists"],
+            # In pos order: a room's newest row at or below pos is the one kept.
             rooms={room_id: SentRoom(upto, m, c) for room_id, upto, m, c in rooms},
         )
 
@@ -100,7 +97,7 @@ class SlidingSyncStore:
         previous: Position | None,
         tokens: str,
         lists: str,
-        sent: Iterable[tuple[str, int, str, str]],
+        sent: Sequence[tuple[str, int, str, str]],
         now_ms: int,
         expired_before: int,
     ) -> int:
@@ -140,21 +137,34 @@ class SlidingSyncStore:
                     "SELECT 1 FROM sliding_sync_connections WHERE id = $1 FOR UPDATE",
                     connection_id,
                 )
-                if found is None or not await conn.fetchval(
-                    "SELECT 1 FROM sliding_sync_positions WHERE pos = $1", previous.pos
-                ):
+                if found is None:
                     raise UnknownPosition
+            rooms, uptos, memberships, configs = zip(*sent, strict=True) if sent else ((),) * 4
+            # The position and its rooms in one statement (after the lock, so it sees a
+            # `previous` that a request holding the lock meanwhile dropped), written only
+            # while `previous` still exists.
             pos = await conn.fetchval(
-                "INSERT INTO sliding_sync_positions (connection_id, tokens, lists, created_ts)"
-                " VALUES ($1, $2, $3, $4) RETURNING pos",
+                "WITH p AS (INSERT INTO sliding_sync_positions"
+                "   (connection_id, tokens, lists, created_ts)"
+                "   SELECT $1, $2, $3, $4"
+                "   WHERE $5::bigint IS NULL"
+                "   OR EXISTS (SELECT 1 FROM sliding_sync_positions WHERE pos = $5)"
+                "   RETURNING pos),"
+                " r AS (INSERT INTO sliding_sync_rooms (connection_id, room_id, pos, sent_upto,"
+                "   membership, config) SELECT $1, s.room_id, p.pos, s.sent_upto, s.membership,"
+                "   s.config FROM p, unnest($6::text[], $7::bigint[], $8::text[], $9::text[])"
+                "   AS s(room_id, sent_upto, membership, config))"
+                " SELECT pos FROM p",
                 connection_id,
                 tokens,
                 lists,
                 now_ms,
+                previous.pos if previous is not None else None,
+                list(rooms),
+                list(uptos),
+                list(memberships),
+                list(configs),
             )
-            await conn.executemany(
-                "INSERT INTO sliding_sync_rooms (connection_id, room_id, pos, sent_upto,"
-                " membership, config) VALUES ($1, $2, $3, $4, $5, $6)",
-                [(connection_id, r, pos, upto, m, c) for r, upto, m, c in sent],
-            )
+            if pos is None:
+                raise UnknownPosition
         return pos
