@@ -194,16 +194,20 @@ class RoomSummaryStore:
 
     # ---- reading --------------------------------------------------------------------------
 
-    async def user_rooms(self, user_id: str) -> list[UserRoom]:
-        """Every room the user has a membership in, with its summary. One query."""
+    async def user_rooms(
+        self, user_id: str, room_ids: Sequence[str] | None = None
+    ) -> list[UserRoom]:
+        """Every room the user has a membership in (or those of `room_ids` they have
+        one in), with its summary. One query."""
         rows = await self.db.fetch(
             "SELECT u.room_id, u.membership, u.event_id, u.sender, u.ordering, u.is_direct,"
             " s.bump_stamp, s.last_ordering, s.name, s.avatar, COALESCE(s.encrypted, FALSE)"
             " AS encrypted, s.room_type, COALESCE(s.joined_count, 0) AS joined_count,"
             " COALESCE(s.invited_count, 0) AS invited_count"
             " FROM user_room_summaries u LEFT JOIN room_summaries s ON s.room_id = u.room_id"
-            " WHERE u.user_id = $1",
+            " WHERE u.user_id = $1 AND ($2::text[] IS NULL OR u.room_id = ANY($2::text[]))",
             user_id,
+            list(room_ids) if room_ids is not None else None,
         )
         # Positional: the columns are selected in the order of UserRoom's fields.
         return [UserRoom(*r) for r in rows]

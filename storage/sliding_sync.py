@@ -1,10 +1,19 @@
 """Sliding sync connections (MSC4186): per (user, device, conn_id), the positions handed
 out as `pos` and what each position's response had sent of each room. In PostgreSQL, so
-a connection survives a restart and any process can serve its next request."""
+a connection survives a restart and any process can serve its next request.
+
+What a connection had sent as of a position never changes once the position is recorded
+(its rows at or below it are only ever pruned to the newest per room), so each process
+keeps the sent rooms of the positions it last handed out or resumed, and a request that
+resumes one of them skips reading them back: a user in 500 rooms had 500 rows read per
+request. Another process serving the connection meanwhile hands out other positions,
+which are read from the database here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from storage.database import Database
@@ -23,16 +32,65 @@ class Position:
     pos: int
     tokens: str
     lists: str
-    rooms: dict[str, SentRoom]
+    # Shared with the store's cache: never to be changed.
+    rooms: Mapping[str, SentRoom]
 
 
 class UnknownPosition(Exception):
     """The position is not (or no longer) one of this connection's."""
 
 
+# Sent rooms held over all connections (LRU by connection), each a few hundred bytes.
+SENT_CACHE_ROOMS = 100_000
+
+# Using a position ($2) acknowledges it (see resume): the connection's other positions go,
+# and so do its rows of answers not taken (above $2) and the rows that those since the
+# previous acknowledged position ($4) supersede (each acknowledgement leaves one row per
+# room at or below its position, so only rooms sent since then can have two).
+_ACKNOWLEDGE = (
+    "WITH touched AS (UPDATE sliding_sync_connections SET last_used_ts = $3 WHERE id = $1),"
+    " positions AS (DELETE FROM sliding_sync_positions WHERE connection_id = $1 AND pos <> $2),"
+    " untaken AS (DELETE FROM sliding_sync_rooms WHERE connection_id = $1 AND pos > $2),"
+    # Rooms first, each then probed on its own (a join was planned the other way round on
+    # stale statistics: every row of the connection scanned per room, 11 ms).
+    " superseded AS (DELETE FROM sliding_sync_rooms o WHERE o.connection_id = $1"
+    "   AND o.room_id = ANY(ARRAY(SELECT room_id FROM sliding_sync_rooms"
+    "     WHERE connection_id = $1 AND pos > $4 AND pos <= $2))"
+    "   AND o.pos < (SELECT max(n.pos) FROM sliding_sync_rooms n"
+    "     WHERE n.connection_id = $1 AND n.room_id = o.room_id AND n.pos <= $2))"
+)
+
+
+class _SentCache:
+    """connection -> (pos, the rooms it had sent as of pos), bounded by rooms held."""
+
+    def __init__(self, max_rooms: int):
+        self.max_rooms = max_rooms
+        self._items: OrderedDict[int, tuple[int, Mapping[str, SentRoom]]] = OrderedDict()
+        self._rooms = 0
+
+    def get(self, connection_id: int, pos: int) -> Mapping[str, SentRoom] | None:
+        held = self._items.get(connection_id)
+        if held is None or held[0] != pos:
+            return None
+        self._items.move_to_end(connection_id)
+        return held[1]
+
+    def put(self, connection_id: int, pos: int, rooms: Mapping[str, SentRoom]) -> None:
+        held = self._items.pop(connection_id, None)
+        if held is not None:
+            self._rooms -= len(held[1])
+        self._items[connection_id] = (pos, rooms)
+        self._rooms += len(rooms)
+        while self._rooms > self.max_rooms and len(self._items) > 1:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._rooms -= len(dropped)
+
+
 class SlidingSyncStore:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, sent_cache_rooms: int = SENT_CACHE_ROOMS):
         self.db = db
+        self._sent = _SentCache(sent_cache_rooms)
 
     async def resume(
         self, user_id: str, device_id: str, conn_id: str, pos: int, now_ms: int, min_used_ts: int
@@ -47,7 +105,9 @@ class SlidingSyncStore:
         position gone and records nothing."""
         async with self.db.transaction() as conn:
             row = await conn.fetchrow(
-                "SELECT p.connection_id, p.tokens, p.lists FROM sliding_sync_positions p"
+                "SELECT p.connection_id, p.tokens, p.lists, (SELECT min(a.pos)"
+                " FROM sliding_sync_positions a WHERE a.connection_id = c.id) AS acknowledged"
+                " FROM sliding_sync_positions p"
                 " JOIN sliding_sync_connections c ON c.id = p.connection_id"
                 " WHERE p.pos = $1 AND c.user_id = $2 AND c.device_id = $3 AND c.conn_id = $4"
                 " AND c.last_used_ts >= $5 FOR UPDATE OF c",
@@ -59,35 +119,30 @@ class SlidingSyncStore:
             )
             if row is None:
                 return None
-            connection_id = row["connection_id"]
-            # One round trip after the lock (a statement of its own: its snapshot sees an
-            # answer recorded while this request waited for the lock, whose rows must go).
-            # The SELECT reads the snapshot before the DELETEs beside it: rows newer than
-            # pos are left out by its WHERE and superseded ones by the dict below.
-            rooms = await conn.fetch(
-                "WITH touched AS (UPDATE sliding_sync_connections SET last_used_ts = $3"
-                "   WHERE id = $1),"
-                " positions AS (DELETE FROM sliding_sync_positions"
-                "   WHERE connection_id = $1 AND pos <> $2),"
-                # Rows of answers not taken, and rows superseded by a newer one at or below pos.
-                " stale AS (DELETE FROM sliding_sync_rooms r WHERE connection_id = $1"
-                "   AND (pos > $2 OR EXISTS (SELECT 1 FROM sliding_sync_rooms n"
-                "     WHERE n.connection_id = r.connection_id AND n.room_id = r.room_id"
-                "     AND n.pos > r.pos AND n.pos <= $2)))"
-                " SELECT room_id, sent_upto, membership, config FROM sliding_sync_rooms"
-                " WHERE connection_id = $1 AND pos <= $2 ORDER BY pos",
-                connection_id,
-                pos,
-                now_ms,
-            )
-        return Position(
-            connection_id=connection_id,
-            pos=pos,
-            tokens=row["tokens"],
-            lists=row["lists"],
-            # In pos order: a room's newest row at or below pos is the one kept.
-            rooms={room_id: SentRoom(upto, m, c) for room_id, upto, m, c in rooms},
-        )
+            connection_id, acknowledged = row["connection_id"], row["acknowledged"]
+            # A statement of its own after the lock: its snapshot sees an answer recorded
+            # while this request waited for the lock, whose rows must go.
+            sent = self._sent.get(connection_id, pos)
+            if sent is not None:
+                await conn.execute(
+                    f"{_ACKNOWLEDGE} SELECT 1", connection_id, pos, now_ms, acknowledged
+                )
+            else:
+                # The SELECT reads the snapshot before the DELETEs beside it: rows newer
+                # than pos are left out by its WHERE and superseded ones by the order (a
+                # room's newest row at or below pos comes last and is the one kept).
+                rows = await conn.fetch(
+                    f"{_ACKNOWLEDGE} SELECT room_id, sent_upto, membership, config"
+                    " FROM sliding_sync_rooms WHERE connection_id = $1 AND pos <= $2"
+                    " ORDER BY pos",
+                    connection_id,
+                    pos,
+                    now_ms,
+                    acknowledged,
+                )
+                sent = {room_id: SentRoom(upto, m, c) for room_id, upto, m, c in rows}
+        self._sent.put(connection_id, pos, sent)
+        return Position(connection_id, pos, row["tokens"], row["lists"], sent)
 
     async def record(
         self,
@@ -167,4 +222,7 @@ class SlidingSyncStore:
             )
             if pos is None:
                 raise UnknownPosition
+        as_of: dict[str, SentRoom] = dict(previous.rooms) if previous is not None else {}
+        as_of.update((r, SentRoom(upto, m, c)) for r, upto, m, c in sent)
+        self._sent.put(connection_id, pos, as_of)
         return pos

@@ -30,6 +30,7 @@ from homeserver.sliding_sync.request import (
     RoomConfig,
     SlidingSyncRequest,
 )
+from homeserver.sliding_sync.room_list import UserRoomsCache
 from homeserver.sync.caches import SyncCaches
 from homeserver.sync.context import SyncContext
 from homeserver.sync.notifier import Notifier
@@ -105,6 +106,7 @@ class SlidingSync:
     ):
         self.store = store
         self.summaries = summaries
+        self.room_list = UserRoomsCache(summaries, notifier)
         self.events = events
         self.memberships = memberships
         self.out_of_band = out_of_band
@@ -215,7 +217,7 @@ class SlidingSync:
     async def _user_rooms(self, user_id: str, since: dict | None) -> dict[str, UserRoom]:
         """The rooms a room list may show: joined, invited, knocked, and left or banned
         unless the user left by themselves before this connection's last response."""
-        rows = {r.room_id: r for r in await self.summaries.user_rooms(user_id)}
+        rows = dict(await self.room_list.get(user_id))
         # Invites and knocks that reached us without their room (over federation).
         for room_id, oob in (await self.out_of_band.for_user(user_id)).items():
             known = rows.get(room_id)

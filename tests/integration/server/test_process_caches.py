@@ -32,6 +32,7 @@ from nio import (
     WhoamiResponse,
 )
 
+from tests.integration.sliding_sync.helpers import Connection, list_ids
 from tests.processes import free_port, generate_config, homeserver, run_to_end, wait_ready
 
 PASSWORD = "correct horse battery staple"
@@ -388,6 +389,63 @@ async def test_ignore_list_and_sync_presence_follow_the_other_process(two_proces
         a, "GET", f"/_matrix/client/v3/presence/{grace.user_id}/status", grace.access_token, {}
     )
     assert status == 200 and body["presence"] == "online", body
+
+
+class _Over:
+    """A process as the sliding sync test helper's `server`: raw requests to it."""
+
+    def __init__(self, process: Process):
+        self.process = process
+
+    async def request(self, method: str, path: str, *, token: str, json: dict) -> tuple:
+        return await _raw(self.process, method, path, token, json)
+
+
+async def test_sliding_sync_room_list_and_sent_rooms_follow_the_other_process(two_processes):
+    """Each process keeps a user's room list rows and what a connection had sent as of the
+    positions it handed out. Renames, invites and messages made through A must show in
+    B's room list, and a connection answered by A and B in turn must get each room once."""
+    a, b = two_processes
+    ivan = await a.register("ivan")
+    judy = await a.register("judy")
+    first = (await ivan.room_create(name="first")).room_id
+    second = (await ivan.room_create(name="second")).room_id
+    body = {
+        "lists": {
+            "all": {"ranges": [[0, 9]], "timeline_limit": 1},
+            "renamed": {
+                "ranges": [[0, 9]],
+                "timeline_limit": 1,
+                "filters": {"room_name_like": "renamed"},
+            },
+        }
+    }
+    on_a, on_b = Connection(_Over(a), ivan.access_token), Connection(_Over(b), ivan.access_token)
+    resp = await on_b.sync(body)
+    assert list_ids(resp, "all") == [second, first] and resp["lists"]["renamed"]["count"] == 0
+    on_b.pos = (await on_b.sync(body))["pos"]  # B answers from what it holds now
+
+    await ivan.room_put_state(first, "m.room.name", {"name": "renamed"})
+    third = (await judy.room_create(name="third", invite=[ivan.user_id])).room_id
+    resp = await on_b.sync(body, timeout=10_000)
+    for _ in range(20):  # until B's notifier has heard both (each wakes the poll)
+        if resp["lists"]["all"]["count"] == 3 and resp["lists"]["renamed"]["count"] == 1:
+            break
+        resp = await on_b.sync(body, timeout=10_000)
+    assert set(list_ids(resp, "all")) == {first, second, third}
+    assert list_ids(resp, "renamed") == [first]
+
+    # A answers the connection from B's position, then B from A's.
+    on_a.pos = on_b.pos
+    sent = await ivan.room_send(second, "m.room.message", {"msgtype": "m.text", "body": "hi"})
+    assert isinstance(sent, RoomSendResponse)
+    resp = await on_a.sync(body, timeout=10_000)
+    assert list_ids(resp, "all")[0] == second
+    assert [e["event_id"] for e in resp["rooms"][second]["timeline"]] == [sent.event_id]
+    on_b.pos = on_a.pos
+    resp = await on_b.sync(body)
+    assert second not in resp["rooms"], resp["rooms"].keys()  # A sent it already
+    assert list_ids(resp, "all")[0] == second
 
 
 async def test_a_process_runs_and_reports_the_gc_policy(two_processes):
